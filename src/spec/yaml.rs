@@ -116,9 +116,10 @@ impl Builder {
                 let tag = tag_of(tag.as_deref());
                 let quoted = !matches!(style, ScalarStyle::Plain)
                     || matches!(&tag, Some(Tag::Other(t)) if t == "!!str");
-                let value = if !quoted && is_null(&text) && tag.is_none() {
-                    Value::Null
-                } else if !quoted && is_null(&text) && matches!(tag, Some(Tag::Reset)) {
+                let value = if !quoted
+                    && is_null(&text)
+                    && (tag.is_none() || matches!(tag, Some(Tag::Reset)))
+                {
                     Value::Null
                 } else {
                     Value::Scalar(Scalar {
@@ -218,7 +219,9 @@ impl Builder {
                                 ));
                             }
                         };
-                        if name == "<<" && !from_alias && !node.as_scalar().is_some_and(|s| s.quoted)
+                        if name == "<<"
+                            && !from_alias
+                            && !node.as_scalar().is_some_and(|s| s.quoted)
                         {
                             *pending_merge = true;
                             return Ok(());
@@ -332,11 +335,29 @@ mod tests {
     #[test]
     fn keeps_locations() {
         let n = one("services:\n  web:\n    image: nginx\n");
-        let web = n.as_map().unwrap().get("services").unwrap().as_map().unwrap();
-        let img = web.get("web").unwrap().as_map().unwrap().get("image").unwrap();
+        let web = n
+            .as_map()
+            .unwrap()
+            .get("services")
+            .unwrap()
+            .as_map()
+            .unwrap();
+        let img = web
+            .get("web")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .get("image")
+            .unwrap();
         assert_eq!((img.loc.line, img.loc.col), (3, 12));
         assert_eq!(img.as_str(), Some("nginx"));
-        let k = web.get("web").unwrap().as_map().unwrap().key("image").unwrap();
+        let k = web
+            .get("web")
+            .unwrap()
+            .as_map()
+            .unwrap()
+            .key("image")
+            .unwrap();
         assert_eq!((k.loc.line, k.loc.col), (3, 5));
     }
 
@@ -355,7 +376,13 @@ mod tests {
         let n = one(
             "x-base: &base\n  image: busybox\n  restart: always\nx-more: &more\n  tty: true\n  restart: no\nservices:\n  a:\n    <<: *base\n    restart: on-failure\n  b:\n    <<: [*more, *base]\n  c: *base\n",
         );
-        let s = n.as_map().unwrap().get("services").unwrap().as_map().unwrap();
+        let s = n
+            .as_map()
+            .unwrap()
+            .get("services")
+            .unwrap()
+            .as_map()
+            .unwrap();
         let a = s.get("a").unwrap().as_map().unwrap();
         assert_eq!(a.get("restart").unwrap().as_str(), Some("on-failure"));
         assert_eq!(a.get("image").unwrap().as_str(), Some("busybox"));
@@ -365,7 +392,10 @@ mod tests {
         assert_eq!(b.get("tty").unwrap().as_str(), Some("true"));
         let c = s.get("c").unwrap();
         assert_eq!(c.loc.line, 13);
-        assert_eq!(c.as_map().unwrap().get("image").unwrap().as_str(), Some("busybox"));
+        assert_eq!(
+            c.as_map().unwrap().get("image").unwrap().as_str(),
+            Some("busybox")
+        );
     }
 
     #[test]

@@ -1,0 +1,194 @@
+//! Top-level `include`: other stack files loaded as their own projects (their own project
+//! directory and env files) whose services, networks, volumes, secrets and configs join the
+//! including stack. A resource defined both by the including file and by an included one is an
+//! error, as in Compose; so is an include cycle.
+
+use std::path::PathBuf;
+
+use super::error::Diagnostic;
+use super::load::{self, Env, FileCtx};
+use super::merge;
+use super::node::{Node, Path, Value};
+
+const SECTIONS: &[&str] = &["services", "networks", "volumes", "secrets", "configs"];
+
+/// Resolves the `include` entries of `doc` (already canonicalized: each entry has `path` as a
+/// list of absolute paths) and removes the `include` key.
+pub fn apply(doc: &mut Node, ctx: &mut FileCtx<'_>) -> Result<(), Vec<Diagnostic>> {
+    let mut stack = Vec::new();
+    apply_inner(doc, ctx, &mut stack)
+}
+
+fn apply_inner(
+    doc: &mut Node,
+    ctx: &mut FileCtx<'_>,
+    stack: &mut Vec<PathBuf>,
+) -> Result<(), Vec<Diagnostic>> {
+    let Some(top) = doc.as_map_mut() else {
+        return Ok(());
+    };
+    let Some(inc) = top.remove("include") else {
+        return Ok(());
+    };
+    let Value::Seq(entries) = inc.value else {
+        return Ok(());
+    };
+    let mut errs = Vec::new();
+    for (i, entry) in entries.into_iter().enumerate() {
+        let path = Path::root().key("include").index(i);
+        let Some(m) = entry.as_map() else { continue };
+        let paths: Vec<(PathBuf, Node)> = m
+            .get("path")
+            .and_then(Node::as_seq)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|p| p.as_str().map(|s| (PathBuf::from(s), p.clone())))
+            .collect();
+        let Some((first, _)) = paths.first() else {
+            errs.push(Diagnostic::new(
+                &entry.loc,
+                &path,
+                "include entry has no `path`",
+            ));
+            continue;
+        };
+        let project_dir = m
+            .get("project_directory")
+            .and_then(Node::as_str)
+            .map(PathBuf::from)
+            .or_else(|| first.parent().map(|p| p.to_path_buf()))
+            .unwrap_or_default();
+        // The included project's environment: the including one, then its env files.
+        let mut env: Env = ctx.env.clone();
+        let env_files: Vec<(PathBuf, bool)> = match m.get("env_file").and_then(Node::as_seq) {
+            Some(list) => list
+                .iter()
+                .filter_map(|p| p.as_str().map(|s| (PathBuf::from(s), true)))
+                .collect(),
+            None => vec![(project_dir.join(".env"), false)],
+        };
+        for (f, required) in env_files {
+            match std::fs::read_to_string(&f) {
+                Ok(text) => {
+                    ctx.files.push(f.clone());
+                    let snapshot = env.clone();
+                    match super::dotenv::parse(&text, &|k| snapshot.get(k)) {
+                        Ok(pairs) => {
+                            for (k, v) in pairs {
+                                if ctx.env.get(&k).is_none() {
+                                    env.set(&k, &v);
+                                }
+                            }
+                        }
+                        Err(e) => errs.push(Diagnostic::at(
+                            &super::node::Loc::new(
+                                std::sync::Arc::from(f.display().to_string().as_str()),
+                                e.line,
+                                e.col,
+                            ),
+                            e.message.clone(),
+                        )),
+                    }
+                }
+                Err(_) if !required => {}
+                Err(e) => errs.push(Diagnostic::new(
+                    &entry.loc,
+                    &path.key("env_file"),
+                    format!("cannot read env file {}: {e}", f.display()),
+                )),
+            }
+        }
+        let mut merged: Option<Node> = None;
+        for (p, pnode) in &paths {
+            if stack.contains(p) {
+                let mut chain: Vec<String> =
+                    stack.iter().map(|s| s.display().to_string()).collect();
+                chain.push(p.display().to_string());
+                errs.push(Diagnostic::new(
+                    &pnode.loc,
+                    &path,
+                    format!("include cycle: {}", chain.join(" → ")),
+                ));
+                continue;
+            }
+            let mut sub = FileCtx {
+                env: &env,
+                no_interpolate: ctx.no_interpolate,
+                warnings: ctx.warnings,
+                files: ctx.files,
+                stdin: None,
+            };
+            match load::load_file(p, &project_dir, &mut sub) {
+                Ok(mut d) => {
+                    stack.push(p.clone());
+                    let r = apply_inner(&mut d, &mut sub, stack);
+                    stack.pop();
+                    if let Err(e) = r {
+                        errs.extend(e);
+                        continue;
+                    }
+                    merged = match merged {
+                        None => {
+                            merge::strip_tags(&mut d);
+                            Some(d)
+                        }
+                        Some(prev) => match merge::merge(prev, d) {
+                            Ok(n) => Some(n),
+                            Err(e) => {
+                                errs.extend(e);
+                                None
+                            }
+                        },
+                    };
+                }
+                Err(e) => errs.extend(e),
+            }
+        }
+        let Some(included) = merged else { continue };
+        let Value::Map(inc_top) = included.value else {
+            continue;
+        };
+        for (k, v) in inc_top.entries {
+            if !SECTIONS.contains(&k.name.as_str()) {
+                continue;
+            }
+            let Value::Map(objs) = v.value else { continue };
+            let section = match top.get_mut(&k.name) {
+                Some(s) => s,
+                None => {
+                    top.insert(k.clone(), Node::map(Default::default(), k.loc.clone()));
+                    match top.get_mut(&k.name) {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                }
+            };
+            if section.is_null() {
+                section.value = Value::Map(Default::default());
+            }
+            let Some(sm) = section.as_map_mut() else {
+                continue;
+            };
+            for (ok, ov) in objs.entries {
+                if let Some(existing) = sm.key(&ok.name) {
+                    errs.push(
+                        Diagnostic::new(
+                            &existing.loc,
+                            &Path::root().key(&k.name).key(&ok.name),
+                            format!(
+                                "conflicts with the {} `{}` imported by include from {}",
+                                k.name.trim_end_matches('s'),
+                                ok.name,
+                                ok.loc.file
+                            ),
+                        )
+                        .with_hint("rename one of them; included resources cannot be overridden"),
+                    );
+                    continue;
+                }
+                sm.entries.push((ok, ov));
+            }
+        }
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
