@@ -171,6 +171,10 @@ fn apply_inner(
             };
             for (ok, ov) in objs.entries {
                 if let Some(existing) = sm.key(&ok.name) {
+                    // Compose accepts a resource defined identically on both sides.
+                    if sm.get(&ok.name).is_some_and(|e| same_definition(e, &ov)) {
+                        continue;
+                    }
                     errs.push(
                         Diagnostic::new(
                             &existing.loc,
@@ -191,4 +195,42 @@ fn apply_inner(
         }
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// Whether two definitions are the same, ignoring where they were written and key order.
+fn same_definition(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Null, Value::Null) => true,
+        (Value::Scalar(x), Value::Scalar(y)) => x.text == y.text,
+        (Value::Seq(x), Value::Seq(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_definition(p, q))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(&k.name).is_some_and(|w| same_definition(v, w)))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::yaml;
+
+    fn doc(text: &str, file: &str) -> Node {
+        yaml::parse(text, file).unwrap().remove(0)
+    }
+
+    #[test]
+    fn identical_definitions_are_the_same_wherever_written() {
+        let a = doc("driver: bridge\nlabels: {a: \"1\", b: x}\n", "a.yaml");
+        let b = doc("\n\nlabels: {b: x, a: \"1\"}\ndriver: bridge\n", "b.yaml");
+        assert!(same_definition(&a, &b));
+        let c = doc("driver: overlay\nlabels: {a: \"1\", b: x}\n", "c.yaml");
+        assert!(!same_definition(&a, &c));
+        let d = doc("driver: bridge\n", "d.yaml");
+        assert!(!same_definition(&a, &d));
+    }
 }

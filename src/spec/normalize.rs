@@ -137,7 +137,7 @@ pub fn normalize(mut root: Node, cx: &mut Context<'_>) -> Result<Output, Vec<Dia
             }
         }
     }
-    if services.len() > 0 && enabled.is_empty() {
+    if !services.is_empty() && enabled.is_empty() {
         warnings.push("no service is enabled by the active profiles".to_string());
     }
 
@@ -361,12 +361,13 @@ pub fn normalize(mut root: Node, cx: &mut Context<'_>) -> Result<Output, Vec<Dia
                 format!("`scale: {s}` contradicts `deploy.replicas: {d}`"),
             ));
         }
-        if let Some(cn) = m.get("container_name") {
-            if let Some(name) = cn.as_str() {
-                if let Some((r, _)) = &reps
-                    && *r > 1
-                {
-                    errs.push(
+        if let Some(cn) = m.get("container_name")
+            && let Some(name) = cn.as_str()
+        {
+            if let Some((r, _)) = &reps
+                && *r > 1
+            {
+                errs.push(
                         Diagnostic::new(
                             &cn.loc,
                             &sp.key("container_name"),
@@ -377,9 +378,8 @@ pub fn normalize(mut root: Node, cx: &mut Context<'_>) -> Result<Output, Vec<Dia
                         )
                         .with_hint("remove `container_name` or run a single replica"),
                     );
-                }
-                container_names.push((name.to_string(), cn.loc.clone(), k.name.clone()));
             }
+            container_names.push((name.to_string(), cn.loc.clone(), k.name.clone()));
         }
     }
     container_names.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
