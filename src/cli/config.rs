@@ -102,7 +102,11 @@ pub fn run(project: &ProjectArgs, args: &ConfigArgs) -> Result<(), String> {
         }
         lines(&imgs)
     } else if args.graph {
-        stack_graph(c)?.to_dot()
+        let mut dot = stack_graph(c)?.to_dot();
+        if !dot.ends_with('\n') {
+            dot.push('\n');
+        }
+        dot
     } else {
         match args.format {
             Format::Yaml => emit::to_yaml(c),

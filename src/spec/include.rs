@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use super::error::Diagnostic;
 use super::load::{self, Env, FileCtx};
-use super::merge;
 use super::node::{Node, Path, Value};
 
 const SECTIONS: &[&str] = &["services", "networks", "volumes", "secrets", "configs"];
@@ -127,19 +126,7 @@ fn apply_inner(
                         errs.extend(e);
                         continue;
                     }
-                    merged = match merged {
-                        None => {
-                            merge::strip_tags(&mut d);
-                            Some(d)
-                        }
-                        Some(prev) => match merge::merge(prev, d) {
-                            Ok(n) => Some(n),
-                            Err(e) => {
-                                errs.extend(e);
-                                None
-                            }
-                        },
-                    };
+                    load::accumulate(&mut merged, d, &mut errs, true);
                 }
                 Err(e) => errs.extend(e),
             }

@@ -318,16 +318,7 @@ pub fn load_file(
         }
         errs.extend(canon::canonicalize(&mut doc));
         resolve_paths(&mut doc, base, ctx.env);
-        merged = match merged {
-            None => Some(doc),
-            Some(prev) => match merge_nodes(prev, doc) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    errs.extend(e);
-                    None
-                }
-            },
-        };
+        accumulate(&mut merged, doc, &mut errs, false);
     }
     match merged {
         Some(n) if errs.is_empty() => Ok(n),
@@ -335,8 +326,30 @@ pub fn load_file(
     }
 }
 
-fn merge_nodes(base: Node, over: Node) -> Result<Node, Vec<Diagnostic>> {
-    merge::merge(base, over)
+/// Merges `doc` onto what was merged so far, collecting merge errors. With `strip_first`, the
+/// first document's `!reset`/`!override` tags take their single-file meaning; without, they are
+/// kept for a later merge onto earlier files.
+pub fn accumulate(
+    acc: &mut Option<Node>,
+    mut doc: Node,
+    errs: &mut Vec<Diagnostic>,
+    strip_first: bool,
+) {
+    *acc = match acc.take() {
+        None => {
+            if strip_first {
+                merge::strip_tags(&mut doc);
+            }
+            Some(doc)
+        }
+        Some(prev) => match merge::merge(prev, doc) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                errs.extend(e);
+                None
+            }
+        },
+    };
 }
 
 fn is_remote(ctx: &str) -> bool {
@@ -493,59 +506,30 @@ pub fn load(opts: &Options) -> Result<Loaded, SpecErrors> {
     };
     let mut env = build_env(opts, &project_dir, &mut files_read).map_err(SpecErrors)?;
 
-    // Each file on its own, then merged in order.
+    // Each file on its own, then merged in order; then `extends` on the merged stack.
     let mut errs = Vec::new();
     let mut merged: Option<Node> = None;
-    {
-        let mut ctx = FileCtx {
-            env: &env,
-            no_interpolate: opts.no_interpolate,
-            warnings: &mut warnings,
-            files: &mut files_read,
-            stdin: opts.stdin.as_deref(),
-        };
-        for f in &files {
-            match load_file(f, &project_dir, &mut ctx) {
-                Ok(mut doc) => {
-                    if let Err(e) = super::include::apply(&mut doc, &mut ctx) {
-                        errs.extend(e);
-                        continue;
-                    }
-                    merged = match merged {
-                        None => {
-                            let mut d = doc;
-                            merge::strip_tags(&mut d);
-                            Some(d)
-                        }
-                        Some(prev) => match merge_nodes(prev, doc) {
-                            Ok(n) => Some(n),
-                            Err(e) => {
-                                errs.extend(e);
-                                None
-                            }
-                        },
-                    };
-                }
+    let mut ctx = FileCtx {
+        env: &env,
+        no_interpolate: opts.no_interpolate,
+        warnings: &mut warnings,
+        files: &mut files_read,
+        stdin: opts.stdin.as_deref(),
+    };
+    for f in &files {
+        match load_file(f, &project_dir, &mut ctx) {
+            Ok(mut doc) => match super::include::apply(&mut doc, &mut ctx) {
+                Ok(()) => accumulate(&mut merged, doc, &mut errs, true),
                 Err(e) => errs.extend(e),
-            }
+            },
+            Err(e) => errs.extend(e),
         }
     }
     let Some(mut root) = merged.filter(|_| errs.is_empty()) else {
         return Err(SpecErrors(errs).sorted());
     };
-
-    // Extends, resolved on the merged stack.
-    {
-        let mut ctx = FileCtx {
-            env: &env,
-            no_interpolate: opts.no_interpolate,
-            warnings: &mut warnings,
-            files: &mut files_read,
-            stdin: opts.stdin.as_deref(),
-        };
-        if let Err(e) = super::extends::apply(&mut root, &mut ctx) {
-            return Err(SpecErrors(e).sorted());
-        }
+    if let Err(e) = super::extends::apply(&mut root, &mut ctx) {
+        return Err(SpecErrors(e).sorted());
     }
 
     // The project name.
