@@ -79,7 +79,15 @@ pub fn run(project: &ProjectArgs, args: &ConfigArgs) -> Result<(), String> {
     if args.quiet {
         return Ok(());
     }
-    let c = &loaded.config;
+    // Like Compose, an interpolated stack is printed with `$` escaped as `$$`, so the output can
+    // be loaded again and mean the same.
+    let escaped;
+    let c = if args.no_interpolate {
+        &loaded.config
+    } else {
+        escaped = escape_dollars(&loaded.config);
+        &escaped
+    };
     let text = if args.services {
         lines(&start_order(c)?)
     } else if args.volumes {
@@ -118,6 +126,21 @@ pub fn run(project: &ProjectArgs, args: &ConfigArgs) -> Result<(), String> {
         }
     };
     out(&text).map_err(|e| format!("error: cannot write output: {e}"))
+}
+
+/// Every `$` in string values doubled (keys are never interpolated, so they stay).
+fn escape_dollars(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) if s.contains('$') => J::String(s.replace('$', "$$")),
+        J::Array(a) => J::Array(a.iter().map(escape_dollars).collect()),
+        J::Object(o) => J::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), escape_dollars(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// The graph of a loaded stack's canonical JSON.

@@ -14,7 +14,11 @@ const SECTIONS: &[&str] = &["services", "networks", "volumes", "secrets", "confi
 /// Resolves the `include` entries of `doc` (already canonicalized: each entry has `path` as a
 /// list of absolute paths) and removes the `include` key.
 pub fn apply(doc: &mut Node, ctx: &mut FileCtx<'_>) -> Result<(), Vec<Diagnostic>> {
-    let mut stack = Vec::new();
+    // The including file itself is the first link of any cycle.
+    let mut stack: Vec<PathBuf> = match &*doc.loc.file {
+        "-" | "" => Vec::new(),
+        f => vec![PathBuf::from(f)],
+    };
     apply_inner(doc, ctx, &mut stack)
 }
 
@@ -208,6 +212,34 @@ mod tests {
 
     fn doc(text: &str, file: &str) -> Node {
         yaml::parse(text, file).unwrap().remove(0)
+    }
+
+    #[test]
+    fn include_cycle_starts_at_the_including_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("compose.yaml");
+        let sub = dir.path().join("sub.yaml");
+        std::fs::write(
+            &root,
+            "include:\n  - sub.yaml\nservices:\n  a:\n    image: x\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &sub,
+            "include:\n  - compose.yaml\nservices:\n  b:\n    image: x\n",
+        )
+        .unwrap();
+        let opts = load::Options {
+            files: vec![root.clone()],
+            working_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let errs = load::load(&opts).unwrap_err().to_string();
+        let (r, s) = (root.display(), sub.display());
+        assert_eq!(
+            errs,
+            format!("{s}:2:5: include[0]: include cycle: {r} → {s} → {r}")
+        );
     }
 
     #[test]

@@ -540,27 +540,19 @@ pub fn load(opts: &Options) -> Result<Loaded, SpecErrors> {
     let name = if let Some(p) = &opts.project_name {
         units::check_project_name(p).map_err(|e| {
             SpecErrors::one(
-                Diagnostic::at(&Loc::synthetic("-p"), format!("invalid project name: {e}"))
+                Diagnostic::at(&Loc::synthetic("-p"), e)
                     .with_hint("a project name is lower-case letters, digits, `-` and `_`"),
             )
         })?;
         p.clone()
     } else if let Some(p) = env.get("COMPOSE_PROJECT_NAME").filter(|p| !p.is_empty()) {
         units::check_project_name(&p).map_err(|e| {
-            SpecErrors::one(Diagnostic::at(
-                &Loc::synthetic("COMPOSE_PROJECT_NAME"),
-                format!("invalid project name: {e}"),
-            ))
+            SpecErrors::one(Diagnostic::at(&Loc::synthetic("COMPOSE_PROJECT_NAME"), e))
         })?;
         p
     } else if let Some((p, loc)) = top_name {
-        units::check_project_name(&p).map_err(|e| {
-            SpecErrors::one(Diagnostic::new(
-                &loc,
-                &Path::root().key("name"),
-                format!("invalid project name: {e}"),
-            ))
-        })?;
+        units::check_project_name(&p)
+            .map_err(|e| SpecErrors::one(Diagnostic::new(&loc, &Path::root().key("name"), e)))?;
         p
     } else {
         let base = project_dir
@@ -628,4 +620,38 @@ pub fn load(opts: &Options) -> Result<Loaded, SpecErrors> {
 /// A fresh empty mapping node.
 pub fn empty_map(loc: &Loc) -> Node {
     Node::map(Map::new(), loc.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdin_opts(text: &str) -> Options {
+        Options {
+            files: vec![PathBuf::from("-")],
+            working_dir: PathBuf::from("/nonexistent/flotilla-test"),
+            stdin: Some(text.to_string()),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn invalid_project_names_are_reported_once_and_located() {
+        let mut opts = stdin_opts("services:\n  a:\n    image: x\n");
+        opts.project_name = Some("Bad Name".into());
+        let errs = load(&opts).unwrap_err().to_string();
+        assert!(
+            errs.starts_with("-p: invalid project name \"Bad Name\": "),
+            "{errs}"
+        );
+        assert_eq!(errs.matches("invalid project name").count(), 1, "{errs}");
+
+        let opts = stdin_opts("name: -x\nservices:\n  a:\n    image: x\n");
+        let errs = load(&opts).unwrap_err().to_string();
+        assert!(
+            errs.starts_with("-:1:7: name: invalid project name \"-x\": "),
+            "{errs}"
+        );
+        assert_eq!(errs.matches("invalid project name").count(), 1, "{errs}");
+    }
 }

@@ -587,7 +587,9 @@ fn pick<'a>(alts: &'a [Ty], n: &Node) -> Option<&'a Ty> {
 
 /// Checks `node` against `ty`, appending every problem found to `out`.
 pub fn check(node: &Node, ty: &Ty, path: &Path, out: &mut Vec<Diagnostic>) {
-    if node.tag == Some(Tag::Reset) {
+    // A `!reset` value is dropped by the merge, whatever it holds; but a whole document tagged
+    // `!reset` has no parent to drop it from and is kept, so it is checked like any other.
+    if node.tag == Some(Tag::Reset) && path.depth() > 0 {
         return;
     }
     let mismatch = |out: &mut Vec<Diagnostic>| {
