@@ -26,19 +26,45 @@ pub struct Cli {
 #[derive(Args, Debug, Clone, Default)]
 pub struct ProjectArgs {
     /// Stack file(s) to use, in merge order (`-` reads standard input)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Project"
+    )]
     pub files: Vec<PathBuf>,
     /// Project name (default: `name:` in the stack file, else the directory name)
-    #[arg(short = 'p', long = "project-name", global = true)]
+    #[arg(
+        short = 'p',
+        long = "project-name",
+        global = true,
+        help_heading = "Project"
+    )]
     pub project_name: Option<String>,
     /// Enable services of this profile (repeatable; default: $COMPOSE_PROFILES)
-    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    #[arg(
+        long = "profile",
+        global = true,
+        value_name = "PROFILE",
+        help_heading = "Project"
+    )]
     pub profiles: Vec<String>,
     /// Environment file(s) to read instead of the project's `.env`
-    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    #[arg(
+        long = "env-file",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Project"
+    )]
     pub env_files: Vec<PathBuf>,
     /// The project directory (default: the directory of the first stack file)
-    #[arg(long = "project-directory", global = true, value_name = "DIR")]
+    #[arg(
+        long = "project-directory",
+        global = true,
+        value_name = "DIR",
+        help_heading = "Project"
+    )]
     pub project_directory: Option<PathBuf>,
 }
 
