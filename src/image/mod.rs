@@ -2,8 +2,14 @@
 //!
 //! Present so far: [`reference`] (parsing and normalizing image references like Docker),
 //! [`store`] (digests, chain ids, verified blobs and crash-safe layer snapshots under the data
-//! root) and [`unpack`] (fd-confined extraction of layer tarballs with overlayfs whiteouts).
+//! root), [`unpack`] (fd-confined extraction of layer tarballs with overlayfs whiteouts),
+//! [`record`] (image records, manifest/index/config shapes), [`registry`] (the `oci-client` door:
+//! plain HTTP for loopback registries, HTTPS otherwise), [`pull`] and [`push`].
 
+pub mod pull;
+pub mod push;
+pub mod record;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;

@@ -1,0 +1,499 @@
+//! Pull: resolve a reference to a manifest (an index or manifest list resolved to the requested
+//! platform), fetch the config and layer blobs concurrently (bounded), each streamed into the
+//! store and verified against its digest while streaming, unpack each layer as soon as its blob
+//! is complete, and record the image. Blobs and layers already present are neither fetched nor
+//! unpacked again.
+
+use std::io::Write;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::OciDescriptor;
+
+use super::record::{self, Descriptor, ImageRecord, ManifestKind, Platform, RecordError};
+use super::reference::Reference;
+use super::registry::{self, OciReference, RegistryOptions};
+use super::store::{Digest, Store, StoreError};
+use super::unpack::UnpackOptions;
+
+/// Why a pull failed; each variant names the reference or the blob.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("{reference}: not found in the registry")]
+    NotFound { reference: String },
+    #[error(
+        "{reference}: the registry refused access (unauthorized): log in or check the credentials"
+    )]
+    Unauthorized { reference: String },
+    #[error("{reference}: fetch manifest: {reason}")]
+    Manifest { reference: String, reason: String },
+    #[error("{reference}: manifest {digest}: {reason}")]
+    BadManifest {
+        reference: String,
+        digest: String,
+        reason: String,
+    },
+    #[error("{reference}: manifest digest is {actual}, the reference asks for {expected}")]
+    ManifestDigest {
+        reference: String,
+        expected: String,
+        actual: Digest,
+    },
+    #[error("{reference}: no manifest for platform {platform} in the index")]
+    NoPlatform { reference: String, platform: String },
+    #[error("blob {digest}: fetch: {reason}")]
+    Fetch { digest: Digest, reason: String },
+    #[error("blob {digest}: {source}")]
+    Store {
+        digest: Digest,
+        source: Box<StoreError>,
+    },
+    #[error("layer {diff_id}: {source}")]
+    Unpack {
+        diff_id: Digest,
+        source: Box<StoreError>,
+    },
+    #[error("layer {diff_id}: unpack task: {reason}")]
+    Task { diff_id: Digest, reason: String },
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+type Result<T, E = PullError> = std::result::Result<T, E>;
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    pub platform: Platform,
+    /// Bound on concurrent blob downloads (and unpacks).
+    pub concurrency: usize,
+    pub registry: RegistryOptions,
+    pub unpack: UnpackOptions,
+    /// Told every step, for per-layer progress display.
+    pub progress: Option<Progress>,
+}
+
+/// One step of a pull, as `docker pull` shows them per layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// The manifest for the platform is known.
+    Resolved {
+        manifest: Digest,
+        layers: usize,
+    },
+    /// A layer already unpacked in the store: nothing to fetch or unpack.
+    LayerExists {
+        blob: Digest,
+    },
+    /// Bytes of a blob received so far.
+    Downloading {
+        blob: Digest,
+        received: u64,
+        total: u64,
+    },
+    /// A blob is complete and verified in the store.
+    Downloaded {
+        blob: Digest,
+    },
+    Unpacking {
+        blob: Digest,
+    },
+    Unpacked {
+        blob: Digest,
+    },
+}
+
+/// A receiver of [`PullEvent`]s, called from the pulling tasks (keep it quick).
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(&PullEvent) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+fn emit(options: &PullOptions, event: PullEvent) {
+    if let Some(progress) = &options.progress {
+        (progress.0)(&event);
+    }
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            platform: Platform::linux_amd64(),
+            concurrency: registry::DEFAULT_CONCURRENCY,
+            registry: RegistryOptions::default(),
+            unpack: UnpackOptions::default(),
+            progress: None,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    pub record: ImageRecord,
+    /// Blobs (config and layers) downloaded by this pull.
+    pub fetched_blobs: usize,
+    pub fetched_bytes: u64,
+    /// Layers unpacked by this pull (the others were already in the store).
+    pub unpacked_layers: usize,
+}
+
+/// Pulls `reference` into the store and records it under its full name.
+pub async fn pull(
+    store: &Store,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<PullReport> {
+    let name = reference.to_string();
+    // Mirrors first (for Docker Hub images), then the registry itself.
+    let sources = options.registry.sources(reference);
+    let mut resolved = None;
+    let mut last_error = None;
+    for (i, source) in sources.iter().enumerate() {
+        let client = registry::client_for(source, &options.registry);
+        match resolve(&client, source, options).await {
+            Ok(found) => {
+                resolved = Some((client, source, found));
+                break;
+            }
+            // A mirror that fails is skipped; the registry's own answer is final.
+            Err(error) if i + 1 < sources.len() => last_error = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    let Some((client, source, (manifest, data, digest))) = resolved else {
+        return Err(last_error.unwrap_or(PullError::NotFound { reference: name }));
+    };
+    let reference = source;
+    if !store.has_blob(&digest) {
+        store
+            .write_blob(&data, &digest)
+            .map_err(|source| PullError::Store {
+                digest: digest.clone(),
+                source: Box::new(source),
+            })?;
+    }
+
+    let mut fetched_blobs = 0;
+    let mut fetched_bytes = 0;
+    if !store.has_blob(&manifest.config.digest) {
+        fetched_bytes += fetch_blob(&client, store, reference, &manifest.config, options).await?;
+        fetched_blobs += 1;
+    }
+    // The record gives the chain: every layer's chain id is known before any is fetched, so
+    // each layer unpacks as soon as its own blob is complete.
+    let image = record::from_store(store, &name, &digest)?;
+    emit(
+        options,
+        PullEvent::Resolved {
+            manifest: digest.clone(),
+            layers: image.layers.len(),
+        },
+    );
+
+    let concurrency = options.concurrency.max(1);
+    let results: Vec<(Option<u64>, bool)> = stream::iter(image.layers.iter().enumerate())
+        .map(|(i, layer)| {
+            let parent = i
+                .checked_sub(1)
+                .and_then(|p| image.layers.get(p))
+                .map(|p| p.chain_id.clone());
+            let client = &client;
+            async move {
+                if store.has_layer(&layer.chain_id) {
+                    emit(
+                        options,
+                        PullEvent::LayerExists {
+                            blob: layer.blob.digest.clone(),
+                        },
+                    );
+                    return Ok((None, false));
+                }
+                let mut fetched = None;
+                if !store.has_blob(&layer.blob.digest) {
+                    fetched =
+                        Some(fetch_blob(client, store, reference, &layer.blob, options).await?);
+                }
+                emit(
+                    options,
+                    PullEvent::Unpacking {
+                        blob: layer.blob.digest.clone(),
+                    },
+                );
+                let unpacked = unpack(store, parent, layer, &options.unpack).await?;
+                emit(
+                    options,
+                    PullEvent::Unpacked {
+                        blob: layer.blob.digest.clone(),
+                    },
+                );
+                Ok::<_, PullError>((fetched, unpacked))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    let mut unpacked_layers = 0;
+    for (fetched, unpacked) in results {
+        if let Some(bytes) = fetched {
+            fetched_blobs += 1;
+            fetched_bytes += bytes;
+        }
+        unpacked_layers += usize::from(unpacked);
+    }
+    record::save(store, &image)?;
+    Ok(PullReport {
+        record: image,
+        fetched_blobs,
+        fetched_bytes,
+        unpacked_layers,
+    })
+}
+
+/// Fetches the manifest of `reference`, resolving an index to the requested platform; returns
+/// the image manifest, its bytes and its digest (computed from the bytes).
+async fn resolve(
+    client: &oci_client::Client,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<(record::Manifest, bytes::Bytes, Digest)> {
+    let auth = options.registry.registry_auth();
+    let name = reference.to_string();
+    let oci_ref = registry::oci_reference(reference);
+
+    let (data, digest) = fetch_manifest(client, &auth, reference, &oci_ref).await?;
+    if let Some(expected) = &reference.digest
+        && digest.to_string() != *expected
+    {
+        return Err(PullError::ManifestDigest {
+            reference: name,
+            expected: expected.clone(),
+            actual: digest,
+        });
+    }
+    let bad_manifest = |digest: &Digest, reason: String| PullError::BadManifest {
+        reference: reference.to_string(),
+        digest: digest.to_string(),
+        reason,
+    };
+    let resolved = match record::parse_manifest(&data)
+        .map_err(|reason| bad_manifest(&digest, reason))?
+    {
+        ManifestKind::Image(manifest) => (manifest, data, digest),
+        ManifestKind::Index(index) => {
+            let entry = index
+                .manifests
+                .iter()
+                .find(|entry| {
+                    entry
+                        .platform
+                        .as_ref()
+                        .is_some_and(|p| options.platform.matches(p))
+                })
+                .ok_or_else(|| PullError::NoPlatform {
+                    reference: name.clone(),
+                    platform: options.platform.to_string(),
+                })?;
+            let at = registry::oci_reference_at(reference, &entry.digest);
+            let (data, digest) = fetch_manifest(client, &auth, reference, &at).await?;
+            if digest != entry.digest {
+                return Err(bad_manifest(
+                    &entry.digest,
+                    format!("registry served content with digest {digest}"),
+                ));
+            }
+            match record::parse_manifest(&data).map_err(|reason| bad_manifest(&digest, reason))? {
+                ManifestKind::Image(manifest) => (manifest, data, digest),
+                ManifestKind::Index(_) => {
+                    return Err(bad_manifest(&digest, "nested index".to_string()));
+                }
+            }
+        }
+    };
+    Ok(resolved)
+}
+
+async fn fetch_manifest(
+    client: &oci_client::Client,
+    auth: &oci_client::secrets::RegistryAuth,
+    reference: &Reference,
+    oci_ref: &OciReference,
+) -> Result<(bytes::Bytes, Digest)> {
+    let (data, _) = client
+        .pull_manifest_raw(oci_ref, auth, registry::ACCEPTED_MANIFESTS)
+        .await
+        .map_err(|e| manifest_error(reference, &e))?;
+    // The digest is computed here from the bytes received, never taken from a header.
+    let digest = Digest::sha256_of(&data);
+    Ok((data, digest))
+}
+
+fn manifest_error(reference: &Reference, error: &OciDistributionError) -> PullError {
+    if registry::is_not_found(error) {
+        PullError::NotFound {
+            reference: reference.to_string(),
+        }
+    } else if registry::is_unauthorized(error) {
+        PullError::Unauthorized {
+            reference: reference.to_string(),
+        }
+    } else {
+        PullError::Manifest {
+            reference: reference.to_string(),
+            reason: registry::describe(error),
+        }
+    }
+}
+
+/// Streams one blob into the store, verified while streaming; returns the bytes received.
+async fn fetch_blob(
+    client: &oci_client::Client,
+    store: &Store,
+    reference: &Reference,
+    blob: &Descriptor,
+    options: &PullOptions,
+) -> Result<u64> {
+    let digest = &blob.digest;
+    let fetch_error = |reason: String| PullError::Fetch {
+        digest: digest.clone(),
+        reason,
+    };
+    let descriptor = OciDescriptor {
+        media_type: blob.media_type.clone(),
+        digest: digest.to_string(),
+        size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+        ..OciDescriptor::default()
+    };
+    let oci_ref = registry::oci_reference(reference);
+    let mut body = client
+        .pull_blob_stream(&oci_ref, &descriptor)
+        .await
+        .map_err(|e| fetch_error(registry::describe(&e)))?;
+    // The file writes (and the final sync) run on a blocking thread; the network side hands
+    // it chunks through a small bounded channel, so a slow disk slows the download down.
+    let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Chunk>(16);
+    let writer_store = store.clone();
+    let writer_digest = digest.clone();
+    let size = blob.size;
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let digest = writer_digest;
+        let store_error = |source| PullError::Store {
+            digest: digest.clone(),
+            source: Box::new(source),
+        };
+        let mut writer = writer_store.blob_writer(Some(size)).map_err(store_error)?;
+        while let Some(chunk) = incoming.blocking_recv() {
+            match chunk {
+                Chunk::Data(data) => {
+                    writer.write_all(&data).map_err(|e| PullError::Fetch {
+                        digest: digest.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                Chunk::End => {
+                    let written = writer.written();
+                    writer.commit(&digest).map_err(store_error)?;
+                    return Ok(written);
+                }
+            }
+        }
+        // The sender went away without `End`: the download failed; the writer's drop deletes
+        // the partial file.
+        Err(PullError::Fetch {
+            digest: digest.clone(),
+            reason: "download interrupted".to_string(),
+        })
+    });
+    let mut failure = None;
+    let mut received = 0;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(data) => {
+                received += data.len() as u64;
+                emit(
+                    options,
+                    PullEvent::Downloading {
+                        blob: digest.clone(),
+                        received,
+                        total: blob.size,
+                    },
+                );
+                if chunks.send(Chunk::Data(data)).await.is_err() {
+                    // The writer failed; its error is the one to report.
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(fetch_error(registry::lower_first(e.to_string())));
+                break;
+            }
+        }
+    }
+    if failure.is_none() {
+        // A closed channel here means the writer already failed and will say why.
+        let _ = chunks.send(Chunk::End).await;
+    }
+    drop(chunks);
+    let written = writer.await.map_err(|e| fetch_error(e.to_string()))?;
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            let written = written?;
+            emit(
+                options,
+                PullEvent::Downloaded {
+                    blob: digest.clone(),
+                },
+            );
+            Ok(written)
+        }
+    }
+}
+
+/// What the network side of [`fetch_blob`] hands the writer thread.
+enum Chunk {
+    Data(bytes::Bytes),
+    End,
+}
+
+/// Unpacks one layer from its blob on a blocking thread; `false` when it was already unpacked.
+async fn unpack(
+    store: &Store,
+    parent: Option<Digest>,
+    layer: &record::LayerRecord,
+    options: &UnpackOptions,
+) -> Result<bool> {
+    let store = store.clone();
+    let diff_id = layer.diff_id.clone();
+    let blob = layer.blob.digest.clone();
+    let options = options.clone();
+    let task_diff_id = diff_id.clone();
+    tokio::task::spawn_blocking(move || {
+        if store.has_layer(&super::store::chain_id_next(parent.as_ref(), &diff_id)) {
+            return Ok(false);
+        }
+        let unpack_error = |source| PullError::Unpack {
+            diff_id: diff_id.clone(),
+            source: Box::new(source),
+        };
+        let file = store.open_blob(&blob).map_err(unpack_error)?;
+        store
+            .unpack_layer(
+                parent.as_ref(),
+                &diff_id,
+                std::io::BufReader::new(file),
+                &options,
+            )
+            .map_err(unpack_error)?;
+        Ok(true)
+    })
+    .await
+    .map_err(|e| PullError::Task {
+        diff_id: task_diff_id,
+        reason: e.to_string(),
+    })?
+}
