@@ -22,6 +22,17 @@ struct Resolver<'c, 'a> {
 
 /// Resolves every `extends` in the stack's services and removes the key.
 pub fn apply(root: &mut Node, ctx: &mut FileCtx<'_>) -> Result<(), Vec<Diagnostic>> {
+    let uses_extends = root
+        .as_map()
+        .and_then(|m| m.get("services"))
+        .and_then(Node::as_map)
+        .is_some_and(|s| {
+            s.iter()
+                .any(|(_, svc)| svc.as_map().is_some_and(|m| m.contains("extends")))
+        });
+    if !uses_extends {
+        return Ok(());
+    }
     let Some(services) = root
         .as_map()
         .and_then(|m| m.get("services"))
@@ -30,12 +41,6 @@ pub fn apply(root: &mut Node, ctx: &mut FileCtx<'_>) -> Result<(), Vec<Diagnosti
     else {
         return Ok(());
     };
-    if !services
-        .iter()
-        .any(|(_, s)| s.as_map().is_some_and(|m| m.contains("extends")))
-    {
-        return Ok(());
-    }
     let mut r = Resolver {
         ctx,
         files: HashMap::new(),
