@@ -1,0 +1,77 @@
+//! Host safety against the runc CVE-2019-5736 class: a process of the container could open the
+//! runtime's binary through `/proc/<pid>/exe` while the runtime joins the container, and write
+//! into it. So the shim never runs from the flotilla file: before it touches any container it
+//! re-executes itself from a sealed memfd copy of its binary (`F_SEAL_WRITE | F_SEAL_GROW |
+//! F_SEAL_SHRINK | F_SEAL_SEAL`). `/proc/<pid>/exe` then names that anonymous, immutable copy,
+//! which nothing can write, and which disappears with the process.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStringExt;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+
+/// Why the sealed re-exec failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExeError {
+    #[error("open /proc/self/exe: {source}")]
+    Open { source: io::Error },
+    #[error("create the memfd copy of the binary: {source}")]
+    Memfd { source: io::Error },
+    #[error("copy /proc/self/exe into the memfd: {source}")]
+    Copy { source: io::Error },
+    #[error("seal the memfd copy of the binary: {source}")]
+    Seal { source: io::Error },
+    #[error("argument or environment entry with a NUL byte: {entry:?}")]
+    Nul { entry: OsString },
+    #[error("re-execute from the sealed memfd: {source}")]
+    Exec { source: io::Error },
+}
+
+const SEALS: SealFlags = SealFlags::SEAL
+    .union(SealFlags::SHRINK)
+    .union(SealFlags::GROW)
+    .union(SealFlags::WRITE);
+
+/// Whether this process already runs from a sealed copy.
+pub fn is_sealed() -> Result<bool, ExeError> {
+    let exe = File::open("/proc/self/exe").map_err(|source| ExeError::Open { source })?;
+    Ok(rustix::fs::fcntl_get_seals(&exe).is_ok_and(|s| s.contains(SEALS)))
+}
+
+/// Re-executes the current process, same arguments and environment, from a sealed memfd copy
+/// of its binary, unless it already runs from one. Returns only when already sealed.
+pub fn ensure_sealed() -> Result<(), ExeError> {
+    if is_sealed()? {
+        return Ok(());
+    }
+    let mut exe = File::open("/proc/self/exe").map_err(|source| ExeError::Open { source })?;
+    let memfd = rustix::fs::memfd_create(
+        "flotilla-shim",
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )
+    .map_err(|e| ExeError::Memfd { source: e.into() })?;
+    let mut copy = File::from(memfd);
+    io::copy(&mut exe, &mut copy).map_err(|source| ExeError::Copy { source })?;
+    rustix::fs::fcntl_add_seals(&copy, SEALS).map_err(|e| ExeError::Seal { source: e.into() })?;
+    let cstring =
+        |s: OsString| CString::new(s.clone().into_vec()).map_err(|_| ExeError::Nul { entry: s });
+    let args: Vec<CString> = std::env::args_os().map(cstring).collect::<Result<_, _>>()?;
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k;
+            e.push("=");
+            e.push(v);
+            cstring(e)
+        })
+        .collect::<Result<_, _>>()?;
+    // fexecve uses execveat(fd, "", AT_EMPTY_PATH), which works on a close-on-exec fd for an
+    // ELF binary; the fd closes as the new image starts.
+    let err = nix::unistd::fexecve(&copy, &args, &env)
+        .map(|never| match never {})
+        .unwrap_or_else(|e| e);
+    Err(ExeError::Exec {
+        source: io::Error::from_raw_os_error(err as i32),
+    })
+}
