@@ -72,6 +72,11 @@ impl Fixture {
     /// Starts `script` under busybox sh inside `cg`: the child blocks on stdin until it has been
     /// moved into the cgroup, so everything it runs is accounted there.
     fn spawn_in(&mut self, cg: &Cgroup, script: &str) -> usize {
+        self.spawn_with(script, |pid| cg.add_pid(pid).unwrap())
+    }
+
+    /// Starts `script` under busybox sh once `place` has put the (waiting) child somewhere.
+    fn spawn_with(&mut self, script: &str, place: impl FnOnce(i32)) -> usize {
         let mut child = Command::new(BUSYBOX)
             .args(["sh", "-c", &format!("read _; {script}")])
             .stdin(Stdio::piped())
@@ -82,7 +87,7 @@ impl Fixture {
         let pid = child.id() as i32;
         let mut stdin = child.stdin.take().unwrap();
         self.children.push(child);
-        cg.add_pid(pid).unwrap();
+        place(pid);
         stdin.write_all(b"go\n").unwrap();
         self.children.len() - 1
     }
@@ -431,16 +436,34 @@ fn destroy_and_cleanup_leave_nothing() {
     wait_for("a's processes", Duration::from_secs(10), || {
         a.pids().unwrap().len() == 3
     });
-    // A nested group (as a container with its own cgroup namespace may make) goes too.
+    // A nested group (as a container with its own cgroup namespace may make), with a process in
+    // it, is found by pids() and goes too.
     for dir in a.dirs() {
-        fs::create_dir(dir.join("nested")).unwrap();
+        let nested = dir.join("nested");
+        fs::create_dir(&nested).unwrap();
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if nested.join(file).exists() {
+                fs::write(nested.join(file), fs::read(dir.join(file)).unwrap()).unwrap();
+            }
+        }
     }
+    let in_nested = fx.spawn_with("sleep 30", |pid| {
+        for dir in a.dirs() {
+            fs::write(dir.join("nested/cgroup.procs"), pid.to_string()).unwrap();
+        }
+    });
+    assert!(a.pids().unwrap().contains(&fx.pid(in_nested)));
+    assert!(a.pids().unwrap().len() >= 4);
 
     a.destroy(true).unwrap();
     assert!(!a.exists());
     a.destroy(true).unwrap(); // idempotent
     assert_eq!(
         fx.wait_exit(in_a, Duration::from_secs(10)).signal(),
+        Some(9)
+    );
+    assert_eq!(
+        fx.wait_exit(in_nested, Duration::from_secs(10)).signal(),
         Some(9)
     );
     let leaf_a = format!("{}/a", cgroup::prefix_dir(&fx.prefix));
