@@ -1,1 +1,14 @@
-//! The REST API: request/response types shared by the axum server routes and the unix-socket client (arrives with the engine-daemon issue).
+//! The REST API: one set of request/response types ([`types`]) shared by the axum server routes
+//! ([`server`]) and the typed client ([`client`]), the JSON error shape with its stable codes
+//! ([`error`]), daemon addresses (`unix:///path`, `tcp://host:port`, [`host`]) and the OpenAPI
+//! document generated from the routes (`GET /openapi.json`, kept in `schemas/openapi.json`).
+//! Every path is versioned (`/v1/…`).
+
+pub mod client;
+pub mod error;
+pub mod host;
+pub mod server;
+pub mod types;
+
+/// The API version, the first segment of every path.
+pub const API_VERSION: &str = "v1";

@@ -2,8 +2,16 @@
 //! without a daemon; engine commands will go through the API client. Errors are rendered at this
 //! edge, one located problem per line; exit code 1 for failures, 2 for usage errors, and a closed
 //! pipe (`flotilla config | head`) is not an error.
+//!
+//! Until the daemon exists (the engine-daemon issue), the image commands (`image …`, `pull`,
+//! `push`, `images`, `login`, `logout`) run in-process against the data root (`--data-root`) with
+//! the daemon configuration file (`--config`).
 
 mod config;
+mod human;
+mod image;
+mod login;
+mod system;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +26,10 @@ use crate::spec::load::Options;
 pub struct Cli {
     #[command(flatten)]
     pub project: ProjectArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub host: system::HostArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -68,12 +80,57 @@ pub struct ProjectArgs {
     pub project_directory: Option<PathBuf>,
 }
 
+/// Where the engine keeps its state and reads its configuration.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// The engine's data directory (images, containers, volumes)
+    #[arg(
+        long = "data-root",
+        env = "FLOTILLA_ROOT",
+        global = true,
+        value_name = "DIR",
+        default_value = "/var/lib/flotilla",
+        help_heading = "Engine"
+    )]
+    pub data_root: PathBuf,
+    /// The daemon configuration file (registries, mirrors) [default: /etc/flotilla/daemon.toml]
+    #[arg(
+        id = "daemon_config",
+        long = "config",
+        env = "FLOTILLA_CONFIG",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Engine"
+    )]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate the stack and print it resolved, in canonical form
     Config(config::ConfigArgs),
-    /// Show the version
-    Version,
+    /// Manage images
+    Image(image::ImageArgs),
+    /// Download an image from a registry (`image pull`)
+    Pull(image::PullArgs),
+    /// Upload an image to a registry (`image push`)
+    Push(image::PushArgs),
+    /// List images (`image ls`)
+    Images(image::LsArgs),
+    /// Remove images (`image rm`)
+    Rmi(image::RmArgs),
+    /// Give an image another name (`image tag`)
+    Tag(image::TagArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
+    /// Run the engine daemon in the foreground
+    Daemon,
+    /// Show the daemon, its data root and its host
+    Info(system::FormatArgs),
+    /// Show the version of the client and of the daemon
+    Version(system::FormatArgs),
 }
 
 impl ProjectArgs {
@@ -137,7 +194,7 @@ pub fn warn(msg: &str) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(image::docker_short_flags(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -151,9 +208,17 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.project, args),
-        Command::Version => {
-            out(&format!("flotilla {}\n", env!("CARGO_PKG_VERSION"))).map_err(|e| e.to_string())
-        }
+        Command::Image(args) => image::run(&cli.engine, &args.command),
+        Command::Pull(args) => image::run(&cli.engine, &image::ImageCommand::Pull(args.clone())),
+        Command::Push(args) => image::run(&cli.engine, &image::ImageCommand::Push(args.clone())),
+        Command::Images(args) => image::run(&cli.engine, &image::ImageCommand::Ls(args.clone())),
+        Command::Rmi(args) => image::run(&cli.engine, &image::ImageCommand::Rm(args.clone())),
+        Command::Tag(args) => image::run(&cli.engine, &image::ImageCommand::Tag(args.clone())),
+        Command::Login(args) => login::login(&cli.engine, args),
+        Command::Logout(args) => login::logout(args),
+        Command::Daemon => system::daemon(&cli.engine, &cli.host),
+        Command::Info(args) => system::info(&cli.engine, &cli.host, args),
+        Command::Version(args) => system::version(&cli.engine, &cli.host, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

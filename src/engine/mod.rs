@@ -1,1 +1,8 @@
-//! The daemon's engine: the reconciler that executes plans, restart and health supervision, events and per-project locks (arrives with the reconciler issue).
+//! The daemon's engine: the process itself ([`daemon`]: listeners, lock, pid file, signals), the
+//! event bus ([`events`]), the daemon configuration file ([`config`]: registries, mirrors); the
+//! reconciler that executes plans, restart and health supervision
+//! and per-project locks arrive with the reconciler issue.
+
+pub mod config;
+pub mod daemon;
+pub mod events;

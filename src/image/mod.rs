@@ -4,8 +4,13 @@
 //! [`store`] (digests, chain ids, verified blobs and crash-safe layer snapshots under the data
 //! root), [`unpack`] (fd-confined extraction of layer tarballs with overlayfs whiteouts),
 //! [`record`] (image records, manifest/index/config shapes), [`registry`] (the `oci-client` door:
-//! plain HTTP for loopback registries, HTTPS otherwise), [`pull`] and [`push`].
+//! plain HTTP for loopback registries, HTTPS otherwise), [`pull`] and [`push`],
+//! [`credentials`] (Docker's config.json, login checks), [`manage`] (list, tag, rm, prune) and
+//! [`archive`] (`image save` / `load` / `import` tarballs).
 
+pub mod archive;
+pub mod credentials;
+pub mod manage;
 pub mod pull;
 pub mod push;
 pub mod record;

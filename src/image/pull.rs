@@ -12,7 +12,7 @@ use oci_client::manifest::OciDescriptor;
 
 use super::record::{self, Descriptor, ImageRecord, ManifestKind, Platform, RecordError};
 use super::reference::Reference;
-use super::registry::{self, OciReference, RegistryOptions};
+use super::registry::{self, OciReference, RegistryOptions, Timeouts};
 use super::store::{Digest, Store, StoreError};
 use super::unpack::UnpackOptions;
 
@@ -57,6 +57,8 @@ pub enum PullError {
     Task { diff_id: Digest, reason: String },
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error("{reference}: pull cancelled")]
+    Cancelled { reference: String },
 }
 
 type Result<T, E = PullError> = std::result::Result<T, E>;
@@ -71,6 +73,40 @@ pub struct PullOptions {
     pub unpack: UnpackOptions,
     /// Told every step, for per-layer progress display.
     pub progress: Option<Progress>,
+    /// Connect and read timeouts towards the registry.
+    pub timeouts: Timeouts,
+    /// Stops the pull (Ctrl-C) when set: downloads in flight stop at their next chunk and their
+    /// partial files are deleted; complete blobs stay, so the next pull resumes from them.
+    pub cancel: Option<Cancel>,
+}
+
+/// A cancellation flag shared between a pull and whoever may stop it.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Asks the pull to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// [`PullError::Cancelled`] if the pull was asked to stop.
+fn check_cancel(options: &PullOptions, reference: &Reference) -> Result<()> {
+    match &options.cancel {
+        Some(cancel) if cancel.is_cancelled() => Err(PullError::Cancelled {
+            reference: reference.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// One step of a pull, as `docker pull` shows them per layer.
@@ -127,6 +163,8 @@ impl Default for PullOptions {
             registry: RegistryOptions::default(),
             unpack: UnpackOptions::default(),
             progress: None,
+            timeouts: Timeouts::default(),
+            cancel: None,
         }
     }
 }
@@ -154,7 +192,7 @@ pub async fn pull(
     let mut resolved = None;
     let mut last_error = None;
     for (i, source) in sources.iter().enumerate() {
-        let client = registry::client_for(source, &options.registry);
+        let client = registry::client_with(source, &options.registry, options.timeouts);
         match resolve(&client, source, options).await {
             Ok(found) => {
                 resolved = Some((client, source, found));
@@ -213,11 +251,13 @@ pub async fn pull(
                     );
                     return Ok((None, false));
                 }
+                check_cancel(options, reference)?;
                 let mut fetched = None;
                 if !store.has_blob(&layer.blob.digest) {
                     fetched =
                         Some(fetch_blob(client, store, reference, &layer.blob, options).await?);
                 }
+                check_cancel(options, reference)?;
                 emit(
                     options,
                     PullEvent::Unpacking {
@@ -411,6 +451,10 @@ async fn fetch_blob(
     let mut failure = None;
     let mut received = 0;
     while let Some(chunk) = body.next().await {
+        if let Err(cancelled) = check_cancel(options, reference) {
+            failure = Some(cancelled);
+            break;
+        }
         match chunk {
             Ok(data) => {
                 received += data.len() as u64;

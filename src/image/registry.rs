@@ -149,8 +149,35 @@ impl RegistryOptions {
     }
 }
 
-/// A client for the registry of `reference`.
+/// How long to wait for a registry before giving up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing a connection.
+    pub connect: Duration,
+    /// Each read: waiting for response headers, and any pause in a body.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            read: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A client for the registry of `reference`, with the default [`Timeouts`].
 pub fn client_for(reference: &Reference, options: &RegistryOptions) -> oci_client::Client {
+    client_with(reference, options, Timeouts::default())
+}
+
+/// A client for the registry of `reference` that gives up after `timeouts`.
+pub fn client_with(
+    reference: &Reference,
+    options: &RegistryOptions,
+    timeouts: Timeouts,
+) -> oci_client::Client {
     let protocol = if options.plain_http(reference) {
         ClientProtocol::Http
     } else {
@@ -159,8 +186,8 @@ pub fn client_for(reference: &Reference, options: &RegistryOptions) -> oci_clien
     oci_client::Client::new(ClientConfig {
         protocol,
         platform_resolver: None,
-        connect_timeout: Some(Duration::from_secs(30)),
-        read_timeout: Some(Duration::from_secs(120)),
+        connect_timeout: Some(timeouts.connect),
+        read_timeout: Some(timeouts.read),
         ..ClientConfig::default()
     })
 }

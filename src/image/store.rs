@@ -206,6 +206,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 }
 
 /// A streaming hasher for one algorithm.
+#[derive(Clone)]
 enum Hasher {
     Sha256(sha2::Sha256),
     Sha512(sha2::Sha512),
@@ -605,6 +606,15 @@ impl BlobWriter {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The digest of the data written so far (for content whose digest is not known in advance,
+    /// such as a file of an archive, before deciding whether to [`commit`](BlobWriter::commit)).
+    pub fn digest(&self) -> Digest {
+        match &self.hasher {
+            Some(hasher) => hasher.clone().finish(),
+            None => Hasher::new(self.algorithm).finish(),
+        }
     }
 
     /// Verifies the written data against `expected` (and the expected size, if one was given),

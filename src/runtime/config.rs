@@ -147,6 +147,8 @@ pub enum ConfigError {
     },
     #[error("render the runtime spec: {reason}")]
     Render { reason: String },
+    #[error("{0}")]
+    Etc(#[from] crate::runtime::etcfiles::EtcError),
 }
 
 /// The parts of an image's config that shape the process (OCI image config `config`).
@@ -214,6 +216,13 @@ pub struct ContainerConfig {
     pub readonly_paths: Option<Vec<String>>,
     /// A prepared network namespace (bind-mounted file) to join; none: a new, empty one.
     pub netns: Option<PathBuf>,
+    /// `dns`, `dns_search`, `dns_opt`, `extra_hosts` (Compose syntax) and the container's own
+    /// addresses: `/etc/resolv.conf` and `/etc/hosts` ([`crate::runtime::etcfiles`]).
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// The host's hard resource limits, by Docker's ulimit name. A container's ulimit cannot exceed
@@ -304,6 +313,7 @@ pub fn render(config: &ContainerConfig, host: &HostLimits) -> Result<Rendered, C
     if config.init {
         annotations.insert(ANNOTATION_INIT.into(), Value::String("true".into()));
     }
+    crate::runtime::etcfiles::annotate(config, &mut annotations)?;
 
     let mut namespaces = vec![
         json!({"type": "pid"}),

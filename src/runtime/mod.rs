@@ -1,10 +1,21 @@
 //! The container runtime: OCI runtime configs ([`config`], pure), user resolution ([`user`],
-//! pure), the per-container shim ([`shim`]); lifecycle, exec and logs arrive with the runtime
-//! issue. All raw syscalls live in [`sys`].
+//! pure), what the lifecycle adds to a bundle ([`bundle`], pure), the per-container shim
+//! ([`shim`]) with its state file ([`state`]), JSON-lines logs ([`logs`]) and control socket
+//! ([`control`]), and the lifecycle library over state dirs ([`lifecycle`]). All raw syscalls
+//! live in [`sys`].
 
+pub mod bundle;
 pub mod config;
+pub mod control;
+pub mod etcfiles;
+pub mod exec;
+pub mod init;
+pub mod lifecycle;
+pub mod logs;
 pub mod shim;
+pub mod state;
 #[allow(unsafe_code)]
 #[warn(clippy::undocumented_unsafe_blocks)]
 pub mod sys;
+pub mod time;
 pub mod user;

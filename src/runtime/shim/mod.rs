@@ -3,23 +3,38 @@
 //! only sound in a single-threaded process. Before anything else it re-executes itself from a
 //! sealed memfd copy of its binary ([`crate::runtime::sys::exe`]).
 //!
-//! Today: `flotilla shim run --bundle DIR --state DIR` creates the container from
-//! `DIR/config.json` in the foreground, forwards signals to it, waits, and exits with its exit
-//! status (128 + signal when killed; 127/126/125 when it could not be started).
+//! - `flotilla shim run --bundle DIR --state DIR` creates the container from `DIR/config.json`
+//!   in the foreground with the shim's own stdio, forwards signals to it, waits, and exits with
+//!   its exit status (128 + signal when killed; 127/126/125 when it could not be started).
+//! - `flotilla shim start --bundle DIR --state DIR` detaches (fork, `setsid`, fork: the
+//!   supervisor is nobody's child but init's, so its caller may die), creates the container,
+//!   and returns once the container's process has executed: it prints one JSON line,
+//!   `{"pid":N}` or `{"error":"…","status":127}`, and exits 0 or with that status. The detached
+//!   supervisor ([`supervisor`]) holds the container's output and writes the logs, keeps
+//!   `state.json` up to date and answers on `shim.sock` ([`crate::runtime::control`]) until the
+//!   container exits.
+
+mod supervisor;
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use nix::unistd::ForkResult;
 use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
 
+use crate::runtime::bundle;
+use crate::runtime::sys::cgroup::Cgroup;
 use crate::runtime::sys::container::{self, ContainerError, EXIT_SETUP_FAILED};
 use crate::runtime::sys::exe::{self, ExeError};
 
 /// Why the shim failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    #[error("usage: flotilla shim run --bundle DIR --state DIR ({reason})")]
+    #[error("usage: flotilla shim run|start --bundle DIR --state DIR ({reason})")]
     Usage { reason: String },
     #[error("{source}")]
     Exe { source: ExeError },
@@ -30,8 +45,17 @@ pub enum ShimError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("create the cgroup {path}: {reason}")]
+    Cgroup { path: String, reason: String },
     #[error("{source}")]
     Container { source: ContainerError },
+    #[error("detach the shim: {step}: {source}")]
+    Detach {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the detached shim exited without reporting")]
+    NoReport,
 }
 
 impl ShimError {
@@ -44,12 +68,24 @@ impl ShimError {
     }
 }
 
-struct RunArgs {
+/// What `flotilla shim start` prints: the container's pid, or why it could not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The exit status of a failed start (127 not found, 126 not executable, 125 other).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u8>,
+}
+
+struct Args {
     bundle: PathBuf,
     state: PathBuf,
 }
 
-fn parse_run(args: &[OsString]) -> Result<RunArgs, ShimError> {
+fn parse_args(args: &[OsString]) -> Result<Args, ShimError> {
     let usage = |reason: &str| ShimError::Usage {
         reason: reason.to_string(),
     };
@@ -67,24 +103,14 @@ fn parse_run(args: &[OsString]) -> Result<RunArgs, ShimError> {
             .ok_or_else(|| usage(&format!("{a:?} needs a value")))?;
         *slot = Some(PathBuf::from(value));
     }
-    Ok(RunArgs {
-        bundle: bundle.ok_or_else(|| usage("--bundle is required"))?,
-        state: state.ok_or_else(|| usage("--state is required"))?,
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    Ok(Args {
+        bundle: absolute(bundle.ok_or_else(|| usage("--bundle is required"))?),
+        state: absolute(state.ok_or_else(|| usage("--state is required"))?),
     })
 }
 
-fn run(args: &[OsString]) -> Result<u8, ShimError> {
-    let Some((command, rest)) = args.split_first() else {
-        return Err(ShimError::Usage {
-            reason: "missing command".into(),
-        });
-    };
-    if command != "run" {
-        return Err(ShimError::Usage {
-            reason: format!("unknown command {command:?}"),
-        });
-    }
-    let args = parse_run(rest)?;
+fn load(args: &Args) -> Result<Spec, ShimError> {
     exe::ensure_sealed().map_err(|source| ShimError::Exe { source })?;
     let path = args.bundle.join("config.json");
     let spec = Spec::load(&path).map_err(|e| ShimError::LoadSpec {
@@ -95,9 +121,147 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
         path: args.state.clone(),
         source,
     })?;
-    let exit = container::run(&spec, &args.bundle, &args.state)
-        .map_err(|source| ShimError::Container { source })?;
+    let spec = crate::runtime::etcfiles::install(spec, &args.state)?;
+    Ok(spec)
+}
+
+/// Creates the bundle's cgroup (`flotilla-<prefix>/<id>`) when it names one.
+fn create_cgroup(spec: &Spec) -> Result<Option<Cgroup>, ShimError> {
+    let Some(path) = bundle::cgroup_path(spec) else {
+        return Ok(None);
+    };
+    Cgroup::create(&path, &bundle::limits(spec))
+        .map(Some)
+        .map_err(|e| ShimError::Cgroup {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Puts `pid` into `cgroup` (the hook [`container::spawn`] calls before releasing the child).
+fn placer(cgroup: &Option<Cgroup>) -> impl FnMut(nix::unistd::Pid) -> Result<(), String> + '_ {
+    move |pid| match cgroup {
+        Some(cg) => cg.add_pid(pid.as_raw()).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+fn run_foreground(args: &Args) -> Result<u8, ShimError> {
+    let spec = load(args)?;
+    let cgroup = create_cgroup(&spec)?;
+    let result = container::run(&spec, &args.bundle, &args.state, &mut placer(&cgroup));
+    if let Some(cg) = &cgroup {
+        let _ = cg.destroy(true);
+    }
+    let exit = result.map_err(|source| ShimError::Container { source })?;
     Ok(exit.status())
+}
+
+/// `shim start`: forks the detached supervisor and relays its report.
+fn start(args: &Args) -> Result<u8, ShimError> {
+    let spec = load(args)?;
+    let threads = container::thread_count();
+    if threads != 1 {
+        return Err(ShimError::Container {
+            source: ContainerError::NotSingleThreaded { threads },
+        });
+    }
+    let detach = |step| {
+        move |e: nix::Error| ShimError::Detach {
+            step,
+            source: e.into(),
+        }
+    };
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| ShimError::Detach {
+            step: "create the report pipe",
+            source: e.into(),
+        })?;
+    match crate::runtime::sys::fork().map_err(detach("fork"))? {
+        ForkResult::Child => {
+            drop(report_read);
+            let status = match detach_and_supervise(&spec, args, report_write) {
+                Ok(status) => status,
+                Err(_) => EXIT_SETUP_FAILED,
+            };
+            std::process::exit(i32::from(status));
+        }
+        ForkResult::Parent { child } => {
+            drop(report_write);
+            let mut text = String::new();
+            let _ = File::from(report_read).read_to_string(&mut text);
+            // The intermediate process exits as soon as it has forked the supervisor.
+            let _ = nix::sys::wait::waitpid(child, None);
+            let report: StartReport =
+                serde_json::from_str(text.trim()).map_err(|_| ShimError::NoReport)?;
+            println!("{}", text.trim());
+            Ok(report.status.unwrap_or(0))
+        }
+    }
+}
+
+/// In the first child: a new session, then the supervisor in a second child (so it is no
+/// session leader and can never regain a controlling terminal); this one exits at once.
+fn detach_and_supervise(
+    spec: &Spec,
+    args: &Args,
+    report: std::os::fd::OwnedFd,
+) -> Result<u8, ShimError> {
+    let detach = |step| {
+        move |e: nix::Error| ShimError::Detach {
+            step,
+            source: e.into(),
+        }
+    };
+    nix::unistd::setsid().map_err(detach("setsid"))?;
+    match crate::runtime::sys::fork().map_err(detach("fork"))? {
+        ForkResult::Parent { .. } => Ok(0),
+        ForkResult::Child => {
+            redirect_stdio(&args.state).map_err(|source| ShimError::Detach {
+                step: "redirect the standard streams",
+                source,
+            })?;
+            let _ = std::env::set_current_dir("/");
+            Ok(supervisor::run(spec, &args.bundle, &args.state, report))
+        }
+    }
+}
+
+/// stdin and stdout to `/dev/null`, stderr (the shim's own diagnostics) appended to
+/// `<state>/shim.log`.
+fn redirect_stdio(state: &std::path::Path) -> std::io::Result<()> {
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(state.join("shim.log"))?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&log)?;
+    Ok(())
+}
+
+/// Writes the start report on the pipe the launcher reads.
+fn send_report(report: std::os::fd::OwnedFd, r: &StartReport) {
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    let _ = File::from(report).write_all(&line);
+}
+
+fn run(args: &[OsString]) -> Result<u8, ShimError> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(ShimError::Usage {
+            reason: "missing command".into(),
+        });
+    };
+    match command.to_str() {
+        Some("run") => run_foreground(&parse_args(rest)?),
+        Some("start") => start(&parse_args(rest)?),
+        Some(sub @ ("exec" | "init")) => Ok(crate::runtime::exec::subcommand(sub, rest)),
+        _ => Err(ShimError::Usage {
+            reason: format!("unknown command {command:?}"),
+        }),
+    }
 }
 
 /// Entry point of `flotilla shim <args>` (`args` without `flotilla shim`).

@@ -5,8 +5,14 @@
 //! `no_new_privs`, and executes the process. The shim forwards signals to it and waits.
 //!
 //! Child and shim talk over two close-on-exec pipes: the shim releases the child when it may go
-//! on (after cgroup placement, later), and the child reports a failure before `execve` as one
+//! on (after it placed it in its cgroup), and the child reports a failure before `execve` as one
 //! status byte and a message; a successful `execve` closes the pipe with nothing written.
+//!
+//! [`spawn`] creates the process and returns once it has executed (the detached shim then
+//! supervises it in its own event loop); [`run`] is spawn plus a foreground wait. The
+//! container's standard streams are the shim's ([`Stdio::Inherit`]), pipes the shim holds
+//! ([`Stdio::Pipes`]), or a pseudo-terminal slave ([`Stdio::Terminal`]), which also becomes the
+//! controlling terminal of the process and `/dev/console`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -55,6 +61,10 @@ pub enum ContainerError {
     Fork { source: io::Error },
     #[error("release the container process: {source}")]
     Release { source: io::Error },
+    #[error("place the container process in its cgroup: {reason}")]
+    Place { reason: String },
+    #[error("set up the standard streams: {source}")]
+    Stdio { source: io::Error },
     #[error("wait for the container process {pid}: {source}")]
     Wait { pid: i32, source: io::Error },
     // --- failures in the container's process, before execve ---
@@ -142,7 +152,7 @@ impl Exit {
 }
 
 /// Counts this process's threads: forking is only sound when there is exactly one.
-fn thread_count() -> usize {
+pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(usize::MAX)
@@ -165,9 +175,52 @@ fn namespace_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
     })
 }
 
+/// The container process's standard streams.
+#[derive(Debug)]
+pub enum Stdio {
+    /// The shim's own (the foreground `flotilla shim run`).
+    Inherit,
+    /// Pipe ends: stdin (none: `/dev/null`), stdout and stderr.
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A pseudo-terminal slave (opened on the host's devpts at `path`): stdin, stdout, stderr,
+    /// the controlling terminal, and `/dev/console` in the container.
+    Terminal { slave: OwnedFd, path: PathBuf },
+}
+
 /// Creates the container described by `spec` (bundle `bundle`, state dir `state`), forwards
 /// the shim's signals to it and waits for it. Must run in a single-threaded process.
-pub fn run(spec: &Spec, bundle: &Path, state: &Path) -> Result<Exit> {
+pub fn run(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    place: &mut dyn FnMut(Pid) -> Result<(), String>,
+) -> Result<Exit> {
+    let mut blocked = SigSet::empty();
+    for s in FORWARDED {
+        blocked.add(s);
+    }
+    blocked.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
+        .map_err(|e| ContainerError::Signals { source: io_err(e) })?;
+    let child = spawn(spec, bundle, state, Stdio::Inherit, place)?;
+    supervise(child, &blocked)
+}
+
+/// Creates the container's process with `stdio` as its standard streams, lets `place` put it
+/// into its cgroup before it goes on, and returns its pid once it has executed the container's
+/// command (or the failure it reported). Must run in a single-threaded process; the caller
+/// reaps the child. Signals the caller blocks stay blocked in the child until `execve`.
+pub fn spawn(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    stdio: Stdio,
+    place: &mut dyn FnMut(Pid) -> Result<(), String>,
+) -> Result<Pid> {
     let threads = thread_count();
     if threads != 1 {
         return Err(ContainerError::NotSingleThreaded { threads });
@@ -200,14 +253,6 @@ pub fn run(spec: &Spec, bundle: &Path, state: &Path) -> Result<Exit> {
         }
     }
 
-    let mut blocked = SigSet::empty();
-    for s in FORWARDED {
-        blocked.add(s);
-    }
-    blocked.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
-        .map_err(|e| ContainerError::Signals { source: io_err(e) })?;
-
     let pipe = || {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| ContainerError::Pipe { source: io_err(e) })
@@ -224,17 +269,27 @@ pub fn run(spec: &Spec, bundle: &Path, state: &Path) -> Result<Exit> {
         ForkResult::Child => {
             drop(report_read);
             drop(release_write);
-            child_main(spec, bundle, state, release_read, report_write)
+            child_main(spec, bundle, state, stdio, release_read, report_write)
         }
         ForkResult::Parent { child } => child,
     };
+    drop(stdio);
     drop(report_write);
     drop(release_read);
 
-    // Here the cgroup placement of `child` will happen, before it is released.
-    File::from(release_write)
-        .write_all(b"1")
-        .map_err(|source| ContainerError::Release { source })?;
+    let fail = |error: ContainerError| {
+        // Dropping the release pipe unblocks the child, which exits (ParentGone).
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(child, None);
+        error
+    };
+    if let Err(reason) = place(child) {
+        drop(release_write);
+        return Err(fail(ContainerError::Place { reason }));
+    }
+    if let Err(source) = File::from(release_write).write_all(b"1") {
+        return Err(fail(ContainerError::Release { source }));
+    }
 
     let mut report = Vec::new();
     let _ = File::from(report_read).read_to_end(&mut report);
@@ -243,7 +298,7 @@ pub fn run(spec: &Spec, bundle: &Path, state: &Path) -> Result<Exit> {
         let message = String::from_utf8_lossy(message).into_owned();
         return Err(ContainerError::Child { status, message });
     }
-    supervise(child, &blocked)
+    Ok(child)
 }
 
 /// Forwards signals to `child` and reaps it, until it ends.
@@ -271,8 +326,15 @@ fn supervise(child: Pid, signals: &SigSet) -> Result<Exit> {
 
 /// Runs in the forked child: sets up the container and executes its process. Never returns:
 /// on failure the error goes to the shim through `report` and the child exits.
-fn child_main(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd, report: OwnedFd) -> ! {
-    let error = match setup_and_exec(spec, bundle, state, release) {
+fn child_main(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    stdio: Stdio,
+    release: OwnedFd,
+    report: OwnedFd,
+) -> ! {
+    let error = match setup_and_exec(spec, bundle, state, stdio, release) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -285,7 +347,48 @@ fn child_main(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd, report
 
 enum Never {}
 
-fn setup_and_exec(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd) -> Result<Never> {
+/// Makes `stdio` the process's standard streams (and, for a terminal, its controlling
+/// terminal in a new session). Returns the console path to bind on `/dev/console`.
+fn standard_streams(stdio: Stdio) -> Result<Option<PathBuf>> {
+    let err = |e: nix::Error| ContainerError::Stdio { source: io_err(e) };
+    match stdio {
+        Stdio::Inherit => Ok(None),
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            nix::unistd::setsid().map_err(err)?;
+            let stdin = match stdin {
+                Some(fd) => fd,
+                None => OwnedFd::from(
+                    File::open("/dev/null").map_err(|source| ContainerError::Stdio { source })?,
+                ),
+            };
+            nix::unistd::dup2_stdin(&stdin).map_err(err)?;
+            nix::unistd::dup2_stdout(&stdout).map_err(err)?;
+            nix::unistd::dup2_stderr(&stderr).map_err(err)?;
+            Ok(None)
+        }
+        Stdio::Terminal { slave, path } => {
+            nix::unistd::setsid().map_err(err)?;
+            rustix::process::ioctl_tiocsctty(&slave)
+                .map_err(|e| ContainerError::Stdio { source: io_err(e) })?;
+            nix::unistd::dup2_stdin(&slave).map_err(err)?;
+            nix::unistd::dup2_stdout(&slave).map_err(err)?;
+            nix::unistd::dup2_stderr(&slave).map_err(err)?;
+            Ok(Some(path))
+        }
+    }
+}
+
+fn setup_and_exec(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    stdio: Stdio,
+    release: OwnedFd,
+) -> Result<Never> {
     let death = |e: rustix::io::Errno| ContainerError::DeathSignal { source: io_err(e) };
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
         .map_err(death)?;
@@ -296,6 +399,7 @@ fn setup_and_exec(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd) ->
         _ => return Err(ContainerError::ParentGone),
     }
     let process = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
+    let console = standard_streams(stdio)?;
 
     // Namespaces: join the ones with a path, create the others (pid: done by the shim).
     let mut flags = CloneFlags::empty();
@@ -328,9 +432,11 @@ fn setup_and_exec(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd) ->
         }
     }
     nix::sched::unshare(flags).map_err(|e| ContainerError::Unshare { source: io_err(e) })?;
+    super::netlo::after_unshare(flags)?;
 
     rustix::process::umask(rustix::fs::Mode::empty());
-    rootfs::prepare(spec, bundle, state).map_err(|source| ContainerError::Rootfs { source })?;
+    rootfs::prepare(spec, bundle, state, console.as_deref())
+        .map_err(|source| ContainerError::Rootfs { source })?;
     if let Some(hostname) = spec.hostname()
         && new_uts
     {
@@ -363,6 +469,7 @@ fn setup_and_exec(spec: &Spec, bundle: &Path, state: &Path, release: OwnedFd) ->
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(
         process.user().umask().unwrap_or(0o022),
     ));
+    super::init::run_if_requested(spec, &env)?;
     exec(process.args().as_deref().unwrap_or_default(), &env)
 }
 
@@ -614,6 +721,12 @@ fn exec(args: &[String], env: &[String]) -> Result<Never> {
         .collect::<Result<_>>()?;
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| exec_error(EXIT_SETUP_FAILED, format!("unblock signals: {e}")))?;
+    // The Rust runtime ignores SIGPIPE, and ignored signals survive execve: give the
+    // container's process the default disposition, as any other runtime does.
+    // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context; this
+    // process is the single-threaded child that is about to execute.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
     super::close_range_cloexec(3);
     let err = nix::unistd::execve(&path_c, &argv, &envp)
         .map(|never| match never {})

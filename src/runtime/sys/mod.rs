@@ -3,15 +3,19 @@
 pub mod cgroup;
 pub mod container;
 pub mod exe;
+pub mod exec;
+pub mod init;
+pub mod netlo;
 pub mod rootfs;
 
 use std::os::fd::RawFd;
 
 /// `fork()` for the single-threaded shim. Callers check that the process has one thread.
 pub(crate) fn fork() -> nix::Result<nix::unistd::ForkResult> {
-    // SAFETY: the only caller (`container::run`) first checks that this process has exactly one
-    // thread, so the child cannot inherit a lock held by another thread; after the fork the
-    // child only makes syscalls, allocates and then either executes or exits.
+    // SAFETY: the callers (`container::spawn` and the shim's detach) first check that this
+    // process has exactly one thread, so the child cannot inherit a lock held by another
+    // thread; after the fork the child only makes syscalls, allocates and then either executes,
+    // exits, or (the detached shim) goes on as the same single-threaded program.
     unsafe { nix::unistd::fork() }
 }
 

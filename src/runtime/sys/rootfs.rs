@@ -63,6 +63,8 @@ pub enum RootfsError {
     },
     #[error("device {path}: {source}")]
     Device { path: String, source: io::Error },
+    #[error("bind the console {path} on /dev/console: {source}")]
+    Console { path: PathBuf, source: io::Error },
     #[error("link /dev/{name}: {source}")]
     DevLink { name: String, source: io::Error },
     #[error("working directory {path}: {source}")]
@@ -342,7 +344,10 @@ fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
 /// Builds the root filesystem and enters it. Runs in the container's process, in its new mount
 /// namespace (so nothing here is visible on the host, and everything vanishes with it), before
 /// the user switch. Afterwards `/` is the container's root and the host's is gone.
-pub fn prepare(spec: &Spec, bundle: &Path, state: &Path) -> Result<()> {
+///
+/// `console`, the host path of the container's pseudo-terminal slave, is bound on
+/// `/dev/console` (as runc does).
+pub fn prepare(spec: &Spec, bundle: &Path, state: &Path, console: Option<&Path>) -> Result<()> {
     rustix::mount::mount_change(
         "/",
         MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
@@ -385,6 +390,12 @@ pub fn prepare(spec: &Spec, bundle: &Path, state: &Path) -> Result<()> {
     }
     devices(root.as_fd(), spec)?;
     dev_links(root.as_fd())?;
+    if let Some(path) = console {
+        bind_console(root.as_fd(), path).map_err(|source| RootfsError::Console {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
     if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd()) {
         let text = cwd.to_string_lossy();
         ensure_dir(root.as_fd(), &text).map_err(|e| RootfsError::WorkingDir {
@@ -577,6 +588,17 @@ fn devices(root: BorrowedFd<'_>, spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Binds the pseudo-terminal slave `path` (on the host's devpts) on `/dev/console`.
+fn bind_console(root: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let target = ensure_file(root, "/dev/console").map_err(ioe)?;
+    let tree = rustix::mount::open_tree(
+        CWD,
+        path,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )?;
+    attach(&tree, &target).map_err(ioe)
 }
 
 /// `/dev/fd`, `/dev/std{in,out,err}` and `/dev/ptmx` (→ `pts/ptmx` of the new devpts).

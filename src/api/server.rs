@@ -1,0 +1,353 @@
+//! The axum routes of the REST API and the OpenAPI document generated from them. Handlers are
+//! thin: they validate, call the store (off the async threads) and publish events; the daemon
+//! ([`crate::engine::daemon`]) serves this router on each listener, with bearer-token auth on TCP.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::sync::{broadcast, watch};
+use utoipa::OpenApi;
+
+use super::error::{ApiError, JsonBody, MAX_BODY};
+use super::types::{Counts, ErrorBody, ErrorCode, Event, Info, Version, Volume, VolumeCreate};
+use crate::engine::events::EventBus;
+use crate::store::{ContainerRecord, NetworkRecord, ProjectRecord, Store, VolumeRecord};
+
+/// What every handler reaches: the store, the event bus, the daemon's settings.
+#[derive(Debug, Clone)]
+pub struct ServerState {
+    pub store: Arc<Store>,
+    pub events: EventBus,
+    pub data_root: PathBuf,
+    /// Turns true when the daemon shuts down: streaming responses end then.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The API router; with `token`, every request must carry `Authorization: Bearer <token>`.
+pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
+    let router = Router::new()
+        .route("/v1/version", get(version))
+        .route("/v1/info", get(info))
+        .route("/v1/events", get(events))
+        .route("/v1/volumes", get(list_volumes).post(create_volume))
+        .route(
+            "/v1/volumes/{name}",
+            get(inspect_volume).delete(remove_volume),
+        )
+        .route("/openapi.json", get(openapi_json))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    match token {
+        Some(token) => router.layer(middleware::from_fn_with_state(token, require_token)),
+        None => router,
+    }
+}
+
+async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("wrong bearer token").into_response(),
+        None => ApiError::unauthorized("a bearer token is required on TCP").into_response(),
+    }
+}
+
+/// Compares in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs a store call on the blocking pool (commits wait for the disk).
+async fn with_store<T, F>(state: &ServerState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+{
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(format!("state database task: {e}")))?
+        .map_err(ApiError::from)
+}
+
+/// The daemon's version.
+#[utoipa::path(get, path = "/v1/version", tag = "system",
+    responses((status = 200, body = Version)))]
+async fn version() -> axum::Json<Version> {
+    axum::Json(Version::current())
+}
+
+/// The daemon, its data root and its host.
+#[utoipa::path(get, path = "/v1/info", tag = "system",
+    responses((status = 200, body = Info), (status = 500, body = ErrorBody)))]
+async fn info(State(state): State<ServerState>) -> Result<axum::Json<Info>, ApiError> {
+    let (counts, schema_version) = with_store(&state, |s| {
+        Ok((
+            Counts {
+                containers: s.count::<ContainerRecord>()?,
+                networks: s.count::<NetworkRecord>()?,
+                volumes: s.count::<VolumeRecord>()?,
+                projects: s.count::<ProjectRecord>()?,
+            },
+            s.schema_version()?,
+        ))
+    })
+    .await?;
+    Ok(axum::Json(Info {
+        version: Version::current(),
+        data_root: state.data_root.display().to_string(),
+        schema_version,
+        counts,
+        cgroup_version: cgroup_version().to_string(),
+        kernel: rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
+        pid: std::process::id(),
+    }))
+}
+
+/// `v2` when the unified hierarchy is mounted at /sys/fs/cgroup, else `v1` (legacy or hybrid).
+pub fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1"
+    }
+}
+
+/// Events from now on, one JSON object per line, until the client goes away or the daemon stops.
+#[utoipa::path(get, path = "/v1/events", tag = "system",
+    responses((status = 200, description = "newline-delimited JSON events", body = Event,
+        content_type = "application/x-ndjson")))]
+async fn events(State(state): State<ServerState>) -> Response {
+    let rx = state.events.subscribe();
+    let stream = futures_util::stream::unfold((rx, state.shutdown), |(mut rx, mut stop)| async {
+        loop {
+            let event = tokio::select! {
+                _ = stop.wait_for(|stopping| *stopping) => return None,
+                r = rx.recv() => match r {
+                    Ok(event) => event,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let mut e = Event::now("daemon", "lagged", "", "");
+                        e.attributes.insert("missed".into(), n.to_string());
+                        e
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            let Ok(mut line) = serde_json::to_vec(&event) else {
+                continue;
+            };
+            line.push(b'\n');
+            return Some((Ok::<_, Infallible>(Bytes::from(line)), (rx, stop)));
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// Volume names: like Docker's, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn valid_volume_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        && name.len() <= 255
+}
+
+/// Creates a volume record (the directory arrives with the volumes issue).
+#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = VolumeCreate,
+    responses((status = 201, body = Volume), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn create_volume(
+    State(state): State<ServerState>,
+    JsonBody(req): JsonBody<VolumeCreate>,
+) -> Result<(StatusCode, axum::Json<Volume>), ApiError> {
+    if let Some(name) = &req.name
+        && !valid_volume_name(name)
+    {
+        return Err(ApiError::bad_request(format!(
+            "volume name {name:?}: expected [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        )));
+    }
+    let rec = with_store(&state, move |s| {
+        let mut rec = VolumeRecord::new("", req.labels)?;
+        rec.name = req.name.unwrap_or_else(|| rec.id.clone());
+        s.insert(&rec)?;
+        Ok(rec)
+    })
+    .await?;
+    state
+        .events
+        .publish(Event::now("volume", "create", &rec.id, &rec.name));
+    Ok((StatusCode::CREATED, axum::Json(rec.into())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `key` or `key=value`: only objects carrying this label.
+    label: Option<String>,
+}
+
+/// Every volume, by name.
+#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", params(ListQuery),
+    responses((status = 200, body = Vec<Volume>)))]
+async fn list_volumes(
+    State(state): State<ServerState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<Vec<Volume>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let records = with_store(&state, move |s| match &query.label {
+        Some(l) => match l.split_once('=') {
+            Some((k, v)) => s.list_by_label::<VolumeRecord>(k, Some(v)),
+            None => s.list_by_label::<VolumeRecord>(l, None),
+        },
+        None => s.list::<VolumeRecord>(),
+    })
+    .await?;
+    Ok(axum::Json(records.into_iter().map(Volume::from).collect()))
+}
+
+/// One volume, by name or id.
+#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes",
+    params(("name" = String, Path, description = "volume name or id")),
+    responses((status = 200, body = Volume), (status = 404, body = ErrorBody)))]
+async fn inspect_volume(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Volume>, ApiError> {
+    let key = name.clone();
+    match with_store(&state, move |s| s.find::<VolumeRecord>(&key)).await? {
+        Some(rec) => Ok(axum::Json(rec.into())),
+        None => Err(ApiError::not_found(format!("volume {name:?} not found"))),
+    }
+}
+
+/// Removes a volume record.
+#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes",
+    params(("name" = String, Path, description = "volume name or id")),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn remove_volume(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let key = name.clone();
+    let removed = with_store(&state, move |s| match s.find::<VolumeRecord>(&key)? {
+        Some(rec) => s.remove::<VolumeRecord>(&rec.id).map(Some),
+        None => Ok(None),
+    })
+    .await?;
+    let Some(rec) = removed else {
+        return Err(ApiError::not_found(format!("volume {name:?} not found")));
+    };
+    state
+        .events
+        .publish(Event::now("volume", "remove", &rec.id, &rec.name));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "the OpenAPI document")))]
+async fn openapi_json() -> Response {
+    match openapi().to_pretty_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError::internal(format!("render the OpenAPI document: {e}")).into_response(),
+    }
+}
+
+/// Adds the bearer security scheme; drops the empty license taken from Cargo.toml.
+struct Tidy;
+
+impl utoipa::Modify for Tidy {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        doc.info.license = None;
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "flotilla engine API",
+        description = "The daemon's REST API. On the unix socket no authentication; on TCP every \
+                       request needs `Authorization: Bearer <token>` (the `[api] token` of the \
+                       daemon's config). Errors are `{\"code\", \"message\"}` with a stable code."
+    ),
+    paths(version, info, events, create_volume, list_volumes, inspect_volume, remove_volume,
+        openapi_json),
+    components(schemas(ErrorBody, ErrorCode)),
+    modifiers(&Tidy)
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this API (`schemas/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_names() {
+        assert!(valid_volume_name("data"));
+        assert!(valid_volume_name("app_db-1.x"));
+        assert!(!valid_volume_name(""));
+        assert!(!valid_volume_name("_x"));
+        assert!(!valid_volume_name("a/b"));
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn openapi_has_every_route() {
+        let doc = openapi();
+        for p in [
+            "/v1/version",
+            "/v1/info",
+            "/v1/events",
+            "/v1/volumes",
+            "/v1/volumes/{name}",
+        ] {
+            assert!(doc.paths.paths.contains_key(p), "{p} missing");
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The daemon configuration file (`/etc/flotilla/daemon.toml`, overridable with `--config` or
+//! `FLOTILLA_CONFIG`): engine-wide settings that are not part of any stack. Today it holds the
+//! `[registries]` section (Docker Hub mirrors, plain-HTTP registries); address pools and log sizes
+//! join it with their issues. Unknown keys are errors naming the file, the line and the key, so a
+//! typo never silently does nothing. A missing default file means "all defaults"; a missing file
+//! the user named is an error.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::image::registry::RegistryOptions;
+
+/// Where the daemon configuration is read from when no path is given.
+pub const DEFAULT_PATH: &str = "/etc/flotilla/daemon.toml";
+
+/// Why the daemon configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("daemon config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("daemon config {path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("daemon config {path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default)]
+    pub registries: Registries,
+    #[serde(default)]
+    pub api: Api,
+}
+
+/// `[api]`: how the REST API is served.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The bearer token every TCP request must carry; a TCP `--host` without one is refused.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `[registries]`: how registries are reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registries {
+    /// Mirrors of Docker Hub, tried in order before `docker.io` (`http://host:port` or
+    /// `https://host`; a plain-HTTP mirror is reached over plain HTTP).
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// Registries (`host[:port]`) reached over plain HTTP; loopback registries always are.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+}
+
+impl DaemonConfig {
+    /// Reads the configuration: `path` when the user named one (it must exist), else
+    /// [`DEFAULT_PATH`] (missing means defaults).
+    pub fn load(path: Option<&Path>) -> Result<DaemonConfig, ConfigError> {
+        let (path, explicit) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => DaemonConfig::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(DaemonConfig::default())
+            }
+            Err(source) => Err(ConfigError::Read { path, source }),
+        }
+    }
+
+    /// Parses and validates the text of a configuration file read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<DaemonConfig, ConfigError> {
+        let config: DaemonConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            reason,
+        };
+        for (i, mirror) in self.registries.mirrors.iter().enumerate() {
+            let key = format!("registries.mirrors[{i}]");
+            let rest = mirror
+                .strip_prefix("http://")
+                .or_else(|| mirror.strip_prefix("https://"))
+                .unwrap_or(mirror);
+            if rest.contains("://") {
+                return Err(invalid(
+                    key,
+                    format!("{mirror:?}: only http:// and https:// mirrors are supported"),
+                ));
+            }
+            check_host(rest.trim_end_matches('/')).map_err(|reason| {
+                invalid(key, format!("{mirror:?}: {reason} (want http://host:port)"))
+            })?;
+        }
+        if let Some(token) = &self.api.token
+            && (token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "api.token".to_string(),
+                "at least 16 characters without whitespace".to_string(),
+            ));
+        }
+        for (i, host) in self.registries.insecure.iter().enumerate() {
+            check_host(host).map_err(|reason| {
+                invalid(
+                    format!("registries.insecure[{i}]"),
+                    format!("{host:?}: {reason} (want host or host:port)"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// How the image code reaches registries under this configuration (no credentials: those
+    /// come per registry from the Docker config file).
+    pub fn registry_options(&self) -> RegistryOptions {
+        let mut insecure = self.registries.insecure.clone();
+        for mirror in &self.registries.mirrors {
+            if let Some(host) = mirror.strip_prefix("http://") {
+                let host = host.trim_end_matches('/').to_string();
+                if !insecure.contains(&host) {
+                    insecure.push(host);
+                }
+            }
+        }
+        RegistryOptions {
+            insecure,
+            mirrors: self.registries.mirrors.clone(),
+            auth: None,
+        }
+    }
+}
+
+/// Checks a `host[:port]` registry address (no scheme, no path).
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty address".to_string());
+    }
+    if host.contains("://") {
+        return Err("a scheme is not allowed here".to_string());
+    }
+    if host.contains('/') {
+        return Err("a path is not allowed".to_string());
+    }
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("whitespace is not allowed".to_string());
+    }
+    // `[::1]:5000` keeps its colons inside brackets; elsewhere one colon starts the port.
+    let port = match host.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':'),
+        None => host.split_once(':').map(|(_, port)| port),
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("invalid port {port:?}"));
+    }
+    Ok(())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(1, |l| l.chars().count() + 1);
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<DaemonConfig, ConfigError> {
+        DaemonConfig::parse(text, Path::new("/etc/flotilla/daemon.toml"))
+    }
+
+    #[test]
+    fn parses_registries() {
+        let config = parse(
+            "[registries]\nmirrors = [\"http://127.0.0.1:5001\", \"https://mirror.example\"]\n\
+             insecure = [\"myhost:5000\", \"[::1]:80\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.registries.mirrors.len(), 2);
+        let options = config.registry_options();
+        assert_eq!(
+            options.insecure,
+            ["myhost:5000", "[::1]:80", "127.0.0.1:5001"],
+            "a plain-HTTP mirror is insecure"
+        );
+        assert_eq!(options.mirrors, config.registries.mirrors);
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(parse("").unwrap(), DaemonConfig::default());
+        assert_eq!(parse("[registries]\n").unwrap(), DaemonConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_file_and_line() {
+        let error = parse("[registries]\nmirrors = []\nmirorrs = [\"x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/etc/flotilla/daemon.toml:3:1"), "{error}");
+        assert!(error.contains("mirorrs"), "{error}");
+        let error = parse("[registry]\n").unwrap_err().to_string();
+        assert!(error.contains("registry"), "{error}");
+        assert!(error.contains(":1:"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = parse("[registries]\ninsecure = [\"http://myhost:5000\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.insecure[0]"), "{error}");
+        let error = parse("[registries]\nmirrors = [\"ftp://m\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.mirrors[0]"), "{error}");
+        let error = parse("[registries]\ninsecure = [\"h:99999\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("invalid port"), "{error}");
+        let error = parse("[registries]\ninsecure = \"h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(":2:"), "{error}");
+    }
+
+    #[test]
+    fn api_token() {
+        let config = parse("[api]\ntoken = \"0123456789abcdef0123\"\n").unwrap();
+        assert_eq!(config.api.token.as_deref(), Some("0123456789abcdef0123"));
+        let error = parse("[api]\ntoken = \"short\"\n").unwrap_err().to_string();
+        assert!(error.contains("api.token"), "{error}");
+        let error = parse("[api]\ntokn = \"x\"\n").unwrap_err().to_string();
+        assert!(error.contains("tokn"), "{error}");
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("daemon.toml");
+        let error = DaemonConfig::load(Some(&missing)).unwrap_err().to_string();
+        assert!(error.contains("daemon.toml"), "{error}");
+        std::fs::write(&missing, "[registries]\ninsecure = [\"h:5000\"]\n").unwrap();
+        let config = DaemonConfig::load(Some(&missing)).unwrap();
+        assert_eq!(config.registries.insecure, ["h:5000"]);
+    }
+}

@@ -1,0 +1,524 @@
+//! `flotilla daemon`: the long-running engine process. It takes an exclusive lock on
+//! `<root>/daemon.lock` (holding its pid, so a second daemon on the same root names the holder),
+//! writes `<root>/daemon.pid`, opens the state database, listens on every `--host` (unix sockets
+//! mode 0660; TCP only with the config's `[api] token`) and serves [`crate::api::server`]. The
+//! tokio multi-thread runtime is created here and only here. SIGTERM or SIGINT stops it
+//! gracefully: listeners close, in-flight requests finish (streams end), the sockets and the pid
+//! file are removed; containers, once there are any, are left running for the next daemon to
+//! re-adopt.
+
+use std::io::{Read, Seek, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::host::Host;
+use crate::api::server::{ServerState, router};
+use crate::engine::config::{ConfigError, DaemonConfig};
+use crate::engine::events::EventBus;
+use crate::store::{Store, StoreError};
+
+/// The lock file inside the data root; it holds the pid of the daemon that has it locked.
+pub const LOCK_FILE: &str = "daemon.lock";
+/// The pid file inside the data root, present while the daemon runs.
+pub const PID_FILE: &str = "daemon.pid";
+/// The mode of unix sockets: owner and group may connect.
+pub const SOCKET_MODE: u32 = 0o660;
+/// How long in-flight requests may take to finish after a stop signal.
+pub const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "--host {host}: a TCP listener needs a bearer token; set `[api] token` in the daemon config"
+    )]
+    TcpWithoutToken { host: String },
+    #[error("--host {host}: resolve the address: {source}")]
+    Address {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("create the data root {}: {source}", path.display())]
+    CreateRoot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("open the lock file {}: {source}", path.display())]
+    LockOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the data root {} is in use by another daemon (pid {pid}, lock {})", root.display(), lock.display())]
+    Locked {
+        root: PathBuf,
+        lock: PathBuf,
+        pid: String,
+    },
+    #[error("lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("write the pid file {}: {source}", path.display())]
+    PidFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("socket path {} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("socket {} is in use by a running daemon", path.display())]
+    SocketInUse { path: PathBuf },
+    #[error("inspect the socket path {}: {source}", path.display())]
+    SocketStat {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("remove the stale socket {}: {source}", path.display())]
+    RemoveStale {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("create the socket directory {}: {source}", path.display())]
+    SocketDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listen on {host}: {source}")]
+    Bind {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("set the mode of the socket {}: {source}", path.display())]
+    Chmod {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("install the signal handlers: {0}")]
+    Signal(std::io::Error),
+}
+
+type Result<T, E = DaemonError> = std::result::Result<T, E>;
+
+/// What `flotilla daemon` was asked to do.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub data_root: PathBuf,
+    /// Where to listen; empty means the default socket.
+    pub hosts: Vec<Host>,
+    /// The daemon config file; `None` reads the default path if it exists.
+    pub config: Option<PathBuf>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(opts: &DaemonOptions) -> Result<()> {
+    init_tracing();
+    let config = DaemonConfig::load(opts.config.as_deref())?;
+    let hosts = if opts.hosts.is_empty() {
+        vec![Host::default()]
+    } else {
+        opts.hosts.clone()
+    };
+    let token: Option<Arc<str>> = config.api.token.as_deref().map(Arc::from);
+    let mut tcp = Vec::new();
+    for host in &hosts {
+        if let Host::Tcp(addr) = host {
+            if token.is_none() {
+                return Err(DaemonError::TcpWithoutToken {
+                    host: host.to_string(),
+                });
+            }
+            tcp.push(resolve(host, addr)?);
+        }
+    }
+
+    create_root(&opts.data_root)?;
+    let lock = DaemonLock::acquire(&opts.data_root)?;
+    let store = Arc::new(Store::open(&opts.data_root)?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flotilla-daemon")
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let result = runtime.block_on(serve(opts, &hosts, tcp, token, store, &lock));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    lock.release();
+    result
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+fn resolve(host: &Host, addr: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let err = |source| DaemonError::Address {
+        host: host.to_string(),
+        source,
+    };
+    addr.to_socket_addrs().map_err(err)?.next().ok_or_else(|| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no address",
+        ))
+    })
+}
+
+fn create_root(root: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(root)
+        .map_err(|source| DaemonError::CreateRoot {
+            path: root.to_path_buf(),
+            source,
+        })
+}
+
+/// The exclusive lock on a data root, held for the daemon's lifetime, and its pid file.
+#[derive(Debug)]
+struct DaemonLock {
+    file: std::fs::File,
+    pid_file: PathBuf,
+}
+
+impl DaemonLock {
+    fn acquire(root: &Path) -> Result<Self> {
+        let path = root.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|source| DaemonError::LockOpen {
+                path: path.clone(),
+                source,
+            })?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(DaemonError::Locked {
+                    root: root.to_path_buf(),
+                    lock: path,
+                    pid: if pid.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        pid.to_string()
+                    },
+                });
+            }
+            Err(e) => {
+                return Err(DaemonError::Lock {
+                    path,
+                    source: e.into(),
+                });
+            }
+        }
+        let pid = format!("{}\n", std::process::id());
+        let write = |file: &mut std::fs::File| -> std::io::Result<()> {
+            file.set_len(0)?;
+            file.rewind()?;
+            file.write_all(pid.as_bytes())?;
+            file.sync_all()
+        };
+        write(&mut file).map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+        let pid_file = root.join(PID_FILE);
+        write_atomically(&pid_file, pid.as_bytes()).map_err(|source| DaemonError::PidFile {
+            path: pid_file.clone(),
+            source,
+        })?;
+        Ok(DaemonLock { file, pid_file })
+    }
+
+    /// Removes the pid file and unlocks (the lock file stays, empty).
+    fn release(self) {
+        if let Err(e) = std::fs::remove_file(&self.pid_file) {
+            tracing::warn!(path = %self.pid_file.display(), error = %e, "remove the pid file");
+        }
+        let _ = self.file.set_len(0);
+        drop(self.file);
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A unix socket this daemon created, removed at shutdown only if it is still ours.
+struct OwnedSocket {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl OwnedSocket {
+    fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "remove the socket");
+                }
+            }
+            _ => tracing::warn!(path = %self.path.display(), "the socket was replaced; left alone"),
+        }
+    }
+}
+
+/// Makes `path` free for a new socket: a stale socket is removed, a live one or anything that is
+/// not a socket is an error (and left untouched).
+fn prepare_socket(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(DaemonError::SocketInUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            tracing::info!(path = %path.display(), "removing a stale socket");
+            std::fs::remove_file(path).map_err(|source| DaemonError::RemoveStale {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Ok(_) => Err(DaemonError::NotASocket {
+            path: path.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(|source| DaemonError::SocketDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+            }
+            Ok(())
+        }
+        Err(source) => Err(DaemonError::SocketStat {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+fn bind_unix(host: &Host, path: &Path) -> Result<(tokio::net::UnixListener, OwnedSocket)> {
+    prepare_socket(path)?;
+    let bind_err = |source| DaemonError::Bind {
+        host: host.to_string(),
+        source,
+    };
+    let std_listener = std::os::unix::net::UnixListener::bind(path).map_err(bind_err)?;
+    let meta = std::fs::symlink_metadata(path).map_err(bind_err)?;
+    let owned = OwnedSocket {
+        path: path.to_path_buf(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    if let Err(source) =
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+    {
+        owned.remove();
+        return Err(DaemonError::Chmod {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let listener = tokio::net::UnixListener::from_std(std_listener).map_err(bind_err)?;
+    Ok((listener, owned))
+}
+
+async fn serve(
+    opts: &DaemonOptions,
+    hosts: &[Host],
+    tcp: Vec<SocketAddr>,
+    token: Option<Arc<str>>,
+    store: Arc<Store>,
+    lock: &DaemonLock,
+) -> Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = ServerState {
+        store,
+        events: EventBus::new(),
+        data_root: opts.data_root.clone(),
+        shutdown: stop_rx.clone(),
+    };
+    let mut sockets: Vec<OwnedSocket> = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut tcp = tcp.into_iter();
+    // TCP first: once a unix socket appears, every listener is ready.
+    let tcp_hosts = hosts.iter().filter(|h| matches!(h, Host::Tcp(_)));
+    let ordered = tcp_hosts.chain(hosts.iter().filter(|h| matches!(h, Host::Unix(_))));
+    let bound = async {
+        for host in ordered {
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            match host {
+                Host::Unix(path) => {
+                    let (listener, owned) = bind_unix(host, path)?;
+                    sockets.push(owned);
+                    let app = router(state.clone(), None);
+                    tracing::info!(%host, "listening");
+                    tasks.spawn(async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    });
+                }
+                Host::Tcp(_) => {
+                    let Some(addr) = tcp.next() else { continue };
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| DaemonError::Bind {
+                            host: host.to_string(),
+                            source,
+                        })?;
+                    let app = router(state.clone(), token.clone());
+                    tracing::info!(%host, "listening (bearer token required)");
+                    tasks.spawn(async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    });
+                }
+            }
+        }
+        Ok::<(), DaemonError>(())
+    }
+    .await;
+    if let Err(e) = bound {
+        let _ = stop_tx.send(true);
+        for s in &sockets {
+            s.remove();
+        }
+        return Err(e);
+    }
+    tracing::info!(
+        pid = std::process::id(),
+        data_root = %opts.data_root.display(),
+        pid_file = %lock.pid_file.display(),
+        "daemon ready"
+    );
+
+    let signal = wait_for_signal().await;
+    match &signal {
+        Ok(name) => tracing::info!(signal = name, "stopping: finishing in-flight requests"),
+        Err(e) => tracing::error!(error = %e, "signal handling failed; stopping"),
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "listener ended with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "in-flight requests still running after {}s; stopping anyway",
+            DRAIN.as_secs()
+        );
+        tasks.abort_all();
+    }
+    for s in &sockets {
+        s.remove();
+    }
+    tracing::info!("daemon stopped; containers left running");
+    signal.map(|_| ())
+}
+
+/// Waits for SIGTERM or SIGINT; returns which.
+async fn wait_for_signal() -> Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_is_exclusive_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DaemonLock::acquire(dir.path()).unwrap();
+        let pid = std::fs::read_to_string(dir.path().join(PID_FILE)).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        // flock locks belong to the open file description: a second open conflicts even in
+        // the same process.
+        let err = DaemonLock::acquire(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "in use by another daemon (pid {},",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        lock.release();
+        assert!(!dir.path().join(PID_FILE).exists());
+        DaemonLock::acquire(dir.path()).unwrap().release();
+    }
+
+    #[test]
+    fn socket_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-socket");
+        std::fs::write(&file, "keep me").unwrap();
+        let err = prepare_socket(&file).unwrap_err();
+        assert!(matches!(err, DaemonError::NotASocket { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+        let stale = dir.path().join("stale.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        prepare_socket(&stale).unwrap();
+        assert!(!stale.exists());
+
+        let live = dir.path().join("live.sock");
+        let _l = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let err = prepare_socket(&live).unwrap_err();
+        assert!(matches!(err, DaemonError::SocketInUse { .. }), "{err}");
+
+        let nested = dir.path().join("a/b/c.sock");
+        prepare_socket(&nested).unwrap();
+        assert!(nested.parent().unwrap().is_dir());
+    }
+}

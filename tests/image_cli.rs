@@ -1,0 +1,499 @@
+//! The image commands through the real `flotilla` binary, each test with its own data root, its
+//! own Docker config dir and its own loopback registry (Debian's `docker-registry`, killed on
+//! drop): pull output (non-terminal mode), ls, tag, inspect, rm and prune with the store's
+//! directories checked, login/logout against a registry with htpasswd auth, and the daemon
+//! config file (unknown keys, insecure registries).
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::registry::{Registry, TestImage, busybox_image, files_layer, image_from_layers};
+use flotilla::image::push::{PushOptions, push};
+use flotilla::image::reference::Reference;
+use flotilla::image::registry::RegistryOptions;
+use flotilla::image::store::{Digest, Store};
+
+/// A data root, a Docker config dir and a daemon config file, all private to one test.
+struct Env {
+    root: tempfile::TempDir,
+    docker: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let root = tempfile::tempdir().expect("data root");
+        let docker = tempfile::tempdir().expect("docker config dir");
+        let config = docker.path().join("daemon.toml");
+        fs::write(&config, "").expect("daemon.toml");
+        Env {
+            root,
+            docker,
+            config,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        command
+            .arg("--data-root")
+            .arg(self.root.path())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("DOCKER_CONFIG", self.docker.path())
+            .env_remove("FLOTILLA_ROOT")
+            .env_remove("FLOTILLA_CONFIG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run flotilla")
+    }
+
+    /// Runs and expects success; returns standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "flotilla {args:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs and expects exit code 1; returns standard error.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "flotilla {args:?} should fail:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn store_dir(&self, part: &str) -> PathBuf {
+        self.root.path().join("image").join(part)
+    }
+
+    fn entries(&self, part: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.store_dir(part))
+            .map(|entries| {
+                entries
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.store_dir("blobs/sha256").join(digest.hex()).is_file()
+    }
+}
+
+/// Pushes `image` to `name` with flotilla's push library (through a scratch store).
+fn push_image(image: &TestImage, name: &str, auth: Option<(&str, &str)>) {
+    let reference = Reference::parse(name).expect("reference");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = Store::open(scratch.path()).expect("store");
+    image.import(&store, &reference.to_string());
+    let options = PushOptions {
+        registry: RegistryOptions {
+            auth: auth.map(|(u, p)| (u.to_string(), p.to_string())),
+            ..RegistryOptions::default()
+        },
+        ..PushOptions::default()
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(push(&store, &reference, &reference, &options))
+        .expect("push");
+}
+
+fn short(digest: &Digest) -> String {
+    digest.hex()[..12].to_string()
+}
+
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[test]
+fn pull_ls_tag_inspect_rm() {
+    let registry = Registry::start();
+    let env = Env::new();
+    let image = busybox_image("amd64");
+    let name = format!("{}/test/busybox:1", registry.host());
+    push_image(&image, &name, None);
+    let layer = image.layer_digests()[0].clone();
+    let config = Digest::sha256_of(&image.config);
+
+    // Pull: the docker-pull-like lines, one per event (stdout is not a terminal).
+    let pulled = env.ok(&["image", "pull", &name]);
+    assert!(
+        pulled.contains(&format!("1: Pulling from {}/test/busybox", registry.host())),
+        "{pulled}"
+    );
+    assert!(
+        pulled.contains(&format!("{}: pull complete", short(&layer))),
+        "{pulled}"
+    );
+    assert!(
+        pulled.contains(&format!("Digest: {}", image.manifest_digest())),
+        "{pulled}"
+    );
+    assert!(
+        pulled.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{pulled}"
+    );
+    assert!(
+        !pulled.contains('\r') && !pulled.contains('\x1b'),
+        "{pulled}"
+    );
+
+    // Again: nothing to do, and it says so.
+    let again = env.ok(&["pull", &name]);
+    assert!(
+        again.contains(&format!("{}: already exists", short(&layer))),
+        "{again}"
+    );
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {name}")),
+        "{again}"
+    );
+    let quiet = env.ok(&["pull", "-q", &name]);
+    assert_eq!(quiet.trim(), name);
+
+    // ls: repository, tag, 12-hex id, created, size.
+    let listed = env.ok(&["image", "ls"]);
+    let header = listed.lines().next().expect("header");
+    for column in ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"] {
+        assert!(header.contains(column), "{listed}");
+    }
+    let rows = lines_with(&listed, &format!("{}/test/busybox", registry.host()));
+    assert_eq!(rows.len(), 1, "{listed}");
+    let cells: Vec<&str> = rows[0]
+        .split("   ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(cells[1], "1", "{listed}");
+    assert_eq!(cells[2], short(&config), "{listed}");
+    assert!(cells[3].ends_with("ago"), "{listed}");
+    assert!(
+        cells[4].ends_with("MB") || cells[4].ends_with("kB"),
+        "{listed}"
+    );
+
+    // tag: both names, one id.
+    let other = format!("{}/test/other:2", registry.host());
+    env.ok(&["image", "tag", &name, &other]);
+    let listed = env.ok(&["images"]);
+    assert_eq!(lines_with(&listed, &short(&config)).len(), 2, "{listed}");
+    assert!(listed.contains("test/other"), "{listed}");
+    assert_eq!(env.ok(&["images", "-q"]).trim(), short(&config));
+    let json = env.ok(&["image", "ls", "--format", "json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(json.lines().next().expect("a line")).expect("json line");
+    assert_eq!(first["ID"], short(&config));
+
+    // inspect: Docker's fields.
+    let inspected = env.ok(&["image", "inspect", &other]);
+    let value: serde_json::Value = serde_json::from_str(&inspected).expect("inspect json");
+    let entry = &value[0];
+    assert_eq!(entry["Id"], config.to_string());
+    let tags: Vec<&str> = entry["RepoTags"]
+        .as_array()
+        .expect("RepoTags")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        tags.contains(&name.as_str()) && tags.contains(&other.as_str()),
+        "{tags:?}"
+    );
+    assert!(
+        entry["RepoDigests"]
+            .to_string()
+            .contains(&image.manifest_digest().to_string())
+    );
+    assert_eq!(entry["Architecture"], "amd64");
+    assert_eq!(entry["Os"], "linux");
+    assert_eq!(entry["Created"], "2026-01-01T00:00:00Z");
+    assert_eq!(entry["Config"]["Cmd"][0], "sh");
+    assert!(
+        entry["Config"]["Env"]
+            .to_string()
+            .contains("FLOTILLA_TEST=1")
+    );
+    assert_eq!(entry["RootFS"]["Type"], "layers");
+    assert_eq!(entry["RootFS"]["Layers"][0], image.diff_ids[0].to_string());
+    assert!(
+        entry["Size"].as_u64().is_some_and(|s| s > 100_000),
+        "{entry}"
+    );
+    // By id too; a missing image is an error after the others are printed.
+    let output = env.run(&["image", "inspect", &short(&config), "nope:1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let both: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(both.as_array().map(Vec::len), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope:1"));
+
+    // rm of an id with two names needs force.
+    let error = env.fails(&["image", "rm", &short(&config)]);
+    assert!(error.contains("several names"), "{error}");
+
+    // rm of one name: the other keeps the blobs and the snapshot.
+    let removed = env.ok(&["image", "rm", &other]);
+    assert!(removed.contains(&format!("Untagged: {other}")), "{removed}");
+    assert!(!removed.contains("Deleted:"), "{removed}");
+    assert!(env.has_blob(&layer) && env.has_blob(&config));
+    assert_eq!(env.entries("layers").len(), 1);
+    assert_eq!(env.entries("images").len(), 1);
+
+    // rm of the last name: blobs, snapshots and record gone.
+    let removed = env.ok(&["rmi", &name]);
+    assert!(removed.contains(&format!("Deleted: {config}")), "{removed}");
+    assert!(!env.has_blob(&layer) && !env.has_blob(&config));
+    assert_eq!(env.entries("blobs/sha256"), Vec::<String>::new());
+    assert_eq!(env.entries("layers"), Vec::<String>::new());
+    assert_eq!(env.entries("images"), Vec::<String>::new());
+    let error = env.fails(&["image", "rm", &name]);
+    assert!(
+        error.contains(&name) && error.contains("no such image"),
+        "{error}"
+    );
+    assert_eq!(env.ok(&["images", "-q"]), "");
+}
+
+#[test]
+fn prune_dangling_then_all() {
+    let registry = Registry::start();
+    let env = Env::new();
+    let base = busybox_image("amd64");
+    let small = image_from_layers("amd64", vec![files_layer(&[("hello", "world")])]);
+    let tagged = format!("{}/test/busybox:1", registry.host());
+    let by_digest = format!("{}/test/small:1", registry.host());
+    push_image(&base, &tagged, None);
+    push_image(&small, &by_digest, None);
+    env.ok(&["pull", &tagged]);
+    let digest_ref = format!("{}/test/small@{}", registry.host(), small.manifest_digest());
+    env.ok(&["pull", &digest_ref]);
+    let listed = env.ok(&["images"]);
+    assert!(listed.contains("<none>"), "{listed}");
+
+    // Dangling (untagged) images go; tagged ones stay.
+    let pruned = env.ok(&["image", "prune"]);
+    assert!(
+        pruned.contains(&format!("Untagged: {digest_ref}")),
+        "{pruned}"
+    );
+    assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
+    assert!(!env.has_blob(&small.layer_digests()[0]));
+    assert!(env.has_blob(&base.layer_digests()[0]));
+    assert_eq!(env.entries("layers").len(), 1);
+
+    // -a: everything unused.
+    let pruned = env.ok(&["image", "prune", "-a", "-f"]);
+    assert!(pruned.contains(&format!("Untagged: {tagged}")), "{pruned}");
+    assert_eq!(env.entries("blobs/sha256"), Vec::<String>::new());
+    assert_eq!(env.entries("layers"), Vec::<String>::new());
+    assert_eq!(env.entries("images"), Vec::<String>::new());
+    let pruned = env.ok(&["image", "prune"]);
+    assert_eq!(pruned.trim(), "Total reclaimed space: 0B");
+}
+
+#[test]
+fn login_pull_logout_with_auth_registry() {
+    let registry = Registry::start_with_auth("alice", "s3cret");
+    let env = Env::new();
+    let image = busybox_image("amd64");
+    let name = format!("{}/test/private:1", registry.host());
+    push_image(&image, &name, Some(("alice", "s3cret")));
+
+    // Not logged in: refused, and the message says what to do.
+    let error = env.fails(&["pull", &name]);
+    assert!(
+        error.contains("unauthorized") && error.contains(&name),
+        "{error}"
+    );
+
+    let login = |password: &str| {
+        let mut child = env
+            .command(&["login", &registry.host(), "-u", "alice", "--password-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn login");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write password");
+        child.wait_with_output().expect("login")
+    };
+    let docker_config = env.docker.path().join("config.json");
+
+    // A wrong password is checked against the registry and not saved.
+    let wrong = login("nope");
+    assert_eq!(wrong.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        error.contains("rejected") && error.contains(&registry.host()),
+        "{error}"
+    );
+    assert!(!docker_config.exists());
+
+    let right = login("s3cret");
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    assert!(String::from_utf8_lossy(&right.stdout).contains("Login Succeeded"));
+    let mode = fs::metadata(&docker_config)
+        .expect("config.json")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let saved: serde_json::Value =
+        serde_json::from_slice(&fs::read(&docker_config).expect("read")).expect("json");
+    use base64::Engine as _;
+    let auth = saved["auths"][registry.host()]["auth"]
+        .as_str()
+        .expect("auth entry");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .expect("base64");
+    assert_eq!(decoded, b"alice:s3cret");
+
+    // Logged in: the pull works, push too.
+    let pulled = env.ok(&["pull", &name]);
+    assert!(
+        pulled.contains("Status: Downloaded newer image"),
+        "{pulled}"
+    );
+    let other = format!("{}/test/private:2", registry.host());
+    env.ok(&["tag", &name, &other]);
+    let pushed = env.ok(&["push", &other]);
+    assert!(
+        pushed.contains(&format!("2: digest: {}", image.manifest_digest())),
+        "{pushed}"
+    );
+
+    // Logout removes the entry; the registry refuses again.
+    let out = env.ok(&["logout", &registry.host()]);
+    assert!(out.contains("Removing login credentials"), "{out}");
+    let saved: serde_json::Value =
+        serde_json::from_slice(&fs::read(&docker_config).expect("read")).expect("json");
+    assert!(saved["auths"].get(registry.host()).is_none(), "{saved}");
+    let out = env.ok(&["logout", &registry.host()]);
+    assert!(out.contains("Not logged in"), "{out}");
+    let error = env.fails(&["pull", &name]);
+    assert!(error.contains("unauthorized"), "{error}");
+}
+
+#[test]
+fn daemon_config_unknown_key_and_insecure_registry() {
+    let registry = Registry::start();
+    let env = Env::new();
+    let image = busybox_image("amd64");
+    push_image(&image, &format!("{}/test/busybox:1", registry.host()), None);
+
+    // A typo is an error naming the file and the key.
+    fs::write(&env.config, "[registries]\ninsecure = []\nmirorrs = []\n").expect("write");
+    let name = format!("{}/test/busybox:1", registry.host());
+    let error = env.fails(&["pull", &name]);
+    assert!(error.contains("mirorrs"), "{error}");
+    assert!(
+        error.contains(&format!("{}:3:", env.config.display())),
+        "{error}"
+    );
+
+    // A missing file named explicitly is an error too.
+    let missing = env.docker.path().join("missing.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--data-root")
+        .arg(env.root.path())
+        .args(["images"])
+        .env("FLOTILLA_CONFIG", &missing)
+        .env("DOCKER_CONFIG", env.docker.path())
+        .output()
+        .expect("run");
+    // `images` reads no registry config: it works; a pull must not.
+    assert!(output.status.success());
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .arg("--data-root")
+        .arg(env.root.path())
+        .args(["pull", &name])
+        .env("FLOTILLA_CONFIG", &missing)
+        .env("DOCKER_CONFIG", env.docker.path())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+
+    // `0.0.0.0:<port>` reaches the loopback registry (Linux routes 0.0.0.0 to the local host)
+    // but is not a loopback name: without configuration flotilla speaks HTTPS to it and fails.
+    let port = registry
+        .host()
+        .rsplit_once(':')
+        .expect("port")
+        .1
+        .to_string();
+    let unlisted = format!("0.0.0.0:{port}/test/busybox:1");
+    fs::write(&env.config, "").expect("write");
+    let error = env.fails(&["pull", &unlisted]);
+    assert!(error.contains(&unlisted), "{error}");
+    // Listed as insecure: plain HTTP, and the pull works.
+    fs::write(
+        &env.config,
+        format!("[registries]\ninsecure = [\"0.0.0.0:{port}\"]\n"),
+    )
+    .expect("write");
+    let pulled = env.ok(&["pull", &unlisted]);
+    assert!(
+        pulled.contains("Status: Downloaded newer image"),
+        "{pulled}"
+    );
+    assert!(
+        env.ok(&["images"])
+            .contains(&format!("0.0.0.0:{port}/test/busybox"))
+    );
+}
+
+#[test]
+fn bad_references_and_usage() {
+    let env = Env::new();
+    let error = env.fails(&["pull", "Bad:Ref:x"]);
+    assert!(error.contains("invalid image reference"), "{error}");
+    let error = env.fails(&["image", "tag", "nothing:1", "other:1"]);
+    assert!(
+        error.contains("nothing:1") && error.contains("no such image"),
+        "{error}"
+    );
+    let error = env.fails(&["pull", "--platform", "linux", "busybox"]);
+    assert!(error.contains("invalid platform"), "{error}");
+    // Usage errors exit 2.
+    let output = env.run(&["image", "rm"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(Path::new(env!("CARGO_BIN_EXE_flotilla")).exists());
+}
