@@ -431,6 +431,21 @@ fn exec_options_and_exit_codes() {
         String::from_utf8_lossy(&bad_user.stderr).contains("unable to find user ghost"),
         "{bad_user:?}"
     );
+    // A pseudo-terminal: stdin, stdout and stderr are a terminal; the status still comes back.
+    let tty = f.exec_with(
+        &id,
+        ExecOptions {
+            args: vec![
+                "sh".into(),
+                "-c".into(),
+                "test -t 0 && test -t 1 && echo tty $TERM; exit 9".into(),
+            ],
+            tty: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(tty.status.code(), Some(9), "{tty:?}");
+    assert_eq!(String::from_utf8_lossy(&tty.stdout), "tty xterm\r\n");
     // The library call returns the exit code (its streams are this test's).
     let code = exec::exec(
         &f.dir_of(&id),
@@ -467,16 +482,18 @@ fn init_forwards_sigterm_to_a_trapping_child() {
     c.init = true;
     let id = f.run(c);
     f.wait_for_file(&id, "tmp/ready");
-    // PID 1 is the init, run from the sealed memfd, with the command as its child.
+    // PID 1 is the init, run from the sealed memfd, without the shim's command line (host
+    // paths); the command is its child.
     let out = f.sh(
         &id,
-        "cat /proc/1/cmdline | tr '\\0' ' '; echo; readlink /proc/1/exe",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/1/comm; readlink /proc/1/exe; \
+         ps -o ppid,args | grep -v grep | grep 'sh -c trap'",
     );
-    assert!(
-        out.starts_with("flotilla-init shim init -- sh -c trap"),
-        "{out}"
-    );
-    assert!(out.contains("memfd:"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim_end(), "flotilla-init", "{out}");
+    assert_eq!(lines[1], "flotilla-init", "{out}");
+    assert!(lines[2].contains("memfd:"), "{out}");
+    assert!(lines[3].trim_start().starts_with("1 sh -c trap"), "{out}");
     let pid1 = state::read(&f.dir_of(&id)).unwrap().pid.unwrap();
     assert!(
         fs::OpenOptions::new()
@@ -493,6 +510,34 @@ fn init_forwards_sigterm_to_a_trapping_child() {
     f.runtime().kill(&id, "TERM").unwrap();
     assert_eq!(f.wait_exit(&id), 3);
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn init_with_a_missing_command_fails_the_start_with_127() {
+    let mut f = Fixture::new();
+    let mut c = f.config("");
+    c.command = Some(vec!["nosuchcmd".into()]);
+    c.init = true;
+    let rt = f.runtime();
+    let id = rt
+        .create(CreateOptions {
+            config: c,
+            ..Default::default()
+        })
+        .unwrap();
+    f.ids.push(id.clone());
+    match rt.start(&id) {
+        Err(lifecycle::LifecycleError::StartFailed {
+            status, message, ..
+        }) => {
+            assert_eq!(status, 127);
+            assert!(
+                message.contains(r#""nosuchcmd": executable file not found in $PATH"#),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Counts zombie processes in the container (state `Z` in `/proc/<pid>/stat`).
@@ -522,8 +567,8 @@ fn init_reaps_orphaned_zombies() {
     c.init = true;
     let id = f.run(c);
     f.wait_for_file(&id, "tmp/ready");
-    // The orphans end 0.2 s after they started; then nothing may stay a zombie.
-    std::thread::sleep(Duration::from_millis(300));
+    // The orphans end 0.2 s after they started: then only the command sleeps, and nothing
+    // stays a zombie.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let n: u32 = f.sh(&id, COUNT_ZOMBIES).trim().parse().unwrap();
