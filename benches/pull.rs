@@ -66,6 +66,30 @@ fn drop_caches_hint(dir: &Path) {
     let _ = Command::new("sync").arg("-f").arg(dir).status();
 }
 
+/// One more cold pull, printing when each blob finished downloading and each layer unpacking.
+fn trace(runtime: &tokio::runtime::Runtime, name: &Reference) {
+    use flotilla::image::pull::{Progress, PullEvent};
+    let root = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(root.path()).expect("store");
+    let start = Instant::now();
+    let options = PullOptions {
+        progress: Some(Progress(std::sync::Arc::new(move |event: &PullEvent| {
+            let at = start.elapsed().as_secs_f64();
+            match event {
+                PullEvent::Downloaded { blob } => println!("  {at:6.3} s  downloaded {blob}"),
+                PullEvent::Unpacking { blob } => println!("  {at:6.3} s  unpacking  {blob}"),
+                PullEvent::Unpacked { blob } => println!("  {at:6.3} s  unpacked   {blob}"),
+                _ => {}
+            }
+        }))),
+        ..PullOptions::default()
+    };
+    runtime
+        .block_on(pull(&store, name, &options))
+        .expect("traced pull");
+    println!("  {:6.3} s  done", start.elapsed().as_secs_f64());
+}
+
 fn main() {
     let runs: usize = std::env::var("RUNS")
         .ok()
@@ -105,6 +129,9 @@ fn main() {
         drop_caches_hint(root.path());
     }
     let library = report("flotilla pull (library)", bytes, &times);
+    if std::env::var_os("TRACE").is_some() {
+        trace(&runtime, &name);
+    }
 
     if let Ok(bin) = std::env::var("FLOTILLA_BIN") {
         let mut times = Vec::new();

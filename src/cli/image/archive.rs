@@ -80,6 +80,11 @@ pub fn load(engine: &EngineArgs, args: &LoadArgs) -> Result<(), String> {
                 .map_err(|e| format!("error: load: open {}: {e}", path.display()))?;
             archive::load(&store, file)
         }
+        None if io::stdin().is_terminal() => {
+            return Err(
+                "error: load: no archive on stdin: use -i FILE or redirect one in".to_string(),
+            );
+        }
         None => archive::load(&store, io::stdin().lock()),
     }
     .map_err(|e| format!("error: load: {e}"))?;
