@@ -252,10 +252,18 @@ pub async fn pull(
                     return Ok((None, false));
                 }
                 check_cancel(options, reference)?;
-                let mut fetched = None;
                 if !store.has_blob(&layer.blob.digest) {
-                    fetched =
-                        Some(fetch_blob(client, store, reference, &layer.blob, options).await?);
+                    // Unpacking, not downloading, dominates a pull: the layer is unpacked from
+                    // the bytes as they arrive, while the blob is written and verified.
+                    let fetched =
+                        fetch_and_unpack(client, store, reference, layer, parent, options).await?;
+                    emit(
+                        options,
+                        PullEvent::Unpacked {
+                            blob: layer.blob.digest.clone(),
+                        },
+                    );
+                    return Ok((Some(fetched), true));
                 }
                 check_cancel(options, reference)?;
                 emit(
@@ -271,7 +279,7 @@ pub async fn pull(
                         blob: layer.blob.digest.clone(),
                     },
                 );
-                Ok::<_, PullError>((fetched, unpacked))
+                Ok::<_, PullError>((None, unpacked))
             }
         })
         .buffer_unordered(concurrency)
@@ -397,6 +405,20 @@ async fn fetch_blob(
     blob: &Descriptor,
     options: &PullOptions,
 ) -> Result<u64> {
+    fetch_blob_tee(client, store, reference, blob, options, None).await
+}
+
+/// [`fetch_blob`], also handing every received chunk to `tee` (the unpacker of a layer that
+/// is unpacked while it downloads). The tee is dropped when the blob is complete or failed, so
+/// its reader sees the end of the stream.
+async fn fetch_blob_tee(
+    client: &oci_client::Client,
+    store: &Store,
+    reference: &Reference,
+    blob: &Descriptor,
+    options: &PullOptions,
+    tee: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+) -> Result<u64> {
     let digest = &blob.digest;
     let fetch_error = |reason: String| PullError::Fetch {
         digest: digest.clone(),
@@ -420,6 +442,7 @@ async fn fetch_blob(
     let writer_digest = digest.clone();
     let size = blob.size;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut tee = tee;
         let digest = writer_digest;
         let store_error = |source| PullError::Store {
             digest: digest.clone(),
@@ -433,6 +456,12 @@ async fn fetch_blob(
                         digest: digest.clone(),
                         reason: e.to_string(),
                     })?;
+                    // An unpacker that stopped has its own error to report; the blob goes on.
+                    if let Some(t) = &tee
+                        && t.send(data).is_err()
+                    {
+                        tee = None;
+                    }
                 }
                 Chunk::End => {
                     let written = writer.written();
@@ -495,6 +524,85 @@ async fn fetch_blob(
             );
             Ok(written)
         }
+    }
+}
+
+/// Fetches a layer's blob and unpacks the layer from the same bytes while they arrive. The layer
+/// counts only when its diff id verifies; it is dropped again when the blob itself fails, so a
+/// failed pull never leaves a layer without its verified blob.
+async fn fetch_and_unpack(
+    client: &oci_client::Client,
+    store: &Store,
+    reference: &Reference,
+    layer: &record::LayerRecord,
+    parent: Option<Digest>,
+    options: &PullOptions,
+) -> Result<u64> {
+    let (tee, chunks) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
+    let unpack_store = store.clone();
+    let diff_id = layer.diff_id.clone();
+    let unpack_options = options.unpack.clone();
+    let unpack_parent = parent.clone();
+    let unpacker = tokio::task::spawn_blocking(move || {
+        let reader = std::io::BufReader::with_capacity(
+            256 * 1024,
+            ChannelReader {
+                chunks,
+                current: bytes::Bytes::new(),
+            },
+        );
+        unpack_store.unpack_layer(unpack_parent.as_ref(), &diff_id, reader, &unpack_options)
+    });
+    let fetched = fetch_blob_tee(client, store, reference, &layer.blob, options, Some(tee)).await;
+    let unpacked = unpacker.await;
+    let chain_id = super::store::chain_id_next(parent.as_ref(), &layer.diff_id);
+    match (fetched, unpacked) {
+        (Ok(bytes), Ok(Ok(_))) => {
+            emit(
+                options,
+                PullEvent::Unpacking {
+                    blob: layer.blob.digest.clone(),
+                },
+            );
+            Ok(bytes)
+        }
+        // The blob's own failure is the one to report (the unpacker only saw its bytes end).
+        (Err(error), unpacked) => {
+            if matches!(unpacked, Ok(Ok(_))) {
+                let _ = store.delete_layer(&chain_id);
+            }
+            Err(error)
+        }
+        (Ok(_), Ok(Err(source))) => Err(PullError::Unpack {
+            diff_id: layer.diff_id.clone(),
+            source: Box::new(source),
+        }),
+        (Ok(_), Err(e)) => Err(PullError::Task {
+            diff_id: layer.diff_id.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// The bytes of a download as a `Read` for the unpacker; the end of the stream is when the
+/// sender is dropped.
+struct ChannelReader {
+    chunks: std::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.recv() {
+                Ok(next) => self.current = next,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
     }
 }
 
