@@ -1,8 +1,9 @@
 //! The typed client of the REST API, over the daemon's unix socket or over TCP with a bearer
 //! token. It shares the request/response types with the server ([`super::types`]), turns JSON
 //! errors back into [`ClientError::Api`] with their stable code, and reads streaming endpoints
-//! line by line ([`EventStream`]). One connection per request: the socket is local and the CLI
-//! makes few calls.
+//! line by line ([`JsonStream`]: events, logs, pull progress). One connection per request: the
+//! socket is local and the CLI makes few calls. [`connect_or_start`] starts a daemon in the
+//! background when none answers on the default socket.
 
 use std::time::Duration;
 
@@ -17,7 +18,10 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::host::Host;
-use super::types::{ErrorBody, ErrorCode, Event, Info, Version, Volume, VolumeCreate};
+use super::types::{
+    Container, ContainerCreate, ContainerExit, ErrorBody, ErrorCode, Event, Image, ImagePull,
+    ImageRemoved, Info, LogLine, PullProgress, Version, Volume, VolumeCreate,
+};
 
 /// How long a one-shot request may take before the client gives up on the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,6 +72,8 @@ pub enum ClientError {
         path: String,
         host: String,
     },
+    #[error("start a daemon for {host}: {reason}")]
+    Autostart { host: String, reason: String },
     /// The daemon answered with an error.
     #[error("{message}")]
     Api {
@@ -278,8 +284,40 @@ impl Client {
 
     /// `GET /v1/events`: the stream of events from now on.
     pub async fn events(&self) -> Result<EventStream> {
-        let path = "/v1/events";
-        let (status, body) = self.send(Method::GET, path, None).await?;
+        self.events_with(&EventsQuery::default()).await
+    }
+
+    /// `GET /v1/events` with a replay window and filters.
+    pub async fn events_with(&self, q: &EventsQuery) -> Result<EventStream> {
+        let mut params = Vec::new();
+        if let Some(s) = &q.since {
+            params.push(format!("since={}", query_escape(s)));
+        }
+        if let Some(u) = &q.until {
+            params.push(format!("until={}", query_escape(u)));
+        }
+        if !q.filters.is_empty() {
+            let json = serde_json::to_string(&q.filters).unwrap_or_default();
+            params.push(format!("filters={}", query_escape(&json)));
+        }
+        self.stream(Method::GET, &with_query("/v1/events", &params), None)
+            .await
+    }
+
+    /// Starts a streaming request; the answer is read line by line.
+    async fn stream<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<JsonStream<T>> {
+        let (status, body) = tokio::time::timeout(TIMEOUT, self.send(method.clone(), path, body))
+            .await
+            .map_err(|_| ClientError::Timeout {
+                method: method.clone(),
+                path: path.to_string(),
+                host: self.host.to_string(),
+            })??;
         if !status.is_success() {
             let bytes = body
                 .collect()
@@ -288,23 +326,215 @@ impl Client {
                 .unwrap_or_default();
             return Err(api_error(status, &bytes));
         }
-        Ok(EventStream {
+        Ok(JsonStream {
             body,
             buf: BytesMut::new(),
+            method,
+            path: path.to_string(),
+            _item: std::marker::PhantomData,
         })
+    }
+
+    fn encode(method: &Method, path: &str, body: &impl Serialize) -> Result<Bytes> {
+        serde_json::to_vec(body)
+            .map(Bytes::from)
+            .map_err(|source| ClientError::Encode {
+                method: method.clone(),
+                path: path.to_string(),
+                source,
+            })
+    }
+
+    /// `POST /v1/containers`.
+    pub async fn create_container(&self, req: &ContainerCreate) -> Result<Container> {
+        self.call(Method::POST, "/v1/containers", Some(req)).await
+    }
+
+    /// `GET /v1/containers` (`all`: also stopped ones).
+    pub async fn list_containers(&self, all: bool) -> Result<Vec<Container>> {
+        let path = if all {
+            "/v1/containers?all=true"
+        } else {
+            "/v1/containers"
+        };
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    /// `GET /v1/containers/{id}`.
+    pub async fn inspect_container(&self, id: &str) -> Result<Container> {
+        let path = format!("/v1/containers/{}", query_escape(id));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    async fn container_action(
+        &self,
+        id: &str,
+        action: &str,
+        params: &[String],
+    ) -> Result<Container> {
+        let path = with_query(
+            &format!("/v1/containers/{}/{action}", query_escape(id)),
+            params,
+        );
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/containers/{id}/start`.
+    pub async fn start_container(&self, id: &str) -> Result<Container> {
+        self.container_action(id, "start", &[]).await
+    }
+
+    /// `POST /v1/containers/{id}/stop` (`timeout` in seconds).
+    pub async fn stop_container(&self, id: &str, timeout: Option<u64>) -> Result<Container> {
+        let params: Vec<String> = timeout
+            .map(|t| format!("timeout={t}"))
+            .into_iter()
+            .collect();
+        self.container_action(id, "stop", &params).await
+    }
+
+    /// `POST /v1/containers/{id}/kill` (default `SIGKILL`).
+    pub async fn kill_container(&self, id: &str, signal: Option<&str>) -> Result<Container> {
+        let params: Vec<String> = signal
+            .map(|s| format!("signal={}", query_escape(s)))
+            .into_iter()
+            .collect();
+        self.container_action(id, "kill", &params).await
+    }
+
+    /// `POST /v1/containers/{id}/pause`.
+    pub async fn pause_container(&self, id: &str) -> Result<Container> {
+        self.container_action(id, "pause", &[]).await
+    }
+
+    /// `POST /v1/containers/{id}/unpause`.
+    pub async fn unpause_container(&self, id: &str) -> Result<Container> {
+        self.container_action(id, "unpause", &[]).await
+    }
+
+    /// `POST /v1/containers/{id}/wait`: blocks until the container has exited (no timeout).
+    pub async fn wait_container(&self, id: &str) -> Result<ContainerExit> {
+        let path = format!("/v1/containers/{}/wait", query_escape(id));
+        let (status, body) = self.send(Method::POST, &path, None).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|source| ClientError::Body {
+                method: Method::POST,
+                path: path.clone(),
+                source,
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            method: Method::POST,
+            path,
+            source,
+        })
+    }
+
+    /// `DELETE /v1/containers/{id}`.
+    pub async fn remove_container(&self, id: &str, force: bool) -> Result<()> {
+        let path = format!(
+            "/v1/containers/{}{}",
+            query_escape(id),
+            if force { "?force=true" } else { "" }
+        );
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/containers/{id}/logs`.
+    pub async fn container_logs(&self, id: &str, q: &LogsQuery) -> Result<JsonStream<LogLine>> {
+        let mut params = Vec::new();
+        if q.follow {
+            params.push("follow=true".to_string());
+        }
+        if let Some(t) = q.tail {
+            params.push(format!("tail={t}"));
+        }
+        if let Some(s) = &q.since {
+            params.push(format!("since={}", query_escape(s)));
+        }
+        let path = with_query(
+            &format!("/v1/containers/{}/logs", query_escape(id)),
+            &params,
+        );
+        self.stream(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/images`.
+    pub async fn list_images(&self) -> Result<Vec<Image>> {
+        self.call(Method::GET, "/v1/images", None::<&()>).await
+    }
+
+    /// `GET /v1/images/{name}`.
+    pub async fn inspect_image(&self, name: &str) -> Result<Image> {
+        let path = format!("/v1/images/{}", query_escape(name));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `DELETE /v1/images/{name}`.
+    pub async fn remove_image(&self, name: &str, force: bool) -> Result<ImageRemoved> {
+        let path = format!(
+            "/v1/images/{}{}",
+            query_escape(name),
+            if force { "?force=true" } else { "" }
+        );
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/images/pull`: the progress stream; its last line is `done` or `error`.
+    pub async fn pull_image(&self, req: &ImagePull) -> Result<JsonStream<PullProgress>> {
+        let path = "/v1/images/pull";
+        let body = Self::encode(&Method::POST, path, req)?;
+        self.stream(Method::POST, path, Some(body)).await
     }
 }
 
-/// Newline-delimited JSON events as they arrive.
-#[derive(Debug)]
-pub struct EventStream {
-    body: Incoming,
-    buf: BytesMut,
+/// The query of [`Client::events_with`].
+#[derive(Debug, Clone, Default)]
+pub struct EventsQuery {
+    /// RFC 3339 or Unix seconds.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub filters: crate::engine::events::EventFilter,
 }
 
-impl EventStream {
-    /// The next event; `None` when the daemon ends the stream.
-    pub async fn next(&mut self) -> Option<Result<Event>> {
+/// The query of [`Client::container_logs`].
+#[derive(Debug, Clone, Default)]
+pub struct LogsQuery {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// RFC 3339 or Unix seconds.
+    pub since: Option<String>,
+}
+
+fn with_query(path: &str, params: &[String]) -> String {
+    if params.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", params.join("&"))
+    }
+}
+
+/// Newline-delimited JSON items as they arrive.
+#[derive(Debug)]
+pub struct JsonStream<T> {
+    body: Incoming,
+    buf: BytesMut,
+    method: Method,
+    path: String,
+    _item: std::marker::PhantomData<fn() -> T>,
+}
+
+/// The events stream.
+pub type EventStream = JsonStream<Event>;
+
+impl<T: DeserializeOwned> JsonStream<T> {
+    /// The next item; `None` when the daemon ends the stream.
+    pub async fn next(&mut self) -> Option<Result<T>> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line = self.buf.split_to(i + 1);
@@ -314,8 +544,8 @@ impl EventStream {
                 }
                 return Some(
                     serde_json::from_slice(line).map_err(|source| ClientError::Decode {
-                        method: Method::GET,
-                        path: "/v1/events".into(),
+                        method: self.method.clone(),
+                        path: self.path.clone(),
                         source,
                     }),
                 );
@@ -328,8 +558,8 @@ impl EventStream {
                 }
                 Err(source) => {
                     return Some(Err(ClientError::Body {
-                        method: Method::GET,
-                        path: "/v1/events".into(),
+                        method: self.method.clone(),
+                        path: self.path.clone(),
                         source,
                     }));
                 }
@@ -385,6 +615,118 @@ fn query_escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// How [`connect_or_start`] starts a daemon.
+#[derive(Debug, Clone)]
+pub struct Autostart {
+    /// `--data-root` of the new daemon; its log is `<data_root>/daemon.log`.
+    pub data_root: std::path::PathBuf,
+    /// `--config` of the new daemon.
+    pub config: Option<std::path::PathBuf>,
+    /// The flotilla executable (default: this one).
+    pub exe: Option<std::path::PathBuf>,
+    /// How long to wait for its socket.
+    pub wait: Duration,
+}
+
+impl Autostart {
+    pub fn new(data_root: &std::path::Path, config: Option<&std::path::Path>) -> Self {
+        Autostart {
+            data_root: data_root.to_path_buf(),
+            config: config.map(std::path::Path::to_path_buf),
+            exe: None,
+            wait: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The log file of an autostarted daemon.
+pub const AUTOSTART_LOG: &str = "daemon.log";
+
+/// `client` if its daemon answers; else, with `autostart` (the CLI passes it only for the
+/// default socket, never for an explicit `--host`/`FLOTILLA_HOST`) and a unix socket, starts
+/// `flotilla daemon` detached (own session, stdio to `<data root>/daemon.log`), says so in one
+/// line on stderr and waits (bounded) until it answers.
+pub async fn connect_or_start(client: Client, autostart: Option<&Autostart>) -> Result<Client> {
+    let err = match client.version().await {
+        Ok(_) => return Ok(client),
+        Err(e) => e,
+    };
+    let (Some(start), Host::Unix(socket)) = (autostart, client.host()) else {
+        return Err(err);
+    };
+    if !err.is_not_running() {
+        return Err(err);
+    }
+    let fail = |reason: String| ClientError::Autostart {
+        host: client.host().to_string(),
+        reason,
+    };
+    let exe = match &start.exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().map_err(|e| fail(format!("find the executable: {e}")))?,
+    };
+    std::fs::create_dir_all(&start.data_root)
+        .map_err(|e| fail(format!("create {}: {e}", start.data_root.display())))?;
+    let log_path = start.data_root.join(AUTOSTART_LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| fail(format!("open {}: {e}", log_path.display())))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| fail(format!("open {}: {e}", log_path.display())))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.arg("daemon")
+        .arg("--data-root")
+        .arg(&start.data_root)
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()));
+    if let Some(c) = &start.config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.env(crate::engine::daemon::SETSID_ENV, "1")
+        .env_remove("FLOTILLA_HOST")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("run {} daemon: {e}", exe.display())))?;
+    eprintln!(
+        "started flotilla daemon (pid {}, log {})",
+        child.id(),
+        log_path.display()
+    );
+    let deadline = tokio::time::Instant::now() + start.wait;
+    loop {
+        if client.version().await.is_ok() {
+            return Ok(client);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Another CLI's daemon may have won the race for the socket.
+            if client.version().await.is_ok() {
+                return Ok(client);
+            }
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(fail(format!(
+                "the daemon exited ({status}): {}",
+                tail.join("\n")
+            )));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(fail(format!(
+                "the daemon did not answer within {}s (log {})",
+                start.wait.as_secs(),
+                log_path.display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Runs `f` on a small single-threaded runtime: the CLI's way to call the async client.

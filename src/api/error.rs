@@ -167,3 +167,55 @@ where
         }
     }
 }
+
+impl From<crate::runtime::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::runtime::lifecycle::LifecycleError) -> Self {
+        use crate::runtime::lifecycle::LifecycleError as L;
+        match &e {
+            L::NotFound(_) => ApiError::not_found(e.to_string()),
+            L::Image { reason, .. } if reason.starts_with("no such image") => {
+                ApiError::not_found(e.to_string())
+            }
+            L::NameConflict { .. } | L::WrongState { .. } => ApiError::conflict(e.to_string()),
+            L::InvalidName { .. }
+            | L::InvalidSignal { .. }
+            | L::Ambiguous { .. }
+            | L::Image { .. }
+            | L::Config { .. } => ApiError::bad_request(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "container operation");
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::engine::containers::EngineError> for ApiError {
+    fn from(e: crate::engine::containers::EngineError) -> Self {
+        match e {
+            crate::engine::containers::EngineError::Lifecycle(l) => l.into(),
+            other => ApiError::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::image::manage::ManageError> for ApiError {
+    fn from(e: crate::image::manage::ManageError) -> Self {
+        use crate::image::manage::ManageError as M;
+        match &e {
+            M::NotFound { .. } => ApiError::not_found(e.to_string()),
+            M::InUse { .. } | M::SeveralNames { .. } => ApiError::conflict(e.to_string()),
+            M::TagWithDigest { .. } => ApiError::bad_request(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "image operation");
+                ApiError::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::engine::events::FilterError> for ApiError {
+    fn from(e: crate::engine::events::FilterError) -> Self {
+        ApiError::bad_request(e.to_string())
+    }
+}

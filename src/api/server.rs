@@ -1,6 +1,11 @@
 //! The axum routes of the REST API and the OpenAPI document generated from them. Handlers are
-//! thin: they validate, call the store (off the async threads) and publish events; the daemon
-//! ([`crate::engine::daemon`]) serves this router on each listener, with bearer-token auth on TCP.
+//! thin: they validate, call the store or the engine (blocking work off the async threads) and
+//! publish events; the daemon ([`crate::engine::daemon`]) serves this router on each listener,
+//! with bearer-token auth on TCP. Containers' routes are in [`containers`], images' in
+//! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
+
+mod containers;
+mod images;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -12,16 +17,23 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
-use serde::Deserialize;
-use tokio::sync::{broadcast, watch};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
 use utoipa::OpenApi;
 
 use super::error::{ApiError, JsonBody, MAX_BODY};
-use super::types::{Counts, ErrorBody, ErrorCode, Event, Info, Version, Volume, VolumeCreate};
-use crate::engine::events::EventBus;
-use crate::store::{ContainerRecord, NetworkRecord, ProjectRecord, Store, VolumeRecord};
+use super::types::{
+    Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
+    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, PullProgress, Version, Volume,
+    VolumeCreate,
+};
+use crate::engine::config::DaemonConfig;
+use crate::engine::containers::Containers;
+use crate::engine::events::{EventBus, EventFilter, parse_time};
+use crate::runtime::state::Status;
+use crate::store::{NetworkRecord, ProjectRecord, Store, VolumeRecord};
 
 /// What every handler reaches: the store, the event bus, the daemon's settings.
 #[derive(Debug, Clone)]
@@ -29,6 +41,10 @@ pub struct ServerState {
     pub store: Arc<Store>,
     pub events: EventBus,
     pub data_root: PathBuf,
+    /// The containers of the data root.
+    pub containers: Arc<Containers>,
+    /// The daemon's configuration (registries for pulls).
+    pub config: Arc<DaemonConfig>,
     /// Turns true when the daemon shuts down: streaming responses end then.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -39,6 +55,27 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/version", get(version))
         .route("/v1/info", get(info))
         .route("/v1/events", get(events))
+        .route(
+            "/v1/containers",
+            get(containers::list).post(containers::create),
+        )
+        .route(
+            "/v1/containers/{id}",
+            get(containers::inspect).delete(containers::remove),
+        )
+        .route("/v1/containers/{id}/start", post(containers::start))
+        .route("/v1/containers/{id}/stop", post(containers::stop))
+        .route("/v1/containers/{id}/kill", post(containers::kill))
+        .route("/v1/containers/{id}/pause", post(containers::pause))
+        .route("/v1/containers/{id}/unpause", post(containers::unpause))
+        .route("/v1/containers/{id}/wait", post(containers::wait))
+        .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/images", get(images::list))
+        .route("/v1/images/pull", post(images::pull))
+        .route(
+            "/v1/images/{name}",
+            get(images::inspect).delete(images::remove),
+        )
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route(
             "/v1/volumes/{name}",
@@ -103,18 +140,33 @@ async fn version() -> axum::Json<Version> {
 #[utoipa::path(get, path = "/v1/info", tag = "system",
     responses((status = 200, body = Info), (status = 500, body = ErrorBody)))]
 async fn info(State(state): State<ServerState>) -> Result<axum::Json<Info>, ApiError> {
-    let (counts, schema_version) = with_store(&state, |s| {
+    let (mut counts, schema_version) = with_store(&state, |s| {
         Ok((
             Counts {
-                containers: s.count::<ContainerRecord>()?,
                 networks: s.count::<NetworkRecord>()?,
                 volumes: s.count::<VolumeRecord>()?,
                 projects: s.count::<ProjectRecord>()?,
+                ..Counts::default()
             },
             s.schema_version()?,
         ))
     })
     .await?;
+    let containers = state.containers.list().await?;
+    counts.containers = containers.len() as u64;
+    counts.running = containers
+        .iter()
+        .filter(|c| matches!(c.state.status, Status::Running | Status::Paused))
+        .count() as u64;
+    let root = state.data_root.clone();
+    counts.images = tokio::task::spawn_blocking(move || {
+        crate::image::store::Store::open(&root)
+            .ok()
+            .and_then(|s| crate::image::manage::list(&s).ok())
+            .map_or(0, |l| l.len() as u64)
+    })
+    .await
+    .unwrap_or(0);
     Ok(axum::Json(Info {
         version: Version::current(),
         data_root: state.data_root.display().to_string(),
@@ -126,6 +178,8 @@ async fn info(State(state): State<ServerState>) -> Result<axum::Json<Info>, ApiE
             .to_string_lossy()
             .into_owned(),
         pid: std::process::id(),
+        cgroup_prefix: state.containers.runtime().prefix().to_string(),
+        watching: state.containers.watching() as u64,
     }))
 }
 
@@ -138,27 +192,104 @@ pub fn cgroup_version() -> &'static str {
     }
 }
 
-/// Events from now on, one JSON object per line, until the client goes away or the daemon stops.
-#[utoipa::path(get, path = "/v1/events", tag = "system",
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Replay logged events from this time (RFC 3339 or Unix seconds), then go on live.
+    since: Option<String>,
+    /// End the stream after this time (RFC 3339 or Unix seconds); a past time only replays.
+    until: Option<String>,
+    /// JSON object of string lists: `{"type":["container"],"event":["die"],"container":["web"]}`
+    /// (keys: type, event, container, image, volume, network, id, name).
+    filters: Option<String>,
+}
+
+/// Events, one JSON object per line: the logged ones from `since`, then live ones until the
+/// client goes away, `until` passes or the daemon stops.
+#[utoipa::path(get, path = "/v1/events", tag = "system", params(EventsQuery),
     responses((status = 200, description = "newline-delimited JSON events", body = Event,
-        content_type = "application/x-ndjson")))]
-async fn events(State(state): State<ServerState>) -> Response {
-    let rx = state.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, state.shutdown), |(mut rx, mut stop)| async {
+        content_type = "application/x-ndjson"), (status = 400, body = ErrorBody)))]
+async fn events(
+    State(state): State<ServerState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let since = q.since.as_deref().map(parse_time).transpose()?;
+    let until = q.until.as_deref().map(parse_time).transpose()?;
+    let filter = EventFilter::parse(q.filters.as_deref().unwrap_or(""))?;
+    // Subscribe before reading the log: nothing falls between the two (duplicates are
+    // recognized by their sequence number).
+    let mut rx = state.events.subscribe();
+    let replayed = match since {
+        Some(since) => {
+            let bus = state.events.clone();
+            let f = filter.clone();
+            tokio::task::spawn_blocking(move || bus.replay(Some(since), until, &f))
+                .await
+                .map_err(|e| ApiError::internal(format!("event log task: {e}")))?
+                .map_err(|e| ApiError::internal(format!("read the event log: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let after = replayed.last().map_or(0, |e| e.seq);
+    let (tx, out) = mpsc::channel::<Event>(256);
+    let mut stop = state.shutdown.clone();
+    tokio::spawn(async move {
+        for e in replayed {
+            if tx.send(e).await.is_err() {
+                return;
+            }
+        }
+        let now = crate::store::now_ms();
+        if until.is_some_and(|u| u < now) {
+            return;
+        }
+        let deadline = until.map(|u| {
+            tokio::time::Instant::now() + std::time::Duration::from_millis(u.saturating_sub(now))
+        });
+        let ended = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(ended);
         loop {
             let event = tokio::select! {
-                _ = stop.wait_for(|stopping| *stopping) => return None,
+                _ = &mut ended => return,
+                _ = tx.closed() => return,
+                _ = stop.wait_for(|stopping| *stopping) => return,
                 r = rx.recv() => match r {
-                    Ok(event) => event,
+                    Ok(e) if e.seq <= after || !filter.matches(&e) => continue,
+                    Ok(e) => e,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let mut e = Event::now("daemon", "lagged", "", "");
-                        e.attributes.insert("missed".into(), n.to_string());
-                        e
+                        Event::now("daemon", "lagged", "", "").with("missed", n)
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Err(broadcast::error::RecvError::Closed) => return,
                 },
             };
-            let Ok(mut line) = serde_json::to_vec(&event) else {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(ndjson(out, state.shutdown.clone()))
+}
+
+/// A streaming response of newline-delimited JSON: one line per item received, until the
+/// sender is gone or the daemon stops. A client that goes away drops the receiver, which the
+/// producer notices at its next send.
+pub(crate) fn ndjson<T: Serialize + Send + 'static>(
+    rx: mpsc::Receiver<T>,
+    shutdown: watch::Receiver<bool>,
+) -> Response {
+    let stream = futures_util::stream::unfold((rx, shutdown), |(mut rx, mut stop)| async move {
+        loop {
+            let item = tokio::select! {
+                _ = stop.wait_for(|stopping| *stopping) => return None,
+                item = rx.recv() => item?,
+            };
+            let Ok(mut line) = serde_json::to_vec(&item) else {
                 continue;
             };
             line.push(b'\n');
@@ -306,8 +437,12 @@ impl utoipa::Modify for Tidy {
                        daemon's config). Errors are `{\"code\", \"message\"}` with a stable code."
     ),
     paths(version, info, events, create_volume, list_volumes, inspect_volume, remove_volume,
-        openapi_json),
-    components(schemas(ErrorBody, ErrorCode)),
+        containers::create, containers::list, containers::inspect, containers::start,
+        containers::stop, containers::kill, containers::pause, containers::unpause,
+        containers::wait, containers::remove, containers::logs, images::list, images::inspect,
+        images::remove, images::pull, openapi_json),
+    components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit,
+        ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;
@@ -346,6 +481,18 @@ mod tests {
             "/v1/events",
             "/v1/volumes",
             "/v1/volumes/{name}",
+            "/v1/containers",
+            "/v1/containers/{id}",
+            "/v1/containers/{id}/start",
+            "/v1/containers/{id}/stop",
+            "/v1/containers/{id}/kill",
+            "/v1/containers/{id}/pause",
+            "/v1/containers/{id}/unpause",
+            "/v1/containers/{id}/wait",
+            "/v1/containers/{id}/logs",
+            "/v1/images",
+            "/v1/images/{name}",
+            "/v1/images/pull",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }

@@ -38,6 +38,11 @@ impl Version {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Counts {
     pub containers: u64,
+    /// Running or paused containers.
+    #[serde(default)]
+    pub running: u64,
+    #[serde(default)]
+    pub images: u64,
     pub networks: u64,
     pub volumes: u64,
     pub projects: u64,
@@ -58,6 +63,12 @@ pub struct Info {
     pub kernel: String,
     /// The daemon's process id.
     pub pid: u32,
+    /// The cgroup prefix of this daemon's containers (`flotilla-<prefix>/<id>`).
+    #[serde(default)]
+    pub cgroup_prefix: String,
+    /// Containers whose exit the daemon is watching.
+    #[serde(default)]
+    pub watching: u64,
 }
 
 /// `POST /v1/volumes`.
@@ -121,4 +132,277 @@ pub enum ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// `POST /v1/containers`: a container from an image in the daemon's store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerCreate {
+    /// Unique among containers (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`); default: the id's first 12
+    /// digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An image reference in the daemon's store (pull it first).
+    pub image: String,
+    /// Replaces the image's `Cmd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Replaces the image's `Entrypoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE`, over the image's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// Run the built-in init as PID 1.
+    #[serde(default)]
+    pub init: bool,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Default: the image's, else `SIGTERM`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// Memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    /// Maximum number of tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// CPUs (`1.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+}
+
+/// A container's status, Docker's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Paused,
+    Exited,
+    /// Its shim is gone while it was running (seen only until the daemon settles it).
+    Dead,
+    /// A status this client does not know yet (a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl std::fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Exited => "exited",
+            ContainerStatus::Dead => "dead",
+            ContainerStatus::Unknown => "unknown",
+        })
+    }
+}
+
+/// A container's runtime state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerState {
+    pub status: ContainerStatus,
+    /// PID 1 of the container as the host sees it, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The exit status, or 128 + the signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A container, as list, inspect and the lifecycle endpoints return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Container {
+    /// 64 hexadecimal digits.
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image's id (config digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// The process's arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
+    pub stop_signal: String,
+    pub stop_timeout_ms: u64,
+    pub state: ContainerState,
+}
+
+impl From<crate::runtime::lifecycle::Container> for Container {
+    fn from(c: crate::runtime::lifecycle::Container) -> Self {
+        use crate::runtime::state::Status;
+        let m = c.meta;
+        let s = c.state;
+        Container {
+            id: m.id,
+            name: m.name,
+            image: m.image,
+            image_id: m.image_id,
+            created: m.created,
+            command: m.command,
+            labels: m.labels,
+            tty: m.tty,
+            open_stdin: m.open_stdin,
+            stop_signal: m.stop_signal,
+            stop_timeout_ms: m.stop_timeout_ms,
+            state: ContainerState {
+                status: match s.status {
+                    Status::Created => ContainerStatus::Created,
+                    Status::Running => ContainerStatus::Running,
+                    Status::Paused => ContainerStatus::Paused,
+                    Status::Exited => ContainerStatus::Exited,
+                    Status::Dead => ContainerStatus::Dead,
+                },
+                pid: s
+                    .pid
+                    .filter(|_| matches!(s.status, Status::Running | Status::Paused)),
+                started_at: s.started_at,
+                finished_at: s.finished_at,
+                exit_code: s.exit_code,
+                signal: s.signal,
+                oom_killed: s.oom_killed,
+                error: s.error,
+            },
+        }
+    }
+}
+
+/// `POST /v1/containers/{id}/wait`: how the container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerExit {
+    pub exit_code: i32,
+    #[serde(default)]
+    pub oom_killed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One line of `GET /v1/containers/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// RFC 3339 UTC with nanoseconds.
+    pub time: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text, with its newline (none for a cut or final partial line).
+    pub log: String,
+}
+
+/// An image in the daemon's store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Image {
+    /// The image id: its config digest (`sha256:…`).
+    pub id: String,
+    /// The full reference it is known by.
+    pub name: String,
+    pub manifest_digest: String,
+    /// `os/architecture[/variant]`.
+    pub platform: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Unpacked size in bytes.
+    pub size: u64,
+    pub layers: usize,
+    /// The image's config (`Env`, `Cmd`, `Entrypoint`, …), in `inspect` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+}
+
+/// `POST /v1/images/pull`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImagePull {
+    /// `busybox`, `registry:5000/app:1`, `name@sha256:…`.
+    pub reference: String,
+    /// `os/arch[/variant]`; default `linux/amd64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// One line of the pull progress stream. The last line is `done` (with the image) or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PullProgress {
+    /// `resolved`, `exists`, `downloading`, `downloaded`, `unpacking`, `unpacked`, `done`,
+    /// `error`.
+    pub status: String,
+    /// The blob (layer) digest, or the manifest digest for `resolved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// The error's message for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The error's code for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    /// The pulled image for `done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Image>,
+}
+
+impl PullProgress {
+    pub fn status(status: &str) -> Self {
+        PullProgress {
+            status: status.to_string(),
+            id: None,
+            current: None,
+            total: None,
+            message: None,
+            code: None,
+            image: None,
+        }
+    }
+}
+
+/// `DELETE /v1/images/{name}`: what was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageRemoved {
+    /// Names whose records were removed.
+    pub untagged: Vec<String>,
+    /// Image ids whose content is gone.
+    pub deleted: Vec<String>,
+    /// Bytes reclaimed.
+    pub reclaimed: u64,
 }

@@ -8,6 +8,8 @@
 //! the daemon configuration file (`--config`).
 
 mod config;
+mod container;
+mod events;
 mod human;
 mod image;
 mod login;
@@ -109,6 +111,8 @@ pub struct EngineArgs {
 pub enum Command {
     /// Validate the stack and print it resolved, in canonical form
     Config(config::ConfigArgs),
+    /// Manage containers
+    Container(container::ContainerArgs),
     /// Manage images
     Image(image::ImageArgs),
     /// Download an image from a registry (`image pull`)
@@ -131,6 +135,8 @@ pub enum Command {
     Info(system::FormatArgs),
     /// Show the version of the client and of the daemon
     Version(system::FormatArgs),
+    /// Show the daemon's events, live or from --since
+    Events(events::EventsArgs),
 }
 
 impl ProjectArgs {
@@ -194,7 +200,8 @@ pub fn warn(msg: &str) {
 }
 
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(image::docker_short_flags(std::env::args_os().collect())) {
+    let args = container::docker_short_flags(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(image::docker_short_flags(args)) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -208,6 +215,7 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.project, args),
+        Command::Container(args) => return container::main(&cli.engine, &cli.project, args),
         Command::Image(args) => image::run(&cli.engine, &args.command),
         Command::Pull(args) => image::run(&cli.engine, &image::ImageCommand::Pull(args.clone())),
         Command::Push(args) => image::run(&cli.engine, &image::ImageCommand::Push(args.clone())),
@@ -219,6 +227,7 @@ pub fn main() -> ExitCode {
         Command::Daemon => system::daemon(&cli.engine, &cli.host),
         Command::Info(args) => system::info(&cli.engine, &cli.host, args),
         Command::Version(args) => system::version(&cli.engine, &cli.host, args),
+        Command::Events(args) => events::run(&cli.engine, &cli.host, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

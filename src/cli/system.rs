@@ -1,11 +1,13 @@
 //! `flotilla daemon`, `flotilla version` and `flotilla info`, and the global `--host` option
 //! (`FLOTILLA_HOST`) that picks the daemon a command talks to. TCP daemons need a bearer token:
-//! `FLOTILLA_TOKEN`, else the `[api] token` of the daemon config when it is readable.
+//! `FLOTILLA_TOKEN`, else the `[api] token` of the daemon config when it is readable. Engine
+//! commands reach the daemon through [`engine_client`], which starts one in the background when
+//! none answers on the default socket (never for an explicit `--host`); `version` does not.
 
 use clap::{Args, ValueEnum};
 
 use super::{EngineArgs, out};
-use crate::api::client::{Client, ClientError, block_on};
+use crate::api::client::{Autostart, Client, ClientError, block_on, connect_or_start};
 use crate::api::host::Host;
 use crate::api::types::{Info, Version};
 use crate::engine::config::DaemonConfig;
@@ -47,6 +49,20 @@ impl HostArgs {
         };
         Ok(Client::new(host, token))
     }
+}
+
+/// The client of the daemon an engine command talks to: the explicit `--host` (which must
+/// answer), else the default socket, where a daemon is started when none answers.
+pub(super) fn engine_client(engine: &EngineArgs, hosts: &HostArgs) -> Result<Client, String> {
+    let client = hosts.client(engine)?;
+    let autostart = hosts
+        .hosts
+        .is_empty()
+        .then(|| Autostart::new(&engine.data_root, engine.config.as_deref()));
+    let probe = client.clone();
+    block_on(connect_or_start(client, autostart.as_ref()))
+        .map_err(|e| format!("start a runtime: {e}"))?
+        .map_err(|e| unreachable(&probe, &e))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -130,7 +146,7 @@ pub fn version(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Resu
 
 /// `flotilla info`: the daemon, its data root and its host.
 pub fn info(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<(), String> {
-    let client = hosts.client(engine)?;
+    let client = engine_client(engine, hosts)?;
     let info: Info = block_on(client.info())
         .map_err(|e| format!("start a runtime: {e}"))?
         .map_err(|e| unreachable(&client, &e))?;
@@ -142,8 +158,8 @@ pub fn info(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<
     let text = format!(
         "Client:\n Version:        {}\n\nServer: {}\n Version:        {}\n API version:    {}\n \
          Data root:      {}\n Schema version: {}\n Containers:     {}\n Networks:       {}\n \
-         Volumes:        {}\n Projects:       {}\n Cgroup version: {}\n Kernel:         {}\n \
-         OS/Arch:        {}/{}\n Pid:            {}\n",
+         Volumes:        {}\n Projects:       {}\n Images:         {}\n Running:        {}\n \
+         Cgroup version: {}\n Kernel:         {}\n OS/Arch:        {}/{}\n Pid:            {}\n",
         mine.version,
         client.host(),
         info.version.version,
@@ -154,6 +170,8 @@ pub fn info(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<
         info.counts.networks,
         info.counts.volumes,
         info.counts.projects,
+        info.counts.images,
+        info.counts.running,
         info.cgroup_version,
         info.kernel,
         info.version.os,

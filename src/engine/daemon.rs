@@ -4,8 +4,12 @@
 //! mode 0660; TCP only with the config's `[api] token`) and serves [`crate::api::server`]. The
 //! tokio multi-thread runtime is created here and only here. SIGTERM or SIGINT stops it
 //! gracefully: listeners close, in-flight requests finish (streams end), the sockets and the pid
-//! file are removed; containers, once there are any, are left running for the next daemon to
-//! re-adopt.
+//! file are removed; containers are left running for the next daemon to re-adopt. Before it
+//! listens, the daemon runs live restore ([`crate::engine::restore`]): running containers are
+//! watched again, those whose shim died are marked exited, half-created ones are removed, and
+//! containers that exited while no daemon ran get their `die` event. With
+//! `FLOTILLA_DAEMON_SETSID=1` in its environment (set by the CLI's autostart) it first leaves
+//! its caller's session.
 
 use std::io::{Read, Seek, Write};
 use std::net::SocketAddr;
@@ -19,7 +23,11 @@ use tokio::sync::watch;
 use crate::api::host::Host;
 use crate::api::server::{ServerState, router};
 use crate::engine::config::{ConfigError, DaemonConfig};
-use crate::engine::events::EventBus;
+use crate::engine::containers::Containers;
+use crate::engine::events::{EventBus, EventFilter};
+use crate::engine::restore;
+use crate::runtime::lifecycle::{LifecycleError, Runtime};
+use crate::runtime::state::Status;
 use crate::store::{Store, StoreError};
 
 /// The lock file inside the data root; it holds the pid of the daemon that has it locked.
@@ -28,6 +36,8 @@ pub const LOCK_FILE: &str = "daemon.lock";
 pub const PID_FILE: &str = "daemon.pid";
 /// The mode of unix sockets: owner and group may connect.
 pub const SOCKET_MODE: u32 = 0o660;
+/// Set (to anything) in the environment of a daemon that must start its own session (autostart).
+pub const SETSID_ENV: &str = "FLOTILLA_DAEMON_SETSID";
 /// How long in-flight requests may take to finish after a stop signal.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
@@ -101,6 +111,13 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("open the event log in {}: {source}", path.display())]
+    Events {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container runtime: {0}")]
+    Containers(#[from] LifecycleError),
     #[error("start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("install the signal handlers: {0}")]
@@ -121,6 +138,10 @@ pub struct DaemonOptions {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(opts: &DaemonOptions) -> Result<()> {
+    if std::env::var_os(SETSID_ENV).is_some() {
+        // Fails only for a process group leader, which then already is detached enough.
+        let _ = rustix::process::setsid();
+    }
     init_tracing();
     let config = DaemonConfig::load(opts.config.as_deref())?;
     let hosts = if opts.hosts.is_empty() {
@@ -144,13 +165,22 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
     create_root(&opts.data_root)?;
     let lock = DaemonLock::acquire(&opts.data_root)?;
     let store = Arc::new(Store::open(&opts.data_root)?);
+    let events = EventBus::persistent(&opts.data_root).map_err(|source| DaemonError::Events {
+        path: opts.data_root.clone(),
+        source,
+    })?;
+    let containers = Containers::new(Runtime::new(&opts.data_root)?, events);
+    let config = Arc::new(config);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flotilla-daemon")
         .build()
         .map_err(DaemonError::Runtime)?;
-    let result = runtime.block_on(serve(opts, &hosts, tcp, token, store, &lock));
+    let result = runtime.block_on(async {
+        live_restore(&containers, &opts.data_root).await;
+        serve(opts, &hosts, tcp, token, store, containers, config, &lock).await
+    });
     runtime.shutdown_timeout(Duration::from_secs(1));
     lock.release();
     result
@@ -360,18 +390,80 @@ fn bind_unix(host: &Host, path: &Path) -> Result<(tokio::net::UnixListener, Owne
     Ok((listener, owned))
 }
 
+/// Live restore (see [`crate::engine::restore`]), then watchers for the running containers and
+/// `die` events for the containers that exited while no daemon watched them.
+async fn live_restore(containers: &Arc<Containers>, data_root: &Path) {
+    let rt = containers.runtime().clone();
+    let root = data_root.to_path_buf();
+    let bus = containers.events().clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let report = restore::restore(&rt, &root);
+        // The last start/die logged per container: a `start` without a `die` after it is an
+        // exit no daemon saw.
+        let mut filter = EventFilter::default();
+        let _ = filter.add("type", "container");
+        let mut last = std::collections::HashMap::new();
+        for e in bus.replay(None, None, &filter).unwrap_or_default() {
+            if matches!(e.action.as_str(), "start" | "die" | "destroy") {
+                last.insert(e.id.clone(), e.action.clone());
+            }
+        }
+        let mut unseen = Vec::new();
+        for (id, action) in last {
+            if action != "start" {
+                continue;
+            }
+            if let Ok(c) = rt.inspect(&id)
+                && matches!(c.state.status, Status::Exited)
+            {
+                unseen.push(c);
+            }
+        }
+        (report, unseen)
+    })
+    .await;
+    let (report, unseen) = match found {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "live restore failed");
+            return;
+        }
+    };
+    for c in &unseen {
+        containers.publish_exit(&c.meta.id, &c.meta.name, c.meta.image.as_deref(), &c.state);
+    }
+    for (id, name, image) in &report.running {
+        containers.watch(id, name, image.as_deref());
+    }
+    tracing::info!(
+        running = report.running.len(),
+        settled = report.settled.len(),
+        exited_unseen = unseen.len(),
+        removed_partial = report.removed_partial.len(),
+        removed_names = report.removed_names.len(),
+        image_tmp = report.image_tmp,
+        cgroups = report.cgroups,
+        "live restore"
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     opts: &DaemonOptions,
     hosts: &[Host],
     tcp: Vec<SocketAddr>,
     token: Option<Arc<str>>,
     store: Arc<Store>,
+    containers: Arc<Containers>,
+    config: Arc<DaemonConfig>,
     lock: &DaemonLock,
 ) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = ServerState {
         store,
-        events: EventBus::new(),
+        events: containers.events().clone(),
+        containers,
+        config,
         data_root: opts.data_root.clone(),
         shutdown: stop_rx.clone(),
     };

@@ -1,8 +1,13 @@
 //! The daemon's engine: the process itself ([`daemon`]: listeners, lock, pid file, signals), the
-//! event bus ([`events`]), the daemon configuration file ([`config`]: registries, mirrors); the
-//! reconciler that executes plans, restart and health supervision
-//! and per-project locks arrive with the reconciler issue.
+//! event bus and its log ([`events`]), the daemon configuration file ([`config`]: registries,
+//! mirrors), the container service ([`containers`]: lifecycle calls off the async threads,
+//! per-container locks, exit watchers), live restore at start ([`restore`]) and the lock table
+//! ([`locks`]: one async mutex per object or project). The reconciler that executes plans and
+//! restart and health supervision arrive with the reconciler issue.
 
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod events;
+pub mod locks;
+pub mod restore;

@@ -53,11 +53,22 @@ type Result<T, E = ManageError> = std::result::Result<T, E>;
 
 /// The names of the containers that use `image`, which then may not be removed without force.
 ///
-/// Containers do not exist yet: the runtime issue fills this in from its container records (a
-/// container uses the image whose top chain id its root filesystem is layered on).
+/// Asks the runtime (its `list`, never its files) which containers of the same data root were
+/// created from this image id (config digest); unreadable container state counts as none.
 pub fn in_use_by_containers(store: &Store, image: &ImageRecord) -> Vec<String> {
-    let _ = (store, image);
-    Vec::new()
+    let Some(data_root) = store.root().parent() else {
+        return Vec::new();
+    };
+    let id = image.config_digest.to_string();
+    crate::runtime::lifecycle::Runtime::new(data_root)
+        .and_then(|rt| rt.list())
+        .map(|all| {
+            all.into_iter()
+                .filter(|c| c.meta.image_id.as_deref() == Some(id.as_str()))
+                .map(|c| c.meta.name)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A lock on the image store, released on drop. Writers (pull, load) hold it shared, so they run

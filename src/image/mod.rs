@@ -9,6 +9,7 @@
 //! [`archive`] (`image save` / `load` / `import` tarballs).
 
 pub mod archive;
+pub mod commit;
 pub mod credentials;
 pub mod manage;
 pub mod pull;

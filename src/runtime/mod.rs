@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod config;
 pub mod control;
+pub mod copy;
 pub mod etcfiles;
 pub mod exec;
 pub mod init;

@@ -132,8 +132,20 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether the process `pid` exists and started at `start_time` (not a reuse of its pid).
+/// Whether the process `pid` exists, is not a zombie (dead, waiting to be reaped by a parent
+/// that does not reap, such as some containers' PID 1) and started at `start_time` (not a reuse
+/// of its pid).
 pub fn process_alive(pid: i32, start_time: Option<u64>) -> bool {
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| {
+            let rest = t.get(t.rfind(')')? + 1..)?;
+            rest.split_whitespace().next().map(|s| s == "Z" || s == "X")
+        })
+        .unwrap_or(false);
+    if zombie {
+        return false;
+    }
     match (process_start_time(pid), start_time) {
         (Some(now), Some(then)) => now == then,
         (Some(_), None) => true,

@@ -1,0 +1,356 @@
+//! `/v1/containers`: create, list, inspect, start, stop, kill, pause, unpause, wait, remove and
+//! the logs stream, over the engine's container service ([`crate::engine::containers`]).
+
+use std::time::{Duration, SystemTime};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{ServerState, ndjson};
+use crate::api::error::{ApiError, JsonBody};
+use crate::api::types::{Container, ContainerCreate, ContainerExit, ErrorBody, LogLine};
+use crate::runtime::config::ContainerConfig;
+use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
+use crate::runtime::logs::{self, Entry, Stream};
+use crate::runtime::state::Status;
+use crate::runtime::sys::cgroup::Limits;
+use crate::runtime::time;
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// The lifecycle's options for a create request.
+fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
+    let mut limits = Limits {
+        memory: req.memory,
+        pids_limit: req.pids_limit,
+        ..Limits::default()
+    };
+    if let Some(cpus) = req.cpus {
+        limits
+            .set_cpus(cpus)
+            .map_err(|e| ApiError::bad_request(format!("cpus: {e}")))?;
+    }
+    Ok(CreateOptions {
+        name: req.name,
+        image: Some(req.image),
+        config: ContainerConfig {
+            command: req.command,
+            entrypoint: req.entrypoint,
+            env: req.env,
+            working_dir: req.working_dir,
+            user: req.user,
+            hostname: req.hostname,
+            read_only: req.read_only,
+            init: req.init,
+            tty: req.tty,
+            ..ContainerConfig::default()
+        },
+        limits,
+        stop_signal: req.stop_signal,
+        stop_timeout: req.stop_timeout.map(Duration::from_secs),
+        open_stdin: req.open_stdin,
+        labels: req.labels,
+        ..CreateOptions::default()
+    })
+}
+
+/// Creates a container (not started).
+#[utoipa::path(post, path = "/v1/containers", tag = "containers", request_body = ContainerCreate,
+    responses((status = 201, body = Container), (status = 400, body = ErrorBody),
+        (status = 404, description = "no such image", body = ErrorBody),
+        (status = 409, description = "name in use", body = ErrorBody)))]
+pub(super) async fn create(
+    State(state): State<ServerState>,
+    JsonBody(req): JsonBody<ContainerCreate>,
+) -> Result<(StatusCode, axum::Json<Container>), ApiError> {
+    let options = create_options(req)?;
+    let c = state.containers.create(options).await?;
+    Ok((StatusCode::CREATED, axum::Json(c.into())))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Also stopped and created containers (default: running and paused only, as `docker ps`).
+    #[serde(default)]
+    all: bool,
+    /// `key` or `key=value`: only containers carrying this label.
+    label: Option<String>,
+}
+
+/// Containers, oldest first.
+#[utoipa::path(get, path = "/v1/containers", tag = "containers", params(ListQuery),
+    responses((status = 200, body = Vec<Container>), (status = 400, body = ErrorBody)))]
+pub(super) async fn list(
+    State(state): State<ServerState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<axum::Json<Vec<Container>>, ApiError> {
+    let q = query(q)?;
+    let label = q.label.as_deref().map(|l| match l.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (l.to_string(), None),
+    });
+    let all = state.containers.list().await?;
+    Ok(axum::Json(
+        all.into_iter()
+            .filter(|c| q.all || matches!(c.state.status, Status::Running | Status::Paused))
+            .filter(|c| {
+                label.as_ref().is_none_or(|(k, v)| match v {
+                    Some(v) => c.meta.labels.get(k) == Some(v),
+                    None => c.meta.labels.contains_key(k),
+                })
+            })
+            .map(Container::from)
+            .collect(),
+    ))
+}
+
+/// One container, by name, id or unambiguous id prefix.
+#[utoipa::path(get, path = "/v1/containers/{id}", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix")),
+    responses((status = 200, body = Container), (status = 404, body = ErrorBody)))]
+pub(super) async fn inspect(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Container>, ApiError> {
+    Ok(axum::Json(state.containers.inspect(&id).await?.into()))
+}
+
+/// Starts a created or exited container; returns once its process runs.
+#[utoipa::path(post, path = "/v1/containers/{id}/start", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix")),
+    responses((status = 200, body = Container), (status = 404, body = ErrorBody),
+        (status = 409, description = "already running", body = ErrorBody)))]
+pub(super) async fn start(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Container>, ApiError> {
+    Ok(axum::Json(state.containers.start(&id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StopQuery {
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's).
+    timeout: Option<u64>,
+}
+
+/// Stops a container: its stop signal, the grace period, then SIGKILL. Stopping a stopped
+/// container does nothing.
+#[utoipa::path(post, path = "/v1/containers/{id}/stop", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix"), StopQuery),
+    responses((status = 200, body = Container), (status = 404, body = ErrorBody)))]
+pub(super) async fn stop(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    q: Result<Query<StopQuery>, QueryRejection>,
+) -> Result<axum::Json<Container>, ApiError> {
+    let q = query(q)?;
+    let timeout = q.timeout.map(Duration::from_secs);
+    Ok(axum::Json(
+        state.containers.stop(&id, timeout).await?.into(),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KillQuery {
+    /// A signal name or number (default `SIGKILL`).
+    signal: Option<String>,
+}
+
+/// Sends a signal to the container's PID 1.
+#[utoipa::path(post, path = "/v1/containers/{id}/kill", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix"), KillQuery),
+    responses((status = 200, body = Container), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn kill(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    q: Result<Query<KillQuery>, QueryRejection>,
+) -> Result<axum::Json<Container>, ApiError> {
+    let q = query(q)?;
+    let signal = q.signal.unwrap_or_else(|| "SIGKILL".into());
+    Ok(axum::Json(
+        state.containers.kill(&id, &signal).await?.into(),
+    ))
+}
+
+/// Freezes every process of a running container.
+#[utoipa::path(post, path = "/v1/containers/{id}/pause", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix")),
+    responses((status = 200, body = Container), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn pause(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Container>, ApiError> {
+    Ok(axum::Json(state.containers.pause(&id).await?.into()))
+}
+
+/// Thaws a paused container.
+#[utoipa::path(post, path = "/v1/containers/{id}/unpause", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix")),
+    responses((status = 200, body = Container), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn unpause(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Container>, ApiError> {
+    Ok(axum::Json(state.containers.unpause(&id).await?.into()))
+}
+
+/// Waits until the container has exited; returns its exit code.
+#[utoipa::path(post, path = "/v1/containers/{id}/wait", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix")),
+    responses((status = 200, body = ContainerExit), (status = 404, body = ErrorBody)))]
+pub(super) async fn wait(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<ContainerExit>, ApiError> {
+    let st = state.containers.wait(&id).await?;
+    Ok(axum::Json(ContainerExit {
+        exit_code: st.exit_code.unwrap_or(-1),
+        oom_killed: st.oom_killed,
+        error: st.error,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RemoveQuery {
+    /// Kill a running container first.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Removes a container: its state dir, cgroup, mounts and name.
+#[utoipa::path(delete, path = "/v1/containers/{id}", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix"), RemoveQuery),
+    responses((status = 204), (status = 404, body = ErrorBody),
+        (status = 409, description = "running (use force)", body = ErrorBody)))]
+pub(super) async fn remove(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    q: Result<Query<RemoveQuery>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let q = query(q)?;
+    state.containers.remove(&id, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogsQuery {
+    /// Keep streaming new lines until the container exits.
+    #[serde(default)]
+    follow: bool,
+    /// Only the last `n` lines (before following).
+    tail: Option<usize>,
+    /// Only lines written at or after this time (RFC 3339 or Unix seconds).
+    since: Option<String>,
+}
+
+fn line(e: Entry) -> LogLine {
+    LogLine {
+        time: e.time,
+        stream: match e.stream {
+            Stream::Stdout => "stdout".into(),
+            Stream::Stderr => "stderr".into(),
+        },
+        log: e.log,
+    }
+}
+
+/// The container's log lines, one JSON object per line; with `follow`, until the container
+/// exits, the client goes away or the daemon stops.
+#[utoipa::path(get, path = "/v1/containers/{id}/logs", tag = "containers",
+    params(("id" = String, Path, description = "container name, id or id prefix"), LogsQuery),
+    responses((status = 200, description = "newline-delimited JSON log lines", body = LogLine,
+        content_type = "application/x-ndjson"), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub(super) async fn logs(
+    State(state): State<ServerState>,
+    Path(id): Path<String>,
+    q: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let since = match &q.since {
+        Some(s) => Some(time::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("since {s:?}: expected RFC 3339 or Unix seconds"))
+        })?),
+        None => None,
+    };
+    let id = state.containers.resolve(&id).await?;
+    let rt = state.containers.runtime().clone();
+    let (tx, rx) = mpsc::channel::<LogLine>(256);
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_logs(&rt, &id, &q, since, &tx) {
+            tracing::warn!(id, error = %e, "stream container logs");
+        }
+    });
+    Ok(ndjson(rx, state.shutdown.clone()))
+}
+
+/// Sends the logs to `tx` (blocking); stops when the receiver is gone.
+fn read_logs(
+    rt: &Runtime,
+    id: &str,
+    q: &LogsQuery,
+    since: Option<SystemTime>,
+    tx: &mpsc::Sender<LogLine>,
+) -> Result<(), LifecycleError> {
+    let dir = rt.dir(id);
+    let io_err = |source| LifecycleError::Io {
+        id: id.to_string(),
+        step: "follow the logs",
+        path: dir.clone(),
+        source,
+    };
+    // Following starts before the files are read, so no line falls between the two.
+    let mut follower = if q.follow {
+        Some(logs::Follower::at_end(&dir).map_err(io_err)?)
+    } else {
+        None
+    };
+    let mut last = String::new();
+    let options = LogsOptions {
+        tail: q.tail,
+        since,
+        ..LogsOptions::default()
+    };
+    rt.logs(id, &options, &mut |e| {
+        last.clone_from(&e.time);
+        tx.blocking_send(line(e.clone())).is_ok()
+    })?;
+    let Some(follower) = follower.as_mut() else {
+        return Ok(());
+    };
+    let since = since.map(time::format);
+    loop {
+        if tx.is_closed() {
+            return Ok(());
+        }
+        // A created container is followed from its start on.
+        let done = matches!(rt.state(id)?.status, Status::Exited | Status::Dead);
+        for e in follower.poll().map_err(io_err)? {
+            if e.time <= last || since.as_ref().is_some_and(|s| e.time < *s) {
+                continue;
+            }
+            if tx.blocking_send(line(e)).is_err() {
+                return Ok(());
+            }
+        }
+        if done {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

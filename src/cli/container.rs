@@ -1,0 +1,1080 @@
+//! `flotilla container …`: create, run (detached, or attached with the exit code propagated),
+//! start, stop, kill, restart, pause, unpause, rm, wait, ls/ps, inspect, logs, exec, top, stats,
+//! cp and commit, with Docker's flags and output.
+//!
+//! Until the daemon exists (the engine-daemon issue), these commands run in-process against the
+//! data root (`--data-root`) through [`crate::runtime::lifecycle::Runtime`]; then they become API
+//! calls and keep this output. There are deliberately no top-level aliases (`flotilla run`, `ps`,
+//! `logs`, …): those names belong to the Compose commands.
+//!
+//! Exit codes follow Docker: `run` and `create` exit 125 when the engine fails before the
+//! container runs, 126/127 when its command cannot be executed or found, and the container's
+//! own status otherwise; other commands exit 1 on failure, 2 on usage errors.
+
+mod show;
+mod transfer;
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Subcommand};
+
+use super::{EngineArgs, ProjectArgs, out};
+use crate::runtime::bundle::LogConfig;
+use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
+use crate::runtime::control::{self, Reply, Request};
+use crate::runtime::exec::{self, ExecOptions};
+use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
+use crate::runtime::logs::{Entry, Stream};
+use crate::runtime::state::Status;
+use crate::runtime::sys::cgroup::Limits;
+use crate::runtime::time;
+use crate::spec::units;
+
+/// `flotilla container`.
+#[derive(Args, Debug)]
+pub struct ContainerArgs {
+    #[command(subcommand)]
+    pub command: ContainerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create a container (not started)
+    Create(Box<RunArgs>),
+    /// Create and start a container; without -d, attach to it and exit with its status
+    Run(Box<RunArgs>),
+    /// Start stopped containers
+    Start(NamesArgs),
+    /// Stop running containers (stop signal, grace period, then SIGKILL)
+    Stop(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Stop then start containers
+    Restart(StopArgs),
+    /// Freeze every process of containers
+    Pause(NamesArgs),
+    /// Thaw paused containers
+    Unpause(NamesArgs),
+    /// Remove containers
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Wait until containers stop, then print their exit codes
+    Wait(NamesArgs),
+    /// List containers
+    #[command(visible_alias = "ps", alias = "list")]
+    Ls(show::LsArgs),
+    /// Show containers in detail (JSON)
+    Inspect(show::InspectArgs),
+    /// Show a container's output
+    Logs(LogsArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Show the processes of a container
+    Top(show::TopArgs),
+    /// Show cpu, memory and pids usage of containers
+    Stats(show::StatsArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH HOSTPATH or the reverse)
+    Cp(transfer::CpArgs),
+    /// Make a new image from a container's changes
+    Commit(transfer::CommitArgs),
+}
+
+/// The options of `run` and `create`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Run in the background and print the container id
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep standard input open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the host's value); the global
+    /// --env-file adds files of them
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Bind mount a host directory: SRC:DST[:ro] (a missing SRC directory is created)
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs: DST[:size=64m,mode=1777]
+    #[arg(long, value_name = "DST[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Publish a port (`-p`; arrives with the network issue: refused for now)
+    #[arg(long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    pub publish: Vec<String>,
+    /// The container's name
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The container's hostname
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory limit (`512m`, `1g`)
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Number of cpus (`1.5`)
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// User (`name`, `uid`, `name:group`, `uid:gid`)
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Run a minimal init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add a capability (`NET_ADMIN`, `ALL`)
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Override the image's entrypoint
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Signal that stops the container (default: the image's, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait after the stop signal before SIGKILL (default 10)
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Network: `none` (default: an empty namespace with lo) or `host`; bridges arrive with the
+    /// network issue
+    #[arg(long = "network", alias = "net", value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Set a label (KEY=VALUE)
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// The image
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// The command and its arguments (default: the image's)
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NamesArgs {
+    /// Containers, by name or id (prefix)
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: the container's stop timeout)
+    #[arg(short = 't', long = "time", alias = "timeout", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Containers, by name or id (prefix)
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KillArgs {
+    /// The signal (name or number)
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers, by name or id (prefix)
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RmArgs {
+    /// Kill and remove running containers (`-f` after the command, as with Docker)
+    #[arg(long)]
+    pub force: bool,
+    /// Accepted for Docker compatibility (anonymous volumes arrive with the volume issue)
+    #[arg(short, long)]
+    pub volumes: bool,
+    /// Wait until the container has exited first (`run -d --rm`'s remover)
+    #[arg(long, hide = true)]
+    pub wait_first: bool,
+    /// Containers, by name or id (prefix)
+    #[arg(value_name = "CONTAINER", required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container stops (`-f` after the command)
+    #[arg(long)]
+    pub follow: bool,
+    /// Only the last N lines (`all` for every line)
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Only lines since this time (RFC 3339, Unix seconds, or a duration like `10m`)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix lines with their time
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// The container
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    /// Keep standard input open
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the command a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=VALUE)
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User (`name`, `uid`, `name:group`, `uid:gid`)
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Run in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// The container
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// A failed command: its message and Docker's exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
+            message: format!("error: {message}"),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: 1, message }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> Failure {
+    Failure::new(1, e)
+}
+
+/// Runs `flotilla container …` and returns the process exit code.
+pub fn main(engine: &EngineArgs, project: &ProjectArgs, args: &ContainerArgs) -> ExitCode {
+    match run_command(engine, project, &args.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run_command(
+    engine: &EngineArgs,
+    project: &ProjectArgs,
+    command: &ContainerCommand,
+) -> Result<u8, Failure> {
+    let rt = runtime(engine)?;
+    match command {
+        ContainerCommand::Create(args) => create(&rt, project, args, false),
+        ContainerCommand::Run(args) => create(&rt, project, args, true),
+        ContainerCommand::Start(args) => each(&rt, &args.containers, |id| rt.start(id).map(|_| ())),
+        ContainerCommand::Stop(args) => each(&rt, &args.containers, |id| {
+            rt.stop(id, args.time.map(Duration::from_secs))
+        }),
+        ContainerCommand::Kill(args) => each(&rt, &args.containers, |id| rt.kill(id, &args.signal)),
+        ContainerCommand::Restart(args) => each(&rt, &args.containers, |id| {
+            rt.stop(id, args.time.map(Duration::from_secs))?;
+            rt.start(id).map(|_| ())
+        }),
+        ContainerCommand::Pause(args) => each(&rt, &args.containers, |id| rt.pause(id)),
+        ContainerCommand::Unpause(args) => each(&rt, &args.containers, |id| rt.unpause(id)),
+        ContainerCommand::Rm(args) => each(&rt, &args.containers, |id| {
+            if args.wait_first {
+                rt.wait(id)?;
+            }
+            rt.rm(id, args.force)
+        }),
+        ContainerCommand::Wait(args) => wait(&rt, &args.containers),
+        ContainerCommand::Ls(args) => show::ls(&rt, args),
+        ContainerCommand::Inspect(args) => show::inspect(&rt, args),
+        ContainerCommand::Logs(args) => logs(&rt, args),
+        ContainerCommand::Exec(args) => exec_in(&rt, args),
+        ContainerCommand::Top(args) => show::top(&rt, args),
+        ContainerCommand::Stats(args) => show::stats(&rt, args),
+        ContainerCommand::Cp(args) => transfer::cp(&rt, args),
+        ContainerCommand::Commit(args) => transfer::commit(engine, &rt, args),
+    }
+}
+
+fn runtime(engine: &EngineArgs) -> Result<Runtime, Failure> {
+    let rt = Runtime::new(&engine.data_root).map_err(fail)?;
+    // Tests and benchmarks keep their cgroups apart.
+    Ok(match std::env::var("FLOTILLA_CGROUP_PREFIX") {
+        Ok(p) if !p.is_empty() => rt.with_prefix(&p),
+        _ => rt,
+    })
+}
+
+/// Runs `f` on each container (resolved by name or id), printing the argument as Docker does;
+/// every failure is reported, the exit code is 1 if any failed.
+fn each(
+    rt: &Runtime,
+    containers: &[String],
+    f: impl Fn(&str) -> Result<(), LifecycleError>,
+) -> Result<u8, Failure> {
+    let mut failed = false;
+    for name in containers {
+        match rt.resolve(name).and_then(|id| f(&id)) {
+            Ok(()) => out(&format!("{name}\n")).map_err(fail)?,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+fn wait(rt: &Runtime, containers: &[String]) -> Result<u8, Failure> {
+    let mut failed = false;
+    for name in containers {
+        match rt.resolve(name).and_then(|id| rt.wait(&id)) {
+            Ok(code) => out(&format!("{code}\n")).map_err(fail)?,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+// --- create / run ---------------------------------------------------------------------------
+
+/// `KEY=VALUE` stays; `KEY` takes the host's value (dropped when the host has none).
+fn env_entry(entry: &str) -> Option<String> {
+    if entry.contains('=') {
+        return Some(entry.to_string());
+    }
+    std::env::var(entry).ok().map(|v| format!("{entry}={v}"))
+}
+
+fn env_files(files: &[PathBuf]) -> Result<Vec<String>, Failure> {
+    let mut env = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::new(125, format!("env file {}: {e}", file.display())))?;
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            env.extend(env_entry(line));
+        }
+    }
+    Ok(env)
+}
+
+/// `DST[:size=64m,mode=1777]`.
+fn parse_tmpfs(text: &str) -> Result<TmpfsMount, String> {
+    let (target, options) = text.split_once(':').unwrap_or((text, ""));
+    let mut mount = TmpfsMount {
+        target: target.to_string(),
+        ..Default::default()
+    };
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            Some(("size", v)) => mount.size = Some(units::parse_bytes(v)?),
+            Some(("mode", v)) => {
+                mount.mode = Some(
+                    u32::from_str_radix(v, 8)
+                        .map_err(|_| format!("tmpfs {text:?}: mode {v:?} is not octal"))?,
+                );
+            }
+            // Mount flags Docker accepts; the runtime applies its safe defaults.
+            None if matches!(
+                option,
+                "rw" | "ro" | "exec" | "noexec" | "nosuid" | "suid" | "nodev" | "dev"
+            ) => {}
+            _ => return Err(format!("tmpfs {text:?}: unsupported option {option:?}")),
+        }
+    }
+    Ok(mount)
+}
+
+/// `SRC:DST[:ro]` with a host path source; a missing source directory is created (Compose's
+/// short syntax).
+fn parse_bind(text: &str) -> Result<BindMount, String> {
+    let v = units::parse_volume(text)?;
+    let Some(source) = v.source.filter(|_| v.kind == "bind") else {
+        return Err(format!(
+            "volume {text:?}: named and anonymous volumes arrive with the volume issue; \
+             use a host path (absolute, or starting with ./ or ~)"
+        ));
+    };
+    let source = match source.strip_prefix('~') {
+        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
+            .join(rest.trim_start_matches('/')),
+        None => std::path::absolute(&source).unwrap_or_else(|_| PathBuf::from(&source)),
+    };
+    if !source.exists() {
+        std::fs::create_dir_all(&source)
+            .map_err(|e| format!("volume {text:?}: create {}: {e}", source.display()))?;
+    }
+    Ok(BindMount {
+        source,
+        target: v.target,
+        read_only: v.read_only,
+    })
+}
+
+fn create_options(project: &ProjectArgs, args: &RunArgs) -> Result<CreateOptions, Failure> {
+    let bad = |m: String| Failure::new(125, m);
+    if let Some(p) = args.publish.first() {
+        units::parse_port(p).map_err(bad)?;
+        return Err(bad(format!(
+            "publish {p:?}: publishing ports is not yet supported (it arrives with the network \
+             issue); use --network host to reach the container's ports"
+        )));
+    }
+    let netns = match args.network.as_deref() {
+        None | Some("none") | Some("default") => None,
+        // The starting process's own namespace: the host's (nothing new is created).
+        Some("host") => Some(PathBuf::from("/proc/self/ns/net")),
+        Some(other) => {
+            return Err(bad(format!(
+                "network {other:?}: not yet supported (none and host for now; networks arrive \
+                 with the network issue)"
+            )));
+        }
+    };
+    let mut env = env_files(&project.env_files)?;
+    env.extend(args.env.iter().filter_map(|e| env_entry(e)));
+    let tmpfs = args
+        .tmpfs
+        .iter()
+        .map(|t| parse_tmpfs(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let binds = args
+        .volume
+        .iter()
+        .map(|v| parse_bind(v))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad)?;
+    let mut limits = Limits::default();
+    if let Some(m) = &args.memory {
+        let bytes = units::parse_bytes(m).map_err(|e| bad(format!("--memory: {e}")))?;
+        limits.memory =
+            Some(i64::try_from(bytes).map_err(|_| bad(format!("--memory {m:?}: too large")))?);
+    }
+    if let Some(cpus) = args.cpus {
+        limits
+            .set_cpus(cpus)
+            .map_err(|e| bad(format!("--cpus: {e}")))?;
+    }
+    limits.pids_limit = args.pids_limit;
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &args.label {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let config = ContainerConfig {
+        command: (!args.command.is_empty()).then(|| args.command.clone()),
+        entrypoint: args.entrypoint.as_ref().map(|e| {
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                vec![e.clone()]
+            }
+        }),
+        env,
+        working_dir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: args.hostname.clone(),
+        read_only: args.read_only,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        init: args.init,
+        tty: args.tty,
+        tmpfs,
+        binds,
+        netns,
+        ..Default::default()
+    };
+    Ok(CreateOptions {
+        name: args.name.clone(),
+        image: Some(args.image.clone()),
+        config,
+        limits,
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout.map(Duration::from_secs),
+        log: LogConfig::default(),
+        open_stdin: args.interactive,
+        labels,
+    })
+}
+
+/// `create`, and `run` (`start`: create, start, then attach unless detached).
+fn create(rt: &Runtime, project: &ProjectArgs, args: &RunArgs, start: bool) -> Result<u8, Failure> {
+    let options = create_options(project, args)?;
+    let id = rt.create(options).map_err(|e| Failure::new(125, e))?;
+    if !start {
+        out(&format!("{id}\n")).map_err(fail)?;
+        return Ok(0);
+    }
+    let remove = |rt: &Runtime| {
+        if args.rm
+            && let Err(e) = rt.rm(&id, true)
+        {
+            eprintln!("error: {e}");
+        }
+    };
+    // Signals for the container are taken before any thread starts (see `forward_signals`).
+    let signals = (!args.detach && !args.tty).then(block_signals);
+    if let Err(e) = rt.start(&id) {
+        remove(rt);
+        return Err(match e {
+            LifecycleError::StartFailed { status, .. } => Failure::new(status, e),
+            e => Failure::new(125, e),
+        });
+    }
+    if args.detach {
+        if args.rm {
+            spawn_remover(rt, &id);
+        }
+        out(&format!("{id}\n")).map_err(fail)?;
+        return Ok(0);
+    }
+    if let Some(set) = signals {
+        forward_signals(rt.clone(), id.clone(), set);
+    }
+    let code = attach(rt, &id, args.interactive, args.tty);
+    remove(rt);
+    let code = code.map_err(|e| Failure::new(125, e))?;
+    Ok((code & 0xff) as u8)
+}
+
+/// `run -d --rm`: a detached `flotilla container wait`-like helper that removes the container
+/// once it exits (the daemon's job once it exists).
+fn spawn_remover(rt: &Runtime, id: &str) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let root = rt.dir(id);
+    let Some(data_root) = root.parent().and_then(Path::parent) else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--data-root")
+        .arg(data_root)
+        .args(["container", "rm", "--force", "--wait-first"])
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Not waited for: it outlives this command (init reaps it).
+    let _ = cmd.spawn();
+}
+
+fn block_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(s);
+    }
+    let _ = set.thread_block();
+    set
+}
+
+/// Docker's sig-proxy: signals this attached command receives go to the container.
+fn forward_signals(rt: Runtime, id: String, set: nix::sys::signal::SigSet) {
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            let _ = rt.kill(&id, sig.as_str());
+        }
+    });
+}
+
+/// Puts the terminal in raw mode until dropped.
+struct RawTerminal {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl RawTerminal {
+    fn new(tty: bool) -> RawTerminal {
+        use nix::sys::termios;
+        let stdin = std::io::stdin();
+        if !tty || !stdin.is_terminal() {
+            return RawTerminal { saved: None };
+        }
+        let Ok(saved) = termios::tcgetattr(&stdin) else {
+            return RawTerminal { saved: None };
+        };
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+        RawTerminal { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+fn write_entry(e: &Entry) {
+    let result = match e.stream {
+        Stream::Stdout => {
+            let mut o = std::io::stdout().lock();
+            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
+        }
+        Stream::Stderr => {
+            let mut o = std::io::stderr().lock();
+            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
+        }
+    };
+    let _ = result;
+}
+
+/// Attaches to the started container: its output so far (from the log) then live (from the
+/// shim's socket, de-duplicated by time), standard input when `stdin`, until it exits; returns
+/// its exit code.
+fn attach(rt: &Runtime, id: &str, stdin: bool, tty: bool) -> Result<i32, LifecycleError> {
+    let dir = rt.dir(id);
+    let stream = control::with_socket_path(&dir, control::SOCKET, |p| UnixStream::connect(p));
+    let mut last = String::new();
+    let print_logs = |last: &mut String| {
+        let mut fresh = Vec::new();
+        let _ = rt.logs(id, &LogsOptions::default(), &mut |e| {
+            if e.time.as_str() > last.as_str() {
+                fresh.push(e.clone());
+            }
+            true
+        });
+        for e in fresh {
+            write_entry(&e);
+            *last = e.time;
+        }
+    };
+    let Ok(stream) = stream else {
+        // Exited before we could attach: everything is in the log.
+        let code = rt.wait(id)?;
+        print_logs(&mut last);
+        return Ok(code);
+    };
+    let _raw = RawTerminal::new(tty);
+    let mut writer = stream
+        .try_clone()
+        .map_err(|source| LifecycleError::Control {
+            id: id.to_string(),
+            step: "attach",
+            source,
+        })?;
+    let mut line = serde_json::to_vec(&Request::Attach { stdin }).unwrap_or_default();
+    line.push(b'\n');
+    let sent = writer.write_all(&line);
+    let mut reader = BufReader::new(stream);
+    let mut first = String::new();
+    let attached = sent.is_ok()
+        && reader.read_line(&mut first).is_ok()
+        && matches!(serde_json::from_str(&first), Ok(Reply::Ok { .. }));
+    print_logs(&mut last);
+    if !attached {
+        let code = rt.wait(id)?;
+        print_logs(&mut last);
+        return Ok(code);
+    }
+    if stdin {
+        std::thread::spawn(move || pump_stdin(writer, tty));
+    }
+    let mut code = None;
+    loop {
+        let mut text = String::new();
+        match reader.read_line(&mut text) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        match serde_json::from_str::<Reply>(&text) {
+            Ok(Reply::Output { entry }) if entry.time > last => {
+                write_entry(&entry);
+                last = entry.time;
+            }
+            Ok(Reply::Exit { state }) => {
+                code = state.exit_code;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let code = match code {
+        Some(c) => c,
+        None => rt.wait(id)?,
+    };
+    print_logs(&mut last);
+    Ok(code)
+}
+
+/// Standard input → the container's stdin over the control socket; end of input closes it.
+fn pump_stdin(mut writer: UnixStream, tty: bool) {
+    let mut input = std::io::stdin().lock();
+    let mut buf = vec![0u8; 32 * 1024];
+    let send = |writer: &mut UnixStream, request: &Request| {
+        let mut line = serde_json::to_vec(request).unwrap_or_default();
+        line.push(b'\n');
+        writer.write_all(&line)
+    };
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let data = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if send(&mut writer, &Request::Stdin { data }).is_err() {
+            return;
+        }
+    }
+    if !tty {
+        let _ = send(&mut writer, &Request::CloseStdin);
+    }
+}
+
+// --- logs / exec ----------------------------------------------------------------------------
+
+fn since(text: &str) -> Result<SystemTime, Failure> {
+    if let Some(t) = time::parse(text) {
+        return Ok(t);
+    }
+    let d = units::parse_duration(text).map_err(|e| {
+        fail(format!(
+            "--since {text:?}: expected RFC 3339, Unix seconds or a duration ({e})"
+        ))
+    })?;
+    Ok(SystemTime::now()
+        .checked_sub(d)
+        .unwrap_or(SystemTime::UNIX_EPOCH))
+}
+
+fn logs(rt: &Runtime, args: &LogsArgs) -> Result<u8, Failure> {
+    let id = rt.resolve(&args.container).map_err(fail)?;
+    let tail = match args.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| fail(format!("--tail {n:?}: expected a number or all")))?,
+        ),
+    };
+    let options = LogsOptions {
+        tail,
+        since: args.since.as_deref().map(since).transpose()?,
+        follow: args.follow,
+        timestamps: args.timestamps,
+    };
+    let mut closed = false;
+    rt.logs(&id, &options, &mut |e| {
+        let text = e.render(options.timestamps);
+        let result = match e.stream {
+            Stream::Stdout => {
+                let mut o = std::io::stdout().lock();
+                o.write_all(text.as_bytes()).and_then(|_| o.flush())
+            }
+            Stream::Stderr => {
+                let mut o = std::io::stderr().lock();
+                o.write_all(text.as_bytes()).and_then(|_| o.flush())
+            }
+        };
+        closed = result.is_err();
+        !closed
+    })
+    .map_err(fail)?;
+    Ok(0)
+}
+
+fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
+    let id = rt.resolve(&args.container).map_err(fail)?;
+    let st = rt.state(&id).map_err(fail)?;
+    if st.status == Status::Paused {
+        return Err(fail(format!(
+            "container {id} is paused: unpause it before exec"
+        )));
+    }
+    let options = ExecOptions {
+        args: args.command.clone(),
+        env: args.env.iter().filter_map(|e| env_entry(e)).collect(),
+        user: args.user.clone(),
+        working_dir: args.workdir.clone(),
+        tty: args.tty,
+        exe: None,
+    };
+    let dir = rt.dir(&id);
+    let mut cmd = exec::command(&dir, &options).map_err(fail)?;
+    if !args.interactive {
+        cmd.stdin(std::process::Stdio::null());
+    }
+    if args.detach {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        cmd.spawn()
+            .map_err(|e| fail(format!("container {id}: exec: {e}")))?;
+        return Ok(0);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| fail(format!("container {id}: exec: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => (code & 0xff) as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        (None, None) => 125,
+    })
+}
+
+// --- Docker's short flags -------------------------------------------------------------------
+
+/// Global options that take a value (their value is not the command).
+const GLOBAL_WITH_VALUE: &[&str] = &[
+    "-f",
+    "--file",
+    "-p",
+    "--project-name",
+    "--profile",
+    "--env-file",
+    "--project-directory",
+    "--data-root",
+    "--config",
+    "-H",
+    "--host",
+];
+
+/// Options of `run`/`create` that take a value (skipped when looking for the image).
+const RUN_WITH_VALUE: &[&str] = &[
+    "-e",
+    "--env",
+    "-v",
+    "--volume",
+    "--tmpfs",
+    "-p",
+    "--publish",
+    "--name",
+    "--hostname",
+    "-m",
+    "--memory",
+    "--cpus",
+    "--pids-limit",
+    "-u",
+    "--user",
+    "--cap-add",
+    "--cap-drop",
+    "--entrypoint",
+    "-w",
+    "--workdir",
+    "--stop-signal",
+    "--stop-timeout",
+    "--network",
+    "--net",
+    "-l",
+    "--label",
+    "--env-file",
+    "--data-root",
+    "--config",
+    "-H",
+    "--host",
+    "-f",
+    "--file",
+    "--project-name",
+    "--profile",
+    "--project-directory",
+];
+
+/// Docker's `-p` (publish) of `container run/create`, `-f` (force) of `container rm` and `-f`
+/// (follow) of `container logs` collide with Compose's global `-p` and `-f`; after those
+/// commands (which read no stack file) they are rewritten to their long forms before clap
+/// parses the command line. `run`/`create` stop at the image: the rest is the command's.
+pub fn docker_short_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
+    // The command: the first word that is neither an option nor a global option's value.
+    let mut at = 1;
+    while at < words.len() {
+        match words[at] {
+            Some(w) if GLOBAL_WITH_VALUE.contains(&w) => at += 2,
+            Some(w) if w.starts_with('-') && w != "--" => at += 1,
+            _ => break,
+        }
+    }
+    if words.get(at) != Some(&Some("container")) {
+        return args;
+    }
+    let Some(Some(sub)) = words.get(at + 1) else {
+        return args;
+    };
+    let rewrite: &[(&str, &str)] = match *sub {
+        "run" | "create" => &[("-p", "--publish")],
+        "rm" | "remove" => &[("-f", "--force")],
+        "logs" => &[("-f", "--follow")],
+        _ => return args,
+    };
+    let stop_at_positional = matches!(*sub, "run" | "create");
+    let mut out = args.clone();
+    let mut i = at + 2;
+    while i < words.len() {
+        let Some(word) = words[i] else { break };
+        if word == "--" {
+            break;
+        }
+        if let Some((_, long)) = rewrite.iter().find(|(short, _)| *short == word) {
+            out[i] = std::ffi::OsString::from(long);
+            i += 2;
+            continue;
+        }
+        if stop_at_positional {
+            if RUN_WITH_VALUE.contains(&word) {
+                i += 2;
+                continue;
+            }
+            if !word.starts_with('-') {
+                break;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn short_flags_mean_what_docker_means() {
+        assert_eq!(
+            rewrite(&["flotilla", "container", "rm", "-f", "web"]),
+            ["flotilla", "container", "rm", "--force", "web"]
+        );
+        assert_eq!(
+            rewrite(&[
+                "flotilla",
+                "--data-root",
+                "/d",
+                "container",
+                "logs",
+                "-f",
+                "web"
+            ]),
+            [
+                "flotilla",
+                "--data-root",
+                "/d",
+                "container",
+                "logs",
+                "--follow",
+                "web"
+            ]
+        );
+        assert_eq!(
+            rewrite(&[
+                "flotilla",
+                "container",
+                "run",
+                "-e",
+                "-p",
+                "-p",
+                "80:80",
+                "img",
+                "ls",
+                "-p"
+            ]),
+            [
+                "flotilla",
+                "container",
+                "run",
+                "-e",
+                "-p",
+                "--publish",
+                "80:80",
+                "img",
+                "ls",
+                "-p"
+            ]
+        );
+        // Not the container command: untouched.
+        let other = ["flotilla", "-f", "container", "config", "-f", "x"];
+        assert_eq!(rewrite(&other), other);
+    }
+
+    #[test]
+    fn tmpfs_and_bind_syntax() {
+        let t = parse_tmpfs("/run:size=64m,mode=1700").unwrap();
+        assert_eq!(t.target, "/run");
+        assert_eq!(t.size, Some(64 << 20));
+        assert_eq!(t.mode, Some(0o1700));
+        assert!(parse_tmpfs("/run:bogus=1").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("made/by/run");
+        let b = parse_bind(&format!("{}:/data:ro", src.display())).unwrap();
+        assert!(src.is_dir());
+        assert!(b.read_only);
+        assert_eq!(b.target, "/data");
+        assert!(parse_bind("named:/data").is_err());
+    }
+}

@@ -1,0 +1,364 @@
+//! The daemon's container service: the [`lifecycle::Runtime`] behind the API, with a lock per
+//! container (operations on one container serialize, different containers run in parallel),
+//! events for every change, and a watcher task per running container that notices its exit and
+//! publishes `oom` and `die` (with the exit code).
+//!
+//! **Where container records live.** The per-container state dirs stay the single source of
+//! truth (`meta.json` written by create, `state.json` by the shim from start on); the redb store
+//! does *not* mirror containers. A mirror would need two writes per change (state dir and
+//! database) that a `kill -9` could separate, and the shim, which records exits while no daemon
+//! runs, cannot write the daemon's database. Listing reads the state dirs (a few small files per
+//! container, well under a millisecond each); nothing the daemon acknowledged lives only in its
+//! memory. The watcher set is rebuilt by live restore ([`super::restore`]).
+//!
+//! A watcher connects to the shim's control socket and sends `wait`; the shim answers when the
+//! container has exited (or closes the socket as it exits). Watchers are async (one socket each,
+//! no thread), so a thousand running containers cost a thousand idle sockets.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::engine::events::{Event, EventBus};
+use crate::engine::locks::{Guard, LockTable};
+use crate::runtime::control::{self, Reply, Request};
+use crate::runtime::lifecycle::{Container, CreateOptions, LifecycleError, Runtime};
+use crate::runtime::state::{State, Status};
+
+/// Why a container operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("{what}: the worker task failed: {reason}")]
+    Task { what: String, reason: String },
+}
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The containers of one data root, as the daemon serves them.
+#[derive(Debug)]
+pub struct Containers {
+    runtime: Runtime,
+    locks: LockTable,
+    events: EventBus,
+    watched: Mutex<HashSet<String>>,
+}
+
+/// Runs a blocking runtime call on the blocking pool.
+async fn blocking<T, F>(what: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, LifecycleError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Task {
+            what: what.to_string(),
+            reason: e.to_string(),
+        })?
+        .map_err(EngineError::from)
+}
+
+fn container_event(action: &str, c: &Container) -> Event {
+    let mut e = Event::now("container", action, &c.meta.id, &c.meta.name);
+    if let Some(image) = &c.meta.image {
+        e = e.with("image", image);
+    }
+    e
+}
+
+impl Containers {
+    pub fn new(runtime: Runtime, events: EventBus) -> Arc<Self> {
+        Arc::new(Containers {
+            runtime,
+            locks: LockTable::new(),
+            events,
+            watched: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
+    }
+
+    /// The state dir of container `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.runtime.dir(id)
+    }
+
+    /// Takes the lock of container `id`.
+    pub async fn lock(&self, id: &str) -> Guard {
+        self.locks.lock(&format!("container:{id}")).await
+    }
+
+    /// The id of the container named by `query` (name, id or unambiguous id prefix).
+    pub async fn resolve(&self, query: &str) -> Result<String> {
+        let rt = self.runtime.clone();
+        let q = query.to_string();
+        blocking("resolve", move || rt.resolve(&q)).await
+    }
+
+    pub async fn inspect(&self, query: &str) -> Result<Container> {
+        let rt = self.runtime.clone();
+        let q = query.to_string();
+        blocking("inspect", move || {
+            let id = rt.resolve(&q)?;
+            rt.inspect(&id)
+        })
+        .await
+    }
+
+    /// Every complete container, oldest first. Containers being created or removed right now
+    /// (their dir without `meta.json` and `state.json`, see [`super::restore::is_complete`])
+    /// are not listed, so a list never fails because of a concurrent create or remove.
+    pub async fn list(&self) -> Result<Vec<Container>> {
+        let rt = self.runtime.clone();
+        blocking("list", move || {
+            let dir = rt.dir("");
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let id = entry.file_name().to_string_lossy().into_owned();
+                if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
+                if !super::restore::is_complete(&entry.path()) {
+                    continue;
+                }
+                match rt.inspect(&id) {
+                    Ok(c) => out.push(c),
+                    Err(_) if !super::restore::is_complete(&entry.path()) => {}
+                    Err(LifecycleError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            out.sort_by(|a, b| a.meta.created.cmp(&b.meta.created));
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn create(&self, options: CreateOptions) -> Result<Container> {
+        let rt = self.runtime.clone();
+        let c = blocking("create", move || {
+            let id = rt.create(options)?;
+            rt.inspect(&id)
+        })
+        .await?;
+        self.events.publish(container_event("create", &c));
+        Ok(c)
+    }
+
+    /// Runs `op` on the resolved container under its lock, then publishes `action`.
+    async fn locked<T, F>(&self, query: &str, what: &'static str, op: F) -> Result<(T, Container)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Runtime, &str) -> Result<T, LifecycleError> + Send + 'static,
+    {
+        let id = self.resolve(query).await?;
+        let _guard = self.lock(&id).await;
+        let rt = self.runtime.clone();
+        blocking(what, move || {
+            let out = op(&rt, &id)?;
+            let c = rt.inspect(&id)?;
+            Ok((out, c))
+        })
+        .await
+    }
+
+    pub async fn start(self: &Arc<Self>, query: &str) -> Result<Container> {
+        let (_, c) = self.locked(query, "start", |rt, id| rt.start(id)).await?;
+        self.events.publish(container_event("start", &c));
+        self.watch(&c.meta.id, &c.meta.name, c.meta.image.as_deref());
+        Ok(c)
+    }
+
+    pub async fn stop(&self, query: &str, timeout: Option<Duration>) -> Result<Container> {
+        let (_, c) = self
+            .locked(query, "stop", move |rt, id| rt.stop(id, timeout))
+            .await?;
+        self.events.publish(container_event("stop", &c));
+        Ok(c)
+    }
+
+    pub async fn kill(&self, query: &str, signal: &str) -> Result<Container> {
+        let sig = signal.to_string();
+        let (_, c) = self
+            .locked(query, "kill", move |rt, id| rt.kill(id, &sig))
+            .await?;
+        self.events
+            .publish(container_event("kill", &c).with("signal", signal));
+        Ok(c)
+    }
+
+    pub async fn pause(&self, query: &str) -> Result<Container> {
+        let (_, c) = self.locked(query, "pause", |rt, id| rt.pause(id)).await?;
+        self.events.publish(container_event("pause", &c));
+        Ok(c)
+    }
+
+    pub async fn unpause(&self, query: &str) -> Result<Container> {
+        let (_, c) = self
+            .locked(query, "unpause", |rt, id| rt.unpause(id))
+            .await?;
+        self.events.publish(container_event("unpause", &c));
+        Ok(c)
+    }
+
+    /// Removes the container (a running one only with `force`, which kills it first).
+    pub async fn remove(&self, query: &str, force: bool) -> Result<Container> {
+        let id = self.resolve(query).await?;
+        let _guard = self.lock(&id).await;
+        let rt = self.runtime.clone();
+        let c = blocking("remove", move || {
+            let c = rt.inspect(&id)?;
+            rt.rm(&id, force)?;
+            Ok(c)
+        })
+        .await?;
+        if matches!(c.state.status, Status::Running | Status::Paused) {
+            self.events
+                .publish(container_event("kill", &c).with("signal", "SIGKILL"));
+        }
+        self.events.publish(container_event("destroy", &c));
+        Ok(c)
+    }
+
+    /// Waits until the container has exited (without holding its lock); returns its state.
+    /// Dropping the future (a client that went away) stops waiting.
+    pub async fn wait(&self, query: &str) -> Result<State> {
+        let id = self.resolve(query).await?;
+        loop {
+            let st = self.state(&id).await?;
+            match st.status {
+                Status::Exited | Status::Dead => return Ok(st),
+                Status::Created => tokio::time::sleep(Duration::from_millis(50)).await,
+                Status::Running | Status::Paused => {
+                    if shim_wait(&self.dir(&id)).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn state(&self, id: &str) -> Result<State> {
+        let rt = self.runtime.clone();
+        let id = id.to_string();
+        blocking("state", move || rt.state(&id)).await
+    }
+
+    /// Starts watching container `id` for its exit (once; a second call does nothing).
+    pub fn watch(self: &Arc<Self>, id: &str, name: &str, image: Option<&str>) {
+        {
+            let mut w = self.watched.lock().unwrap_or_else(|p| p.into_inner());
+            if !w.insert(id.to_string()) {
+                return;
+            }
+        }
+        let me = self.clone();
+        let (id, name, image) = (id.to_string(), name.to_string(), image.map(String::from));
+        tokio::spawn(async move {
+            me.watch_exit(&id, &name, image.as_deref()).await;
+            let mut w = me.watched.lock().unwrap_or_else(|p| p.into_inner());
+            w.remove(&id);
+        });
+    }
+
+    /// How many containers are being watched.
+    pub fn watching(&self) -> usize {
+        self.watched.lock().map(|w| w.len()).unwrap_or(0)
+    }
+
+    async fn watch_exit(&self, id: &str, name: &str, image: Option<&str>) {
+        loop {
+            let st = match self.state(id).await {
+                Ok(st) => st,
+                // Removed: `destroy` said it.
+                Err(EngineError::Lifecycle(LifecycleError::NotFound(_))) => return,
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "watch a container: read its state");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            match st.status {
+                Status::Running | Status::Paused => {
+                    if shim_wait(&self.dir(id)).await.is_err() {
+                        // The shim is finishing (socket gone) or still starting.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                Status::Created => return,
+                Status::Exited => {
+                    self.publish_exit(id, name, image, &st);
+                    return;
+                }
+                Status::Dead => {
+                    let rt = self.runtime.clone();
+                    let i = id.to_string();
+                    match blocking("settle", move || super::restore::settle_dead(&rt, &i)).await {
+                        Ok(st) => self.publish_exit(id, name, image, &st),
+                        Err(e) => tracing::warn!(id, error = %e, "record the exit of a dead shim"),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes `oom` (when the kernel killed it for memory) and `die` with the exit code.
+    pub fn publish_exit(&self, id: &str, name: &str, image: Option<&str>, st: &State) {
+        let base = |action: &str| {
+            let e = Event::now("container", action, id, name);
+            match image {
+                Some(i) => e.with("image", i),
+                None => e,
+            }
+        };
+        if st.oom_killed {
+            self.events.publish(base("oom"));
+        }
+        let mut die = base("die").with("exitCode", st.exit_code.unwrap_or(-1));
+        if let Some(sig) = st.signal {
+            die = die.with("signal", sig);
+        }
+        if st.oom_killed {
+            die = die.with("oomKilled", true);
+        }
+        self.events.publish(die);
+    }
+}
+
+/// Asks the shim of state dir `dir` to answer when its container has exited; returns when it
+/// has (or when the shim closed the connection, exiting).
+pub async fn shim_wait(dir: &Path) -> std::io::Result<()> {
+    let std_stream = control::with_socket_path(dir, control::SOCKET, |p| {
+        std::os::unix::net::UnixStream::connect(p)
+    })?;
+    std_stream.set_nonblocking(true)?;
+    let mut stream = tokio::net::UnixStream::from_std(std_stream)?;
+    let mut line = serde_json::to_vec(&Request::Wait).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    let mut reader = BufReader::new(stream);
+    let mut text = String::new();
+    loop {
+        text.clear();
+        if reader.read_line(&mut text).await? == 0 {
+            return Ok(());
+        }
+        match serde_json::from_str::<Reply>(&text) {
+            Ok(Reply::Exit { .. }) => return Ok(()),
+            Ok(Reply::Error { message }) => return Err(std::io::Error::other(message)),
+            _ => {}
+        }
+    }
+}
