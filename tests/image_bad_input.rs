@@ -20,7 +20,7 @@ use common::registry::Registry;
 use flotilla::image::pull::{Cancel, Progress, PullError, PullEvent, PullOptions, pull};
 use flotilla::image::record;
 use flotilla::image::reference::Reference;
-use flotilla::image::registry::Timeouts;
+use flotilla::image::registry::{RegistryOptions, Timeouts};
 use flotilla::image::store::{Digest, Store};
 
 /// What the fake registry does with requests other than `GET /v2/`.
@@ -208,9 +208,12 @@ async fn stalled_registry_times_out() {
     let name = server.reference("test/slow:1");
     let (_root, store) = new_store();
     let options = PullOptions {
-        timeouts: Timeouts {
-            connect: Duration::from_secs(2),
-            read: Duration::from_secs(1),
+        registry: RegistryOptions {
+            timeouts: Timeouts {
+                connect: Duration::from_secs(2),
+                read: Duration::from_secs(1),
+            },
+            ..RegistryOptions::default()
         },
         ..PullOptions::default()
     };
@@ -270,6 +273,16 @@ async fn disk_full_during_download_stores_nothing_half() {
         message.starts_with("blob sha256:"),
         "names the blob: {message}"
     );
+    let blob = message
+        .split_whitespace()
+        .nth(1)
+        .map(|d| d.trim_end_matches(':'))
+        .unwrap_or_default();
+    assert_eq!(
+        message.matches(blob).count(),
+        1,
+        "names the blob once: {message}"
+    );
     let blobs = assert_nothing_half_stored(&store, &name);
     let layers = big_image().layer_digests();
     assert!(
@@ -294,10 +307,12 @@ async fn disk_full_during_unpack_stores_nothing_half() {
     let message = error.to_string();
     eprintln!("error: {message}");
     assert!(matches!(error, PullError::Unpack { .. }), "{message}");
-    assert!(
-        message.contains(&image.diff_ids[0].to_string()),
-        "{message}"
+    assert_eq!(
+        message.matches(&image.diff_ids[0].to_string()).count(),
+        1,
+        "names the layer once: {message}"
     );
+    assert!(message.starts_with("layer sha256:"), "{message}");
     assert!(
         message.to_lowercase().contains("no space left on device"),
         "{message}"

@@ -1,6 +1,7 @@
 //! The daemon configuration file (`/etc/flotilla/daemon.toml`, overridable with `--config` or
 //! `FLOTILLA_CONFIG`): engine-wide settings that are not part of any stack. Today it holds the
-//! `[registries]` section (Docker Hub mirrors, plain-HTTP registries); address pools and log sizes
+//! `[registries]` section (Docker Hub mirrors, plain-HTTP registries, the Docker Hub endpoint,
+//! connect and read timeouts) and `[api]`; address pools and log sizes
 //! join it with their issues. Unknown keys are errors naming the file, the line and the key, so a
 //! typo never silently does nothing. A missing default file means "all defaults"; a missing file
 //! the user named is an error.
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::image::registry::RegistryOptions;
+use crate::image::registry::{self, RegistryOptions, Timeouts};
+use crate::spec::units::parse_duration;
 
 /// Where the daemon configuration is read from when no path is given.
 pub const DEFAULT_PATH: &str = "/etc/flotilla/daemon.toml";
@@ -67,6 +69,17 @@ pub struct Registries {
     /// Registries (`host[:port]`) reached over plain HTTP; loopback registries always are.
     #[serde(default)]
     pub insecure: Vec<String>,
+    /// The endpoint (`host[:port]`) that serves `docker.io` images when no mirror has them
+    /// (default `registry-1.docker.io`); reached over plain HTTP when loopback or insecure.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// How long to wait for a registry connection (`30s` by default; Go duration syntax).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// How long any read from a registry may stall: response headers, or a pause in a body
+    /// (`2m` by default).
+    #[serde(default)]
+    pub read_timeout: Option<String>,
 }
 
 impl DaemonConfig {
@@ -134,6 +147,16 @@ impl DaemonConfig {
                 "at least 16 characters without whitespace".to_string(),
             ));
         }
+        if let Some(hub) = &self.registries.hub {
+            check_host(hub).map_err(|reason| {
+                invalid(
+                    "registries.hub".to_string(),
+                    format!("{hub:?}: {reason} (want host or host:port)"),
+                )
+            })?;
+        }
+        self.timeouts()
+            .map_err(|(key, reason)| invalid(key.to_string(), reason))?;
         for (i, host) in self.registries.insecure.iter().enumerate() {
             check_host(host).map_err(|reason| {
                 invalid(
@@ -143,6 +166,33 @@ impl DaemonConfig {
             })?;
         }
         Ok(())
+    }
+
+    /// The registry timeouts: the defaults, overridden by `registries.connect_timeout` and
+    /// `registries.read_timeout`; an error names the key.
+    fn timeouts(&self) -> Result<Timeouts, (&'static str, String)> {
+        let mut timeouts = Timeouts::default();
+        let fields = [
+            (
+                "registries.connect_timeout",
+                &self.registries.connect_timeout,
+                &mut timeouts.connect,
+            ),
+            (
+                "registries.read_timeout",
+                &self.registries.read_timeout,
+                &mut timeouts.read,
+            ),
+        ];
+        for (key, text, slot) in fields {
+            let Some(text) = text else { continue };
+            let duration = parse_duration(text).map_err(|reason| (key, reason))?;
+            if duration.is_zero() {
+                return Err((key, format!("{text:?}: must be more than zero")));
+            }
+            *slot = duration;
+        }
+        Ok(timeouts)
     }
 
     /// How the image code reaches registries under this configuration (no credentials: those
@@ -160,6 +210,14 @@ impl DaemonConfig {
         RegistryOptions {
             insecure,
             mirrors: self.registries.mirrors.clone(),
+            hub: self
+                .registries
+                .hub
+                .clone()
+                .unwrap_or_else(|| registry::DEFAULT_HUB.to_string()),
+            // Checked by `validate` when the file was read; a config built in code that holds
+            // a bad duration gets the defaults.
+            timeouts: self.timeouts().unwrap_or_default(),
             auth: None,
         }
     }
@@ -226,6 +284,49 @@ mod tests {
             "a plain-HTTP mirror is insecure"
         );
         assert_eq!(options.mirrors, config.registries.mirrors);
+    }
+
+    #[test]
+    fn hub_and_timeouts() {
+        let config = parse(
+            "[registries]\nhub = \"127.0.0.1:9\"\nconnect_timeout = \"1.5s\"\n\
+             read_timeout = \"1m30s\"\n",
+        )
+        .unwrap();
+        let options = config.registry_options();
+        assert_eq!(options.hub, "127.0.0.1:9");
+        assert_eq!(
+            options.timeouts.connect,
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(options.timeouts.read, std::time::Duration::from_secs(90));
+        let defaults = parse("").unwrap().registry_options();
+        assert_eq!(defaults.hub, "registry-1.docker.io");
+        assert_eq!(defaults.timeouts, Timeouts::default());
+
+        let error = parse("[registries]\nread_timeout = \"2 minutes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/etc/flotilla/daemon.toml"), "{error}");
+        assert!(error.contains("registries.read_timeout"), "{error}");
+        assert!(error.contains("invalid duration"), "{error}");
+        let error = parse("[registries]\nconnect_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.connect_timeout"), "{error}");
+        let error = parse("[registries]\nconnect_timeout = 30\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(":2:"), "{error}");
+        let error = parse("[registries]\nconect_timeout = \"30s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("conect_timeout"), "{error}");
+        assert!(error.contains("daemon.toml:2:1"), "{error}");
+        let error = parse("[registries]\nhub = \"https://hub.example\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("registries.hub"), "{error}");
     }
 
     #[test]

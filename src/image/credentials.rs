@@ -20,8 +20,6 @@ use super::registry::RegistryOptions;
 
 /// The key Docker stores Docker Hub credentials under.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-/// The host that serves Docker Hub's registry API.
-const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// Why a credentials operation failed; each variant names the file or the server.
 #[derive(Debug, thiserror::Error)]
@@ -110,23 +108,21 @@ impl Server {
         }
     }
 
-    /// `https://host/v2/`, or `http://` for loopback and insecure registries.
+    /// `https://host/v2/`, or `http://` for loopback and insecure registries; Docker Hub is
+    /// the configured hub endpoint ([`RegistryOptions::hub`]).
     fn api_base(&self, options: &RegistryOptions) -> String {
-        if self.registry == DEFAULT_REGISTRY {
-            return format!("https://{DOCKER_HUB_API}/v2/");
-        }
-        let probe = Reference {
+        let probe = options.endpoint(&Reference {
             registry: self.registry.clone(),
             repository: "flotilla/login-check".to_string(),
             tag: None,
             digest: None,
-        };
+        });
         let scheme = if options.plain_http(&probe) {
             "http"
         } else {
             "https"
         };
-        format!("{scheme}://{}/v2/", self.registry)
+        format!("{scheme}://{}/v2/", probe.registry)
     }
 }
 
@@ -396,6 +392,12 @@ mod tests {
         assert_eq!(url("myhost:5000"), "http://myhost:5000/v2/");
         assert_eq!(url("ghcr.io"), "https://ghcr.io/v2/");
         assert_eq!(url("docker.io"), "https://registry-1.docker.io/v2/");
+        let local_hub = RegistryOptions {
+            hub: "127.0.0.1:5001".to_string(),
+            ..RegistryOptions::default()
+        };
+        let hub = Server::parse(None).unwrap();
+        assert_eq!(hub.api_base(&local_hub), "http://127.0.0.1:5001/v2/");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use oci_client::manifest::OciDescriptor;
 
 use super::record::{self, Descriptor, ImageRecord, ManifestKind, Platform, RecordError};
 use super::reference::Reference;
-use super::registry::{self, OciReference, RegistryOptions, Timeouts};
+use super::registry::{self, OciReference, RegistryOptions};
 use super::store::{Digest, Store, StoreError};
 use super::unpack::UnpackOptions;
 
@@ -43,12 +43,12 @@ pub enum PullError {
     NoPlatform { reference: String, platform: String },
     #[error("blob {digest}: fetch: {reason}")]
     Fetch { digest: Digest, reason: String },
-    #[error("blob {digest}: {source}")]
+    #[error("{}", source.named("blob", digest))]
     Store {
         digest: Digest,
         source: Box<StoreError>,
     },
-    #[error("layer {diff_id}: {source}")]
+    #[error("{}", source.named("layer", diff_id))]
     Unpack {
         diff_id: Digest,
         source: Box<StoreError>,
@@ -57,11 +57,32 @@ pub enum PullError {
     Task { diff_id: Digest, reason: String },
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// Every source failed (mirrors of a Docker Hub image, then the hub endpoint), in order.
+    #[error("{reference}: every source failed: {}", join_attempts(attempts))]
+    Sources {
+        reference: String,
+        attempts: Vec<PullError>,
+    },
     #[error("{reference}: pull cancelled")]
     Cancelled { reference: String },
 }
 
 type Result<T, E = PullError> = std::result::Result<T, E>;
+
+/// The errors of the sources tried, each naming its own endpoint, in order: the mirrors, then
+/// the Docker Hub endpoint (mirrors are only tried for Docker Hub images).
+fn join_attempts(attempts: &[PullError]) -> String {
+    let last = attempts.len().saturating_sub(1);
+    let texts: Vec<String> = attempts
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let role = if i < last { "mirror" } else { "docker hub" };
+            format!("{role} {e}")
+        })
+        .collect();
+    texts.join("; then ")
+}
 
 /// How to pull.
 #[derive(Debug, Clone)]
@@ -73,8 +94,6 @@ pub struct PullOptions {
     pub unpack: UnpackOptions,
     /// Told every step, for per-layer progress display.
     pub progress: Option<Progress>,
-    /// Connect and read timeouts towards the registry.
-    pub timeouts: Timeouts,
     /// Stops the pull (Ctrl-C) when set: downloads in flight stop at their next chunk and their
     /// partial files are deleted; complete blobs stay, so the next pull resumes from them.
     pub cancel: Option<Cancel>,
@@ -163,7 +182,6 @@ impl Default for PullOptions {
             registry: RegistryOptions::default(),
             unpack: UnpackOptions::default(),
             progress: None,
-            timeouts: Timeouts::default(),
             cancel: None,
         }
     }
@@ -190,21 +208,28 @@ pub async fn pull(
     // Mirrors first (for Docker Hub images), then the registry itself.
     let sources = options.registry.sources(reference);
     let mut resolved = None;
-    let mut last_error = None;
+    let mut failed = Vec::new();
     for (i, source) in sources.iter().enumerate() {
-        let client = registry::client_with(source, &options.registry, options.timeouts);
+        let client = registry::client_for(source, &options.registry);
         match resolve(&client, source, options).await {
             Ok(found) => {
                 resolved = Some((client, source, found));
                 break;
             }
             // A mirror that fails is skipped; the registry's own answer is final.
-            Err(error) if i + 1 < sources.len() => last_error = Some(error),
-            Err(error) => return Err(error),
+            Err(error) if i + 1 < sources.len() => failed.push(error),
+            Err(error) if failed.is_empty() => return Err(error),
+            Err(error) => {
+                failed.push(error);
+                return Err(PullError::Sources {
+                    reference: name,
+                    attempts: failed,
+                });
+            }
         }
     }
     let Some((client, source, (manifest, data, digest))) = resolved else {
-        return Err(last_error.unwrap_or(PullError::NotFound { reference: name }));
+        return Err(PullError::NotFound { reference: name });
     };
     let reference = source;
     if !store.has_blob(&digest) {
@@ -452,9 +477,11 @@ async fn fetch_blob_tee(
         while let Some(chunk) = incoming.blocking_recv() {
             match chunk {
                 Chunk::Data(data) => {
-                    writer.write_all(&data).map_err(|e| PullError::Fetch {
-                        digest: digest.clone(),
-                        reason: e.to_string(),
+                    writer.write_all(&data).map_err(|source| {
+                        store_error(StoreError::WriteBlob {
+                            digest: digest.clone(),
+                            source,
+                        })
                     })?;
                     // An unpacker that stopped has its own error to report; the blob goes on.
                     if let Some(t) = &tee

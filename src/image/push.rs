@@ -26,7 +26,7 @@ pub enum PushError {
     Unauthorized { reference: String },
     #[error("{reference}: a push target needs a tag, not only a digest")]
     NoTag { reference: String },
-    #[error("blob {digest}: {source}")]
+    #[error("{}", source.named("blob", digest))]
     Store {
         digest: Digest,
         source: Box<StoreError>,
@@ -101,8 +101,10 @@ pub async fn push_record(
             reference: target.to_string(),
         });
     }
-    let client = registry::client_for(target, &options.registry);
-    let oci_ref = registry::oci_reference(target);
+    // `docker.io` targets go to the configured hub endpoint.
+    let endpoint = options.registry.endpoint(target);
+    let client = registry::client_for(&endpoint, &options.registry);
+    let oci_ref = registry::oci_reference(&endpoint);
     client
         .auth(
             &oci_ref,

@@ -104,15 +104,36 @@ pub fn docker_config_auth(
         .map(|(u, p)| (u.to_string(), p.to_string())))
 }
 
+/// The host that serves Docker Hub's registry API (`docker.io` references are fetched there).
+pub const DEFAULT_HUB: &str = "registry-1.docker.io";
+
 /// How to reach registries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) reached over plain HTTP besides loopback ones.
     pub insecure: Vec<String>,
     /// Mirrors of Docker Hub (`host[:port]`), tried in order before `docker.io` itself.
     pub mirrors: Vec<String>,
+    /// The endpoint (`host[:port]`) that serves `docker.io` images: [`DEFAULT_HUB`] unless the
+    /// daemon config says otherwise. Every request for a `docker.io` reference that is not sent
+    /// to a mirror goes here, never to any other Docker Hub host.
+    pub hub: String,
+    /// Connect and read timeouts towards every registry.
+    pub timeouts: Timeouts,
     /// Credentials; anonymous (with bearer tokens when the registry asks) when `None`.
     pub auth: Option<(String, String)>,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            mirrors: Vec::new(),
+            hub: DEFAULT_HUB.to_string(),
+            timeouts: Timeouts::default(),
+            auth: None,
+        }
+    }
 }
 
 impl RegistryOptions {
@@ -124,22 +145,32 @@ impl RegistryOptions {
         }
     }
 
-    /// Where to look for `reference`: its mirrors (Docker Hub images only), then its registry.
+    /// `reference` with its registry replaced by the endpoint that serves it: `docker.io`
+    /// references go to [`hub`](Self::hub), all others to their own registry.
+    pub fn endpoint(&self, reference: &Reference) -> Reference {
+        if reference.registry == super::reference::DEFAULT_REGISTRY {
+            Reference {
+                registry: strip_scheme(&self.hub).to_string(),
+                ..reference.clone()
+            }
+        } else {
+            reference.clone()
+        }
+    }
+
+    /// Where to look for `reference`, as endpoints: its mirrors (Docker Hub images only), then
+    /// its registry ([`endpoint`](Self::endpoint)).
     pub fn sources(&self, reference: &Reference) -> Vec<Reference> {
         let mut sources = Vec::new();
         if reference.registry == super::reference::DEFAULT_REGISTRY {
             for mirror in &self.mirrors {
-                let host = mirror
-                    .trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/');
                 sources.push(Reference {
-                    registry: host.to_string(),
+                    registry: strip_scheme(mirror).to_string(),
                     ..reference.clone()
                 });
             }
         }
-        sources.push(reference.clone());
+        sources.push(self.endpoint(reference));
         sources
     }
 
@@ -147,6 +178,14 @@ impl RegistryOptions {
     pub fn plain_http(&self, reference: &Reference) -> bool {
         reference.registry_is_loopback() || self.insecure.contains(&reference.registry)
     }
+}
+
+/// `host[:port]` of a `http://host:port/` address.
+fn strip_scheme(address: &str) -> &str {
+    address
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
 }
 
 /// How long to wait for a registry before giving up.
@@ -167,17 +206,9 @@ impl Default for Timeouts {
     }
 }
 
-/// A client for the registry of `reference`, with the default [`Timeouts`].
+/// A client for the registry of `reference` (an endpoint: see [`RegistryOptions::endpoint`])
+/// that gives up after the options' [`Timeouts`].
 pub fn client_for(reference: &Reference, options: &RegistryOptions) -> oci_client::Client {
-    client_with(reference, options, Timeouts::default())
-}
-
-/// A client for the registry of `reference` that gives up after `timeouts`.
-pub fn client_with(
-    reference: &Reference,
-    options: &RegistryOptions,
-    timeouts: Timeouts,
-) -> oci_client::Client {
     let protocol = if options.plain_http(reference) {
         ClientProtocol::Http
     } else {
@@ -186,8 +217,8 @@ pub fn client_with(
     oci_client::Client::new(ClientConfig {
         protocol,
         platform_resolver: None,
-        connect_timeout: Some(timeouts.connect),
-        read_timeout: Some(timeouts.read),
+        connect_timeout: Some(options.timeouts.connect),
+        read_timeout: Some(options.timeouts.read),
         ..ClientConfig::default()
     })
 }
@@ -313,9 +344,23 @@ mod tests {
             sources,
             [
                 "127.0.0.1:5001/library/redis:latest",
-                "docker.io/library/redis:latest"
+                "registry-1.docker.io/library/redis:latest"
             ]
         );
+        let local_hub = RegistryOptions {
+            hub: "127.0.0.1:5002".to_string(),
+            ..mirrored.clone()
+        };
+        let sources = local_hub.sources(&hub);
+        assert_eq!(
+            sources[1].to_string(),
+            "127.0.0.1:5002/library/redis:latest"
+        );
+        assert!(
+            sources.iter().all(|s| local_hub.plain_http(s)),
+            "loopback mirror and hub: plain HTTP"
+        );
+        assert_eq!(local_hub.endpoint(&local), local);
         assert_eq!(
             mirrored.sources(&local).len(),
             1,

@@ -29,7 +29,7 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: io::Error },
     #[error("create temporary file in {path}: {source}")]
     CreateTemp { path: PathBuf, source: io::Error },
-    #[error("write blob {digest}: {source}")]
+    #[error("blob {digest}: write: {source}")]
     WriteBlob { digest: Digest, source: io::Error },
     #[error("blob {expected}: written data has digest {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
@@ -83,6 +83,29 @@ pub enum StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// Whether the message already starts with the blob or layer it concerns.
+    pub fn names_object(&self) -> bool {
+        !matches!(
+            self,
+            StoreError::InvalidDigest { .. }
+                | StoreError::CreateDir { .. }
+                | StoreError::CreateTemp { .. }
+                | StoreError::CleanTmp { .. }
+        )
+    }
+
+    /// The message, prefixed with `{kind} {digest}: ` unless it already names its blob or
+    /// layer, so a caller that knows the object never names it twice.
+    pub fn named(&self, kind: &str, digest: &Digest) -> String {
+        if self.names_object() {
+            self.to_string()
+        } else {
+            format!("{kind} {digest}: {self}")
+        }
+    }
+}
 
 /// A content digest algorithm of the OCI image spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -19,6 +19,9 @@ pub const ANNOTATION_LAYERS: &str = "io.flotilla.rootfs.layers";
 pub const ANNOTATION_USER: &str = "io.flotilla.user";
 /// Annotation: `"true"` when the container runs the built-in init as PID 1.
 pub const ANNOTATION_INIT: &str = "io.flotilla.init";
+/// `unconfined`: no seccomp filter (`security_opt: seccomp=unconfined`); absent: the default
+/// filter ([`crate::runtime::sys::seccomp`]).
+pub const ANNOTATION_SECCOMP: &str = "io.flotilla.seccomp";
 
 /// `PATH` when neither the image nor the service sets one (Docker's).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -205,6 +208,8 @@ pub struct ContainerConfig {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub init: bool,
+    /// `security_opt: seccomp=unconfined`: no default seccomp filter.
+    pub seccomp_unconfined: bool,
     pub tty: bool,
     pub ulimits: Vec<Ulimit>,
     pub sysctls: BTreeMap<String, String>,
@@ -312,6 +317,12 @@ pub fn render(config: &ContainerConfig, host: &HostLimits) -> Result<Rendered, C
     }
     if config.init {
         annotations.insert(ANNOTATION_INIT.into(), Value::String("true".into()));
+    }
+    if config.seccomp_unconfined {
+        annotations.insert(
+            ANNOTATION_SECCOMP.into(),
+            Value::String("unconfined".into()),
+        );
     }
     crate::runtime::etcfiles::annotate(config, &mut annotations)?;
 

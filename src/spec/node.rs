@@ -421,7 +421,11 @@ mod tests {
 
     #[test]
     fn path_renders_like_compose() {
-        let p = Path::root().key("services").key("web").key("ports").index(1);
+        let p = Path::root()
+            .key("services")
+            .key("web")
+            .key("ports")
+            .index(1);
         assert_eq!(p.to_string(), "services.web.ports[1]");
         assert_eq!(p.segments(), vec!["services", "web", "ports", "[]"]);
     }

@@ -1,7 +1,10 @@
 //! `flotilla shim` (hidden): the small single-threaded process that creates one container and
 //! supervises it. It never starts a thread (no tokio): namespace and mount work after `fork` is
-//! only sound in a single-threaded process. Before anything else it re-executes itself from a
-//! sealed memfd copy of its binary ([`crate::runtime::sys::exe`]).
+//! only sound in a single-threaded process. Every process a container can reach runs from a
+//! sealed memfd copy of the binary ([`crate::runtime::sys::exe`]): the foreground `shim run`
+//! re-executes itself first; the detached supervisor of `shim start` stays on the flotilla file
+//! (it is outside the container's pid namespace) and its container child re-executes as the
+//! hidden `shim child`.
 //!
 //! - `flotilla shim run --bundle DIR --state DIR` creates the container from `DIR/config.json`
 //!   in the foreground with the shim's own stdio, forwards signals to it, waits, and exits with
@@ -110,8 +113,20 @@ fn parse_args(args: &[OsString]) -> Result<Args, ShimError> {
     })
 }
 
-fn load(args: &Args) -> Result<Spec, ShimError> {
-    exe::ensure_sealed().map_err(|source| ShimError::Exe { source })?;
+/// How `load` treats the binary the shim runs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binary {
+    /// Re-execute from a sealed copy first (the foreground `shim run`).
+    Sealed,
+    /// Stay on the flotilla file: the detached supervisor is outside the container's pid
+    /// namespace, and the container's process re-executes from a sealed copy by itself.
+    AsIs,
+}
+
+fn load(args: &Args, binary: Binary) -> Result<Spec, ShimError> {
+    if binary == Binary::Sealed {
+        exe::ensure_sealed().map_err(|source| ShimError::Exe { source })?;
+    }
     let path = args.bundle.join("config.json");
     let spec = Spec::load(&path).map_err(|e| ShimError::LoadSpec {
         path: path.clone(),
@@ -147,7 +162,7 @@ fn placer(cgroup: &Option<Cgroup>) -> impl FnMut(nix::unistd::Pid) -> Result<(),
 }
 
 fn run_foreground(args: &Args) -> Result<u8, ShimError> {
-    let spec = load(args)?;
+    let spec = load(args, Binary::Sealed)?;
     let cgroup = create_cgroup(&spec)?;
     let result = container::run(&spec, &args.bundle, &args.state, &mut placer(&cgroup));
     if let Some(cg) = &cgroup {
@@ -159,7 +174,7 @@ fn run_foreground(args: &Args) -> Result<u8, ShimError> {
 
 /// `shim start`: forks the detached supervisor and relays its report.
 fn start(args: &Args) -> Result<u8, ShimError> {
-    let spec = load(args)?;
+    let spec = load(args, Binary::AsIs)?;
     let threads = container::thread_count();
     if threads != 1 {
         return Err(ShimError::Container {
@@ -257,11 +272,64 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
     match command.to_str() {
         Some("run") => run_foreground(&parse_args(rest)?),
         Some("start") => start(&parse_args(rest)?),
+        Some("child") => child(rest),
         Some(sub @ ("exec" | "init")) => Ok(crate::runtime::exec::subcommand(sub, rest)),
+        Some("netns") => Ok(crate::network::netns::subcommand(rest)),
         _ => Err(ShimError::Usage {
             reason: format!("unknown command {command:?}"),
         }),
     }
+}
+
+/// `flotilla shim child` (run by [`container::spawn`]'s child only): the container's process,
+/// re-executed from a sealed copy of the binary, goes on with its setup. Returns only on a
+/// usage error (the process cannot report on its pipe without it).
+fn child(args: &[OsString]) -> Result<u8, ShimError> {
+    let usage = |reason: String| ShimError::Usage { reason };
+    let mut values = std::collections::BTreeMap::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let key = a.to_string_lossy().into_owned();
+        let value = it
+            .next()
+            .ok_or_else(|| usage(format!("{key:?} needs a value")))?;
+        values.insert(key, value.clone());
+    }
+    let mut take = |key: &str| {
+        values
+            .remove(key)
+            .ok_or_else(|| usage(format!("{key} is required")))
+    };
+    let fd = |value: OsString| {
+        value
+            .to_str()
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| usage(format!("bad fd {value:?}")))
+            .and_then(|raw| exe::inherited_fd(raw).map_err(|e| usage(format!("fd {raw}: {e}"))))
+    };
+    let bundle = PathBuf::from(take("--bundle")?);
+    let state = PathBuf::from(take("--state")?);
+    let release = fd(take("--release-fd")?)?;
+    let report = fd(take("--report-fd")?)?;
+    let spec_file = File::from(fd(take("--spec-fd")?)?);
+    let streams = match take("--stdio")?.to_str() {
+        Some("inherit") => container::Streams::Inherit,
+        Some("pipes") => container::Streams::Pipes,
+        Some("terminal") => container::Streams::Terminal {
+            console: PathBuf::from(take("--console")?),
+        },
+        other => return Err(usage(format!("unknown --stdio {other:?}"))),
+    };
+    let spec: Spec = match serde_json::from_reader(std::io::BufReader::new(spec_file)) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let error = ContainerError::Carry {
+                source: std::io::Error::other(e),
+            };
+            container::report_failure(report, &error)
+        }
+    };
+    container::continue_child(&spec, &bundle, &state, &streams, release, report)
 }
 
 /// Entry point of `flotilla shim <args>` (`args` without `flotilla shim`).

@@ -14,7 +14,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -28,18 +28,8 @@ use crate::runtime::logs::{self, Entry, Splitter, Stream};
 use crate::runtime::state::{self, State, Status};
 use crate::runtime::sys::cgroup::Cgroup;
 use crate::runtime::sys::container::{self, Exit, Stdio};
+use crate::runtime::sys::process;
 use crate::runtime::time;
-
-/// The signals the shim forwards to the container's process.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
 
 /// How long output is still read after PID 1 exited (something outside the container could
 /// hold a pipe open).
@@ -244,13 +234,7 @@ fn streams(spec: &Spec) -> Result<(Stdio, Vec<Output>, Option<File>), ShimError>
 }
 
 fn setup(spec: &Spec, bundle_dir: &Path, dir: &Path) -> Result<Supervisor, ShimError> {
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(nix_error("block signals"))?;
+    let mask = process::block_forwarded().map_err(nix_error("block signals"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(nix_error("create the signalfd"))?;
 

@@ -14,31 +14,23 @@
 //! ([`Stdio::Pipes`]), or a pseudo-terminal slave ([`Stdio::Terminal`]), which also becomes the
 //! controlling terminal of the process and `/dev/console`.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
-use rustix::thread::{CapabilitySet, CapabilitySets};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::exe::ExeError;
+use super::process::{self, ProcessError};
 use super::rootfs::{self, RootfsError};
-use crate::runtime::config::{ALL_CAPABILITIES, ANNOTATION_USER, DEFAULT_PATH};
-use crate::runtime::user::{self, UserError};
+use super::seccomp::{self, SeccompError};
 
-/// Exit status of a process that could not be found (Docker's).
-pub const EXIT_NOT_FOUND: u8 = 127;
-/// Exit status of a process that was found but could not be executed (Docker's).
-pub const EXIT_CANNOT_EXECUTE: u8 = 126;
-/// Exit status when the container could not be created.
-pub const EXIT_SETUP_FAILED: u8 = 125;
+pub use super::process::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
 
 /// Why the container's process could not be created or waited for.
 #[derive(Debug, thiserror::Error)]
@@ -82,16 +74,8 @@ pub enum ContainerError {
     Hostname { hostname: String, source: io::Error },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: io::Error },
-    #[error("{source}")]
-    User { source: UserError },
-    #[error("read {path}: {source}")]
-    ReadUserDb { path: PathBuf, source: io::Error },
-    #[error("rlimit {typ}: {source}")]
-    Rlimit { typ: String, source: io::Error },
     #[error("working directory {path}: {source}")]
     Chdir { path: PathBuf, source: io::Error },
-    #[error("capability {name}: {reason}")]
-    Capability { name: String, reason: String },
     #[error("{step}: {source}")]
     Credentials {
         step: &'static str,
@@ -99,8 +83,14 @@ pub enum ContainerError {
     },
     #[error("no_new_privs: {source}")]
     NoNewPrivs { source: io::Error },
-    #[error("exec: {message}")]
-    Exec { status: u8, message: String },
+    #[error("{source}")]
+    Process { source: ProcessError },
+    #[error("{source}")]
+    Exe { source: ExeError },
+    #[error("{source}")]
+    Seccomp { source: SeccompError },
+    #[error("pass the spec and pipes to the sealed re-execution: {source}")]
+    Carry { source: io::Error },
     /// A failure the container's process reported through the pipe.
     #[error("{message}")]
     Child { status: u8, message: String },
@@ -111,7 +101,8 @@ impl ContainerError {
     /// 126 when it could not be executed, 125 for any other failure (as `docker run` does).
     pub fn exit_status(&self) -> u8 {
         match self {
-            ContainerError::Exec { status, .. } | ContainerError::Child { status, .. } => *status,
+            ContainerError::Child { status, .. } => *status,
+            ContainerError::Process { source } => source.exit_status(),
             _ => EXIT_SETUP_FAILED,
         }
     }
@@ -122,17 +113,6 @@ type Result<T, E = ContainerError> = std::result::Result<T, E>;
 fn io_err(e: impl Into<io::Error>) -> io::Error {
     e.into()
 }
-
-/// The signals the shim forwards to the container's process.
-const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
 
 /// How the container's process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,13 +179,8 @@ pub fn run(
     state: &Path,
     place: &mut dyn FnMut(Pid) -> Result<(), String>,
 ) -> Result<Exit> {
-    let mut blocked = SigSet::empty();
-    for s in FORWARDED {
-        blocked.add(s);
-    }
-    blocked.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
-        .map_err(|e| ContainerError::Signals { source: io_err(e) })?;
+    let blocked =
+        process::block_forwarded().map_err(|e| ContainerError::Signals { source: io_err(e) })?;
     let child = spawn(spec, bundle, state, Stdio::Inherit, place)?;
     supervise(child, &blocked)
 }
@@ -324,8 +299,31 @@ fn supervise(child: Pid, signals: &SigSet) -> Result<Exit> {
 
 // --- the container's process ---------------------------------------------------------------
 
-/// Runs in the forked child: sets up the container and executes its process. Never returns:
-/// on failure the error goes to the shim through `report` and the child exits.
+/// What the forked child did with [`Stdio`] before it may have re-executed: the streams are on
+/// fds 0, 1 and 2; what is left is a new session (pipes, terminal) and, for a terminal, making
+/// fd 0 the controlling terminal and `console` the container's `/dev/console`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Streams {
+    Inherit,
+    Pipes,
+    Terminal { console: PathBuf },
+}
+
+impl Streams {
+    /// The `--stdio` word of `flotilla shim child` (the console path goes separately).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Streams::Inherit => "inherit",
+            Streams::Pipes => "pipes",
+            Streams::Terminal { .. } => "terminal",
+        }
+    }
+}
+
+/// Runs in the forked child: places the standard streams, makes sure the process runs from a
+/// sealed copy of the binary (re-executing as `flotilla shim child` when the shim does not),
+/// then sets up the container and executes its process. Never returns: on failure the error
+/// goes to the shim through `report` and the child exits.
 fn child_main(
     spec: &Spec,
     bundle: &Path,
@@ -334,10 +332,39 @@ fn child_main(
     release: OwnedFd,
     report: OwnedFd,
 ) -> ! {
-    let error = match setup_and_exec(spec, bundle, state, stdio, release) {
+    let error = match place_streams(stdio) {
+        Err(e) => e,
+        Ok(streams) => match super::exe::is_sealed() {
+            Ok(true) => match setup_and_exec(spec, bundle, state, &streams, release) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            },
+            Ok(false) => reexec_sealed(spec, bundle, state, &streams, &release, &report),
+            Err(source) => ContainerError::Exe { source },
+        },
+    };
+    report_failure(report, &error)
+}
+
+/// `flotilla shim child`'s part: the container's process, re-executed from a sealed copy of
+/// the binary by [`child_main`], goes on with its setup. Never returns.
+pub fn continue_child(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    streams: &Streams,
+    release: OwnedFd,
+    report: OwnedFd,
+) -> ! {
+    let error = match setup_and_exec(spec, bundle, state, streams, release) {
         Ok(never) => match never {},
         Err(e) => e,
     };
+    report_failure(report, &error)
+}
+
+/// Sends `error` to the shim on `report` (status byte, message) and exits with its status.
+pub fn report_failure(report: OwnedFd, error: &ContainerError) -> ! {
     let status = error.exit_status();
     let mut msg = vec![status];
     msg.extend_from_slice(error.to_string().as_bytes());
@@ -345,20 +372,79 @@ fn child_main(
     std::process::exit(i32::from(status))
 }
 
+/// Re-executes the child from a sealed memfd copy of the binary as `flotilla shim child`: the
+/// container can reach this process (it is PID 1 of the container's pid namespace and the one
+/// that executes the container's command, which could name `/proc/self/exe`), so it must not
+/// run from the flotilla file, while the long-lived shim, outside the container's pid
+/// namespace, may. The spec goes in a memfd; the release and report pipes stay open across the
+/// exec. Returns only on failure.
+fn reexec_sealed(
+    spec: &Spec,
+    bundle: &Path,
+    state: &Path,
+    streams: &Streams,
+    release: &OwnedFd,
+    report: &OwnedFd,
+) -> ContainerError {
+    let carry = |e: io::Error| ContainerError::Carry { source: e };
+    let spec_fd = match spec_memfd(spec) {
+        Ok(fd) => fd,
+        Err(e) => return carry(e),
+    };
+    for fd in [release, report, &spec_fd] {
+        if let Err(e) = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()) {
+            return carry(e.into());
+        }
+    }
+    let fd = |f: &OwnedFd| std::os::fd::AsRawFd::as_raw_fd(f).to_string().into();
+    let mut args: Vec<std::ffi::OsString> = vec![
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "flotilla".into()),
+        "shim".into(),
+        "child".into(),
+        "--bundle".into(),
+        bundle.into(),
+        "--state".into(),
+        state.into(),
+        "--stdio".into(),
+        streams.kind().into(),
+        "--release-fd".into(),
+        fd(release),
+        "--report-fd".into(),
+        fd(report),
+        "--spec-fd".into(),
+        fd(&spec_fd),
+    ];
+    if let Streams::Terminal { console } = streams {
+        args.push("--console".into());
+        args.push(console.into());
+    }
+    let source = super::exe::exec_sealed(&args);
+    ContainerError::Exe { source }
+}
+
+/// The spec as JSON in a memfd (offset 0), for the re-executed child to read.
+fn spec_memfd(spec: &Spec) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create("flotilla-spec", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = File::from(fd);
+    serde_json::to_writer(&mut file, spec).map_err(io::Error::other)?;
+    rustix::fs::seek(&file, rustix::fs::SeekFrom::Start(0))?;
+    Ok(OwnedFd::from(file))
+}
+
 enum Never {}
 
-/// Makes `stdio` the process's standard streams (and, for a terminal, its controlling
-/// terminal in a new session). Returns the console path to bind on `/dev/console`.
-fn standard_streams(stdio: Stdio) -> Result<Option<PathBuf>> {
+/// Puts `stdio` on fds 0, 1 and 2 (stdin of [`Stdio::Pipes`] without one: `/dev/null`).
+fn place_streams(stdio: Stdio) -> Result<Streams> {
     let err = |e: nix::Error| ContainerError::Stdio { source: io_err(e) };
     match stdio {
-        Stdio::Inherit => Ok(None),
+        Stdio::Inherit => Ok(Streams::Inherit),
         Stdio::Pipes {
             stdin,
             stdout,
             stderr,
         } => {
-            nix::unistd::setsid().map_err(err)?;
             let stdin = match stdin {
                 Some(fd) => fd,
                 None => OwnedFd::from(
@@ -368,16 +454,32 @@ fn standard_streams(stdio: Stdio) -> Result<Option<PathBuf>> {
             nix::unistd::dup2_stdin(&stdin).map_err(err)?;
             nix::unistd::dup2_stdout(&stdout).map_err(err)?;
             nix::unistd::dup2_stderr(&stderr).map_err(err)?;
-            Ok(None)
+            Ok(Streams::Pipes)
         }
         Stdio::Terminal { slave, path } => {
-            nix::unistd::setsid().map_err(err)?;
-            rustix::process::ioctl_tiocsctty(&slave)
-                .map_err(|e| ContainerError::Stdio { source: io_err(e) })?;
             nix::unistd::dup2_stdin(&slave).map_err(err)?;
             nix::unistd::dup2_stdout(&slave).map_err(err)?;
             nix::unistd::dup2_stderr(&slave).map_err(err)?;
-            Ok(Some(path))
+            Ok(Streams::Terminal { console: path })
+        }
+    }
+}
+
+/// A new session for pipes and terminals; a terminal (fd 0) becomes the controlling one.
+/// Returns the console path to bind on `/dev/console`.
+fn open_session(streams: &Streams) -> Result<Option<&Path>> {
+    let err = |e: nix::Error| ContainerError::Stdio { source: io_err(e) };
+    match streams {
+        Streams::Inherit => Ok(None),
+        Streams::Pipes => {
+            nix::unistd::setsid().map_err(err)?;
+            Ok(None)
+        }
+        Streams::Terminal { console } => {
+            nix::unistd::setsid().map_err(err)?;
+            rustix::process::ioctl_tiocsctty(std::io::stdin())
+                .map_err(|e| ContainerError::Stdio { source: io_err(e) })?;
+            Ok(Some(console))
         }
     }
 }
@@ -386,7 +488,7 @@ fn setup_and_exec(
     spec: &Spec,
     bundle: &Path,
     state: &Path,
-    stdio: Stdio,
+    streams: &Streams,
     release: OwnedFd,
 ) -> Result<Never> {
     let death = |e: rustix::io::Errno| ContainerError::DeathSignal { source: io_err(e) };
@@ -398,8 +500,8 @@ fn setup_and_exec(
         Ok(1) => {}
         _ => return Err(ContainerError::ParentGone),
     }
-    let process = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
-    let console = standard_streams(stdio)?;
+    let proc = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
+    let console = open_session(streams)?;
 
     // Namespaces: join the ones with a path, create the others (pid: done by the shim).
     let mut flags = CloneFlags::empty();
@@ -435,7 +537,7 @@ fn setup_and_exec(
     super::netlo::after_unshare(flags)?;
 
     rustix::process::umask(rustix::fs::Mode::empty());
-    rootfs::prepare(spec, bundle, state, console.as_deref())
+    rootfs::prepare(spec, bundle, state, console)
         .map_err(|source| ContainerError::Rootfs { source })?;
     if let Some(hostname) = spec.hostname()
         && new_uts
@@ -448,301 +550,47 @@ fn setup_and_exec(
     rootfs::sysctls(spec).map_err(|(key, source)| ContainerError::Sysctl { key, source })?;
     rootfs::protect(spec).map_err(|source| ContainerError::Rootfs { source })?;
 
-    let ids = resolve_user(spec)?;
-    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    let ids = process::resolve_user(spec, None).map_err(from_process)?;
+    let mut env: Vec<String> = proc.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", ids.home));
     }
-    for r in process.rlimits().as_deref().unwrap_or_default() {
-        set_rlimit(r.typ(), r.soft(), r.hard())?;
-    }
-    let cwd = process.cwd();
+    process::apply_rlimits(proc.rlimits().as_deref().unwrap_or_default()).map_err(from_process)?;
+    let cwd = proc.cwd();
     rustix::process::chdir(cwd).map_err(|e| ContainerError::Chdir {
         path: cwd.clone(),
         source: io_err(e),
     })?;
-    credentials(spec, &ids)?;
-    if process.no_new_privileges() == Some(true) {
+    // The filter goes on last: after no_new_privs, or (without it) while the process still
+    // holds CAP_SYS_ADMIN, before its credentials drop. It refuses none of the calls after it.
+    let filter = seccomp::for_spec(spec).map_err(|source| ContainerError::Seccomp { source })?;
+    let no_new_privs = proc.no_new_privileges() == Some(true);
+    let install = |filter: &Option<Vec<libc::sock_filter>>| match filter {
+        Some(f) => seccomp::install(f).map_err(|source| ContainerError::Seccomp { source }),
+        None => Ok(()),
+    };
+    if !no_new_privs {
+        install(&filter)?;
+    }
+    process::apply_credentials(proc.capabilities().as_ref(), &ids, process::Missing::Warn)
+        .map_err(from_process)?;
+    if no_new_privs {
         rustix::thread::set_no_new_privs(true)
             .map_err(|e| ContainerError::NoNewPrivs { source: io_err(e) })?;
+        install(&filter)?;
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(
-        process.user().umask().unwrap_or(0o022),
+        proc.user().umask().unwrap_or(0o022),
     ));
     super::init::run_if_requested(spec, &env)?;
-    exec(process.args().as_deref().unwrap_or_default(), &env)
-}
-
-struct Ids {
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
-    home: String,
-}
-
-/// The user: resolved through the container's `/etc/passwd` and `/etc/group` when the spec
-/// carries flotilla's user annotation, else the spec's numeric ids.
-fn resolve_user(spec: &Spec) -> Result<Ids> {
-    let process = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
-    let u = process.user();
-    let mut extra: Vec<u32> = u.additional_gids().clone().unwrap_or_default();
-    let read = |path: &str| match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(ContainerError::ReadUserDb {
-            path: path.into(),
-            source,
-        }),
-    };
-    let annotation = spec
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_USER).cloned());
-    let text = annotation.unwrap_or_else(|| format!("{}:{}", u.uid(), u.gid()));
-    let passwd = read("/etc/passwd")?;
-    let group = read("/etc/group")?;
-    let r =
-        user::resolve(&text, &passwd, &group).map_err(|source| ContainerError::User { source })?;
-    for g in r.additional_gids {
-        if !extra.contains(&g) {
-            extra.push(g);
-        }
-    }
-    Ok(Ids {
-        uid: r.uid,
-        gid: r.gid,
-        groups: extra,
-        home: r.home,
-    })
-}
-
-fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<()> {
-    use rustix::process::Resource;
-    let resource = match typ {
-        PosixRlimitType::RlimitCpu => Resource::Cpu,
-        PosixRlimitType::RlimitFsize => Resource::Fsize,
-        PosixRlimitType::RlimitData => Resource::Data,
-        PosixRlimitType::RlimitStack => Resource::Stack,
-        PosixRlimitType::RlimitCore => Resource::Core,
-        PosixRlimitType::RlimitRss => Resource::Rss,
-        PosixRlimitType::RlimitNproc => Resource::Nproc,
-        PosixRlimitType::RlimitNofile => Resource::Nofile,
-        PosixRlimitType::RlimitMemlock => Resource::Memlock,
-        PosixRlimitType::RlimitAs => Resource::As,
-        PosixRlimitType::RlimitLocks => Resource::Locks,
-        PosixRlimitType::RlimitSigpending => Resource::Sigpending,
-        PosixRlimitType::RlimitMsgqueue => Resource::Msgqueue,
-        PosixRlimitType::RlimitNice => Resource::Nice,
-        PosixRlimitType::RlimitRtprio => Resource::Rtprio,
-        PosixRlimitType::RlimitRttime => Resource::Rttime,
-    };
-    let limit = |v: u64| if v == u64::MAX { None } else { Some(v) };
-    rustix::process::setrlimit(
-        resource,
-        rustix::process::Rlimit {
-            current: limit(soft),
-            maximum: limit(hard),
-        },
-    )
-    .map_err(|e| ContainerError::Rlimit {
-        typ: typ.to_string(),
-        source: io_err(e),
-    })
-}
-
-/// A capability set of the spec as kernel bits (bit n = capability n, the order of
-/// [`ALL_CAPABILITIES`]).
-fn cap_bits(set: Option<&oci_spec::runtime::Capabilities>) -> Result<u64> {
-    let mut bits = 0u64;
-    for cap in set.into_iter().flatten() {
-        let name = serde_json::to_value(cap)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let index = ALL_CAPABILITIES
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| ContainerError::Capability {
-                name: name.clone(),
-                reason: "unknown to this runtime".into(),
-            })?;
-        bits |= 1 << index;
-    }
-    Ok(bits)
-}
-
-/// Bounding set, groups, gid, uid, then effective/permitted/inheritable and ambient sets.
-/// Capabilities the runtime itself does not hold cannot be granted: they are left out, with a
-/// warning on stderr.
-fn credentials(spec: &Spec, ids: &Ids) -> Result<()> {
-    let process = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
-    let caps = process.capabilities().as_ref();
-    let cred = |step: &'static str| {
-        move |e: rustix::io::Errno| ContainerError::Credentials {
-            step,
-            source: io_err(e),
-        }
-    };
-    let held = rustix::thread::capabilities(None).map_err(cred("read capabilities"))?;
-    let held = held.permitted.bits();
-    let want = |set| -> Result<u64> {
-        let bits = cap_bits(set)?;
-        let missing = bits & !held;
-        if missing != 0 {
-            let names: Vec<&str> = (0..ALL_CAPABILITIES.len())
-                .filter(|i| missing & (1 << i) != 0)
-                .map(|i| ALL_CAPABILITIES[i])
-                .collect();
-            eprintln!(
-                "flotilla: warning: capabilities {} are not held by the runtime; not granted",
-                names.join(", ")
-            );
-        }
-        Ok(bits & held)
-    };
-    let bounding = want(caps.and_then(|c| c.bounding().as_ref()))?;
-    let effective = want(caps.and_then(|c| c.effective().as_ref()))?;
-    let permitted = want(caps.and_then(|c| c.permitted().as_ref()))?;
-    let inheritable = want(caps.and_then(|c| c.inheritable().as_ref()))?;
-    let ambient = want(caps.and_then(|c| c.ambient().as_ref()))?;
-
-    for bit in 0..64u32 {
-        if bounding & (1 << bit) != 0 {
-            continue;
-        }
-        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
-            1 << bit,
-        )) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::INVAL) => break,
-            Err(e) => return Err(cred("drop from the bounding set")(e)),
-        }
-    }
-    rustix::thread::set_keep_capabilities(true).map_err(cred("keep capabilities"))?;
-    let groups: Vec<rustix::process::Gid> = ids
-        .groups
-        .iter()
-        .map(|g| rustix::process::Gid::from_raw(*g))
-        .collect();
-    rustix::thread::set_thread_groups(&groups).map_err(cred("setgroups"))?;
-    let gid = rustix::process::Gid::from_raw(ids.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(cred("setgid"))?;
-    let uid = rustix::process::Uid::from_raw(ids.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(cred("setuid"))?;
-    rustix::thread::set_keep_capabilities(false).map_err(cred("keep capabilities"))?;
-    rustix::thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: CapabilitySet::from_bits_retain(effective),
-            permitted: CapabilitySet::from_bits_retain(permitted),
-            inheritable: CapabilitySet::from_bits_retain(inheritable | ambient),
-        },
-    )
-    .map_err(cred("set capabilities"))?;
-    for bit in 0..64u32 {
-        if ambient & (1 << bit) != 0 {
-            rustix::thread::configure_capability_in_ambient_set(
-                CapabilitySet::from_bits_retain(1 << bit),
-                true,
-            )
-            .map_err(cred("raise an ambient capability"))?;
-        }
-    }
-    // A change of credentials clears the parent-death signal: set it again.
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(cred("set the parent-death signal"))?;
-    Ok(())
-}
-
-/// Finds `name` like execvp does, through `PATH` of the process's environment.
-fn find_executable(name: &str, env: &[String]) -> Result<PathBuf> {
-    let not_found = |message: String| ContainerError::Exec {
-        status: EXIT_NOT_FOUND,
-        message,
-    };
-    if name.contains('/') {
-        return match std::fs::metadata(name) {
-            Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err(not_found(format!("{name:?}: stat {name}: {}", lower(&e)))),
-        };
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let candidate = Path::new(dir).join(name);
-        if let Ok(meta) = std::fs::metadata(&candidate)
-            && meta.is_file()
-            && meta.permissions().mode() & 0o111 != 0
-        {
-            return Ok(candidate);
-        }
-    }
-    Err(not_found(format!(
-        "{name:?}: executable file not found in $PATH"
+    Err(from_process(process::execute(
+        proc.args().as_deref().unwrap_or_default(),
+        &env,
     )))
 }
 
-/// An OS error's message, lower-case and without the "(os error N)" suffix.
-fn lower(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or_default();
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-fn exec(args: &[String], env: &[String]) -> Result<Never> {
-    let exec_error = |status, message| ContainerError::Exec { status, message };
-    let Some(name) = args.first() else {
-        return Err(exec_error(EXIT_NOT_FOUND, "no command".into()));
-    };
-    let path = find_executable(name, env)?;
-    let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| {
-            exec_error(
-                EXIT_CANNOT_EXECUTE,
-                format!("{name:?}: NUL byte in an argument or the environment"),
-            )
-        })
-    };
-    let path_c = cstr(path.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = args
-        .iter()
-        .map(|a| cstr(a.as_bytes()))
-        .collect::<Result<_>>()?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|e| cstr(e.as_bytes()))
-        .collect::<Result<_>>()?;
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| exec_error(EXIT_SETUP_FAILED, format!("unblock signals: {e}")))?;
-    // The Rust runtime ignores SIGPIPE, and ignored signals survive execve: give the
-    // container's process the default disposition, as any other runtime does.
-    // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context; this
-    // process is the single-threaded child that is about to execute.
-    let _ =
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
-    super::close_range_cloexec(3);
-    let err = nix::unistd::execve(&path_c, &argv, &envp)
-        .map(|never| match never {})
-        .unwrap_or_else(|e| e);
-    let status = if err == nix::Error::ENOENT {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_EXECUTE
-    };
-    Err(exec_error(
-        status,
-        format!(
-            "{name:?}: {}",
-            lower(&io::Error::from_raw_os_error(err as i32))
-        ),
-    ))
+fn from_process(source: ProcessError) -> ContainerError {
+    ContainerError::Process { source }
 }
 
 /// The host's current hard limits, by Docker's ulimit name, for [`crate::runtime::config::render`]

@@ -1,13 +1,23 @@
 //! Host safety against the runc CVE-2019-5736 class: a process of the container could open the
 //! runtime's binary through `/proc/<pid>/exe` while the runtime joins the container, and write
-//! into it. So the shim never runs from the flotilla file: before it touches any container it
-//! re-executes itself from a sealed memfd copy of its binary (`F_SEAL_WRITE | F_SEAL_GROW |
+//! into it. So no process a container can reach runs from the flotilla file: it re-executes
+//! itself from a sealed memfd copy of its binary (`F_SEAL_WRITE | F_SEAL_GROW |
 //! F_SEAL_SHRINK | F_SEAL_SEAL`). `/proc/<pid>/exe` then names that anonymous, immutable copy,
 //! which nothing can write, and which disappears with the process.
+//!
+//! Which processes need it: those a container can reach. The exec joiner (`shim exec`, whose
+//! child enters the container's pid namespace), the container's process from its fork to its
+//! `execve` (it is PID 1 of the container and executes the container's command, which could
+//! name `/proc/self/exe`), and the built-in init (that process, staying). The long-lived shim
+//! supervisor runs outside the container's pid namespace, invisible to it: it runs from the
+//! flotilla file and pays for no copy; its forked child re-executes from a copy
+//! ([`exec_sealed`], `flotilla shim child`), which goes away when the container's command
+//! starts.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 
 use rustix::fs::{MemfdFlags, SealFlags};
@@ -46,6 +56,23 @@ pub fn ensure_sealed() -> Result<(), ExeError> {
     if is_sealed()? {
         return Ok(());
     }
+    let args: Vec<OsString> = std::env::args_os().collect();
+    Err(exec_sealed(&args))
+}
+
+/// Executes a sealed memfd copy of this process's binary with `args` (`args[0]` first) and
+/// this process's environment. Returns only on failure. The copy lives as long as a process
+/// runs from it: it disappears when that process executes something else or exits.
+pub fn exec_sealed(args: &[OsString]) -> ExeError {
+    match try_exec_sealed(args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn try_exec_sealed(args: &[OsString]) -> Result<Never, ExeError> {
     let mut exe = File::open("/proc/self/exe").map_err(|source| ExeError::Open { source })?;
     let memfd = rustix::fs::memfd_create(
         "flotilla-shim",
@@ -57,7 +84,11 @@ pub fn ensure_sealed() -> Result<(), ExeError> {
     rustix::fs::fcntl_add_seals(&copy, SEALS).map_err(|e| ExeError::Seal { source: e.into() })?;
     let cstring =
         |s: OsString| CString::new(s.clone().into_vec()).map_err(|_| ExeError::Nul { entry: s });
-    let args: Vec<CString> = std::env::args_os().map(cstring).collect::<Result<_, _>>()?;
+    let args: Vec<CString> = args
+        .iter()
+        .cloned()
+        .map(cstring)
+        .collect::<Result<_, _>>()?;
     let env: Vec<CString> = std::env::vars_os()
         .map(|(k, v)| {
             let mut e = k;
@@ -74,4 +105,23 @@ pub fn ensure_sealed() -> Result<(), ExeError> {
     Err(ExeError::Exec {
         source: io::Error::from_raw_os_error(err as i32),
     })
+}
+
+/// Takes ownership of fd `raw`, which the process that executed this one left open for it
+/// (`flotilla shim child`'s pipes and spec). Fails when `raw` is not an open fd or is one of
+/// the standard streams, and marks it close-on-exec.
+pub fn inherited_fd(raw: i32) -> io::Result<OwnedFd> {
+    if raw < 3 {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: F_GETFD only reads the flags of the fd number; it touches no memory.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is open (checked above) and was passed across `execve` for this process to
+    // own; nothing else in this freshly executed process refers to it, and the caller takes it
+    // once (its number comes from this process's arguments, each read once).
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(fd)
 }

@@ -12,39 +12,23 @@
 //! the parent on a close-on-exec pipe (one status byte and a message). The parent forwards
 //! signals, relays a pseudo-terminal when asked, and returns the command's exit status.
 //!
-//! The helpers shared with the built-in init ([`find_executable`], [`execute`]) live here too.
+//! The steps it shares with the container's process and the init are [`super::process`]'s.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitPidFlag;
 use nix::unistd::{ForkResult, Pid};
-use oci_spec::runtime::{PosixRlimitType, Spec};
-use rustix::thread::{CapabilitySet, CapabilitySets};
+use oci_spec::runtime::Spec;
 
 use super::cgroup::Cgroup;
-use super::container::{EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
-use crate::runtime::config::{ALL_CAPABILITIES, ANNOTATION_USER, DEFAULT_PATH};
-use crate::runtime::user::{self, UserError};
-
-/// The signals forwarded to the executed process (Docker's, as the shim's).
-pub const FORWARDED: [Signal; 7] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGTERM,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
+use super::process::{self, EXIT_CANNOT_EXECUTE, EXIT_SETUP_FAILED, ProcessError};
+use super::seccomp::{self, SeccompError};
 
 /// The namespaces the child joins, in order (pid: the parent, before the fork).
 const CHILD_NAMESPACES: [(&str, CloneFlags); 5] = [
@@ -73,18 +57,12 @@ pub enum JoinError {
     },
     #[error("place the process in the container's cgroup: {reason}")]
     Place { reason: String },
-    #[error("{source}")]
-    User { source: UserError },
-    #[error("read {path}: {source}")]
-    ReadUserDb { path: PathBuf, source: io::Error },
-    #[error("rlimit {typ}: {source}")]
-    Rlimit { typ: String, source: io::Error },
     #[error("working directory {path}: {source}")]
     Chdir { path: PathBuf, source: io::Error },
-    #[error("capability {name}: {reason}")]
-    Capability { name: String, reason: String },
-    #[error("exec: {message}")]
-    Exec { status: u8, message: String },
+    #[error("{source}")]
+    Process { source: ProcessError },
+    #[error("{source}")]
+    Seccomp { source: SeccompError },
     /// A failure the child reported through the pipe.
     #[error("{message}")]
     Child { status: u8, message: String },
@@ -94,7 +72,8 @@ impl JoinError {
     /// 127 not found, 126 not executable or no such working directory, 125 otherwise.
     pub fn exit_status(&self) -> u8 {
         match self {
-            JoinError::Exec { status, .. } | JoinError::Child { status, .. } => *status,
+            JoinError::Child { status, .. } => *status,
+            JoinError::Process { source } => source.exit_status(),
             JoinError::Chdir { .. } => EXIT_CANNOT_EXECUTE,
             _ => EXIT_SETUP_FAILED,
         }
@@ -160,13 +139,7 @@ pub fn run(join: &Join<'_>) -> Result<u8> {
         .map(|(name, flag)| Ok((*name, *flag, open(name)?)))
         .collect::<Result<Vec<_>>>()?;
 
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(setup("block signals"))?;
+    let mask = process::block_forwarded().map_err(setup("block signals"))?;
     let signals =
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(setup("create the signalfd"))?;
 
@@ -238,21 +211,12 @@ pub fn run(join: &Join<'_>) -> Result<u8> {
     }
 }
 
-/// The shell's convention for a wait status, if the process ended.
-fn exit_status(status: WaitStatus) -> Option<u8> {
-    match status {
-        WaitStatus::Exited(_, code) => Some((code & 0xff) as u8),
-        WaitStatus::Signaled(_, sig, _) => Some((128 + sig as i32).clamp(0, 255) as u8),
-        _ => None,
-    }
-}
-
 /// Forwards signals to `child` until it ends; returns its exit status.
 fn wait_forwarding(child: Pid, signals: &SignalFd) -> Result<u8> {
     loop {
         match nix::sys::wait::waitpid(child, Some(WaitPidFlag::WNOHANG)) {
             Ok(status) => {
-                if let Some(code) = exit_status(status) {
+                if let Some(code) = process::status_code(status) {
                     return Ok(code);
                 }
             }
@@ -345,7 +309,7 @@ impl Terminal {
                 if exit.is_none()
                     && let Ok(status) = nix::sys::wait::waitpid(child, Some(WaitPidFlag::WNOHANG))
                 {
-                    exit = exit_status(status);
+                    exit = process::status_code(status);
                 }
             }
             if ready[1] {
@@ -371,7 +335,7 @@ impl Terminal {
             None => {
                 let status =
                     nix::sys::wait::waitpid(child, None).map_err(setup("wait for the process"))?;
-                Ok(exit_status(status).unwrap_or(EXIT_SETUP_FAILED))
+                Ok(process::status_code(status).unwrap_or(EXIT_SETUP_FAILED))
             }
         }
     }
@@ -483,9 +447,10 @@ fn child_setup(
             source: e.into(),
         })?;
     }
-    let process = join.spec.process().as_ref();
-    let ids = resolve_user(join)?;
-    let mut env: Vec<String> = process.and_then(|p| p.env().clone()).unwrap_or_default();
+    let proc = join.spec.process().as_ref();
+    let from = |source| JoinError::Process { source };
+    let ids = process::resolve_user(join.spec, join.user.as_deref()).map_err(from)?;
+    let mut env: Vec<String> = proc.and_then(|p| p.env().clone()).unwrap_or_default();
     for entry in &join.env {
         set_env(&mut env, entry);
     }
@@ -495,32 +460,43 @@ fn child_setup(
     if join.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
-    for r in process
-        .and_then(|p| p.rlimits().clone())
-        .unwrap_or_default()
-    {
-        set_rlimit(r.typ(), r.soft(), r.hard())?;
-    }
+    process::apply_rlimits(
+        proc.and_then(|p| p.rlimits().as_deref())
+            .unwrap_or_default(),
+    )
+    .map_err(from)?;
     let cwd = join
         .cwd
         .clone()
         .filter(|c| !c.is_empty())
         .map(PathBuf::from)
-        .or_else(|| process.map(|p| p.cwd().clone()))
+        .or_else(|| proc.map(|p| p.cwd().clone()))
         .unwrap_or_else(|| PathBuf::from("/"));
     rustix::process::chdir(&cwd).map_err(|e| JoinError::Chdir {
         path: cwd.clone(),
         source: e.into(),
     })?;
-    credentials(join.spec, &ids)?;
-    if process.and_then(|p| p.no_new_privileges()) == Some(true) {
+    // The container's seccomp filter, last (see `container`): after no_new_privs, or before
+    // the credentials drop without it.
+    let filter = seccomp::for_spec(join.spec).map_err(|source| JoinError::Seccomp { source })?;
+    let no_new_privs = proc.and_then(|p| p.no_new_privileges()) == Some(true);
+    let install = |filter: &Option<Vec<libc::sock_filter>>| match filter {
+        Some(f) => seccomp::install(f).map_err(|source| JoinError::Seccomp { source }),
+        None => Ok(()),
+    };
+    if !no_new_privs {
+        install(&filter)?;
+    }
+    let caps = proc.and_then(|p| p.capabilities().as_ref());
+    process::apply_credentials(caps, &ids, process::Missing::Quiet).map_err(from)?;
+    if no_new_privs {
         rustix::thread::set_no_new_privs(true).map_err(setup_rx("no_new_privs"))?;
+        install(&filter)?;
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(
-        process.and_then(|p| p.user().umask()).unwrap_or(0o022),
+        proc.and_then(|p| p.user().umask()).unwrap_or(0o022),
     ));
-    let (status, message) = execute(&join.args, &env);
-    Err(JoinError::Exec { status, message })
+    Err(from(process::execute(&join.args, &env)))
 }
 
 /// Sets `KEY=VALUE` in `env`, replacing an entry with the same key (a bare `KEY` is ignored).
@@ -535,284 +511,6 @@ fn set_env(env: &mut Vec<String>, entry: &str) {
     }
 }
 
-struct Ids {
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
-    home: String,
-}
-
-/// The user of the exec (`-u`), else the container's: through the container's own passwd and
-/// group files (the child is in its mount namespace).
-fn resolve_user(join: &Join<'_>) -> Result<Ids> {
-    let u = join.spec.process().as_ref().map(|p| p.user().clone());
-    let read = |path: &str| match std::fs::read_to_string(path) {
-        Ok(text) => Ok(text),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-        Err(source) => Err(JoinError::ReadUserDb {
-            path: path.into(),
-            source,
-        }),
-    };
-    let text = match &join.user {
-        Some(user) => user.clone(),
-        None => join
-            .spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_USER).cloned())
-            .unwrap_or_else(|| {
-                u.as_ref()
-                    .map(|u| format!("{}:{}", u.uid(), u.gid()))
-                    .unwrap_or_default()
-            }),
-    };
-    let passwd = read("/etc/passwd")?;
-    let group = read("/etc/group")?;
-    let r = user::resolve(&text, &passwd, &group).map_err(|source| JoinError::User { source })?;
-    let mut groups: Vec<u32> = if join.user.is_none() {
-        u.and_then(|u| u.additional_gids().clone())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    for g in r.additional_gids {
-        if !groups.contains(&g) {
-            groups.push(g);
-        }
-    }
-    Ok(Ids {
-        uid: r.uid,
-        gid: r.gid,
-        groups,
-        home: r.home,
-    })
-}
-
-fn set_rlimit(typ: PosixRlimitType, soft: u64, hard: u64) -> Result<()> {
-    use rustix::process::Resource;
-    let resource = match typ {
-        PosixRlimitType::RlimitCpu => Resource::Cpu,
-        PosixRlimitType::RlimitFsize => Resource::Fsize,
-        PosixRlimitType::RlimitData => Resource::Data,
-        PosixRlimitType::RlimitStack => Resource::Stack,
-        PosixRlimitType::RlimitCore => Resource::Core,
-        PosixRlimitType::RlimitRss => Resource::Rss,
-        PosixRlimitType::RlimitNproc => Resource::Nproc,
-        PosixRlimitType::RlimitNofile => Resource::Nofile,
-        PosixRlimitType::RlimitMemlock => Resource::Memlock,
-        PosixRlimitType::RlimitAs => Resource::As,
-        PosixRlimitType::RlimitLocks => Resource::Locks,
-        PosixRlimitType::RlimitSigpending => Resource::Sigpending,
-        PosixRlimitType::RlimitMsgqueue => Resource::Msgqueue,
-        PosixRlimitType::RlimitNice => Resource::Nice,
-        PosixRlimitType::RlimitRtprio => Resource::Rtprio,
-        PosixRlimitType::RlimitRttime => Resource::Rttime,
-    };
-    let limit = |v: u64| if v == u64::MAX { None } else { Some(v) };
-    rustix::process::setrlimit(
-        resource,
-        rustix::process::Rlimit {
-            current: limit(soft),
-            maximum: limit(hard),
-        },
-    )
-    .map_err(|e| JoinError::Rlimit {
-        typ: typ.to_string(),
-        source: e.into(),
-    })
-}
-
-/// A capability set of the spec as kernel bits (bit n: capability n of [`ALL_CAPABILITIES`]).
-fn cap_bits(set: Option<&oci_spec::runtime::Capabilities>) -> Result<u64> {
-    let mut bits = 0u64;
-    for cap in set.into_iter().flatten() {
-        let name = serde_json::to_value(cap)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let index = ALL_CAPABILITIES
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| JoinError::Capability {
-                name: name.clone(),
-                reason: "unknown to this runtime".into(),
-            })?;
-        bits |= 1 << index;
-    }
-    Ok(bits)
-}
-
-/// The container process's credentials: bounding set, groups, gid, uid, then the effective,
-/// permitted, inheritable and ambient sets of the spec (those the runtime holds).
-fn credentials(spec: &Spec, ids: &Ids) -> Result<()> {
-    let caps = spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.capabilities().as_ref());
-    let held = rustix::thread::capabilities(None)
-        .map_err(setup_rx("read capabilities"))?
-        .permitted
-        .bits();
-    let want = |set| -> Result<u64> { Ok(cap_bits(set)? & held) };
-    let bounding = want(caps.and_then(|c| c.bounding().as_ref()))?;
-    let effective = want(caps.and_then(|c| c.effective().as_ref()))?;
-    let permitted = want(caps.and_then(|c| c.permitted().as_ref()))?;
-    let inheritable = want(caps.and_then(|c| c.inheritable().as_ref()))?;
-    let ambient = want(caps.and_then(|c| c.ambient().as_ref()))?;
-    for bit in 0..64u32 {
-        if bounding & (1 << bit) != 0 {
-            continue;
-        }
-        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
-            1 << bit,
-        )) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::INVAL) => break,
-            Err(e) => return Err(setup_rx("drop from the bounding set")(e)),
-        }
-    }
-    rustix::thread::set_keep_capabilities(true).map_err(setup_rx("keep capabilities"))?;
-    let groups: Vec<rustix::process::Gid> = ids
-        .groups
-        .iter()
-        .map(|g| rustix::process::Gid::from_raw(*g))
-        .collect();
-    rustix::thread::set_thread_groups(&groups).map_err(setup_rx("setgroups"))?;
-    let gid = rustix::process::Gid::from_raw(ids.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(setup_rx("setgid"))?;
-    let uid = rustix::process::Uid::from_raw(ids.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(setup_rx("setuid"))?;
-    rustix::thread::set_keep_capabilities(false).map_err(setup_rx("keep capabilities"))?;
-    rustix::thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: CapabilitySet::from_bits_retain(effective),
-            permitted: CapabilitySet::from_bits_retain(permitted),
-            inheritable: CapabilitySet::from_bits_retain(inheritable | ambient),
-        },
-    )
-    .map_err(setup_rx("set capabilities"))?;
-    for bit in 0..64u32 {
-        if ambient & (1 << bit) != 0 {
-            rustix::thread::configure_capability_in_ambient_set(
-                CapabilitySet::from_bits_retain(1 << bit),
-                true,
-            )
-            .map_err(setup_rx("raise an ambient capability"))?;
-        }
-    }
-    // A change of credentials clears the parent-death signal and the dumpable flag's effect
-    // is kept; set the former again.
-    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
-        .map_err(setup_rx("set the parent-death signal"))?;
-    Ok(())
-}
-
-// --- finding and executing a program (shared with the init) --------------------------------
-
-/// An OS error's message, lower-case and without the "(os error N)" suffix.
-fn lower(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = text.split(" (os error").next().unwrap_or_default();
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(c) => c.to_lowercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// Finds `name` as execvp does, through `PATH` of `env` (Docker's default without one).
-/// Failure: the exit status (127) and Docker's message.
-pub fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, (u8, String)> {
-    if name.contains('/') {
-        return match std::fs::metadata(name) {
-            Ok(_) => Ok(PathBuf::from(name)),
-            Err(e) => Err((
-                EXIT_NOT_FOUND,
-                format!("{name:?}: stat {name}: {}", lower(&e)),
-            )),
-        };
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
-    for dir in path.split(':') {
-        let dir = if dir.is_empty() { "." } else { dir };
-        let candidate = Path::new(dir).join(name);
-        if let Ok(meta) = std::fs::metadata(&candidate)
-            && meta.is_file()
-            && meta.permissions().mode() & 0o111 != 0
-        {
-            return Ok(candidate);
-        }
-    }
-    Err((
-        EXIT_NOT_FOUND,
-        format!("{name:?}: executable file not found in $PATH"),
-    ))
-}
-
-/// Gives the signal state a freshly executed program expects: nothing blocked, `SIGPIPE` (which
-/// the Rust runtime ignores, and ignored signals survive `execve`) back to its default.
-pub fn reset_signals() {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    // SAFETY: SIG_DFL installs no handler, so no Rust code can run in signal context; callers
-    // are single-threaded processes about to execute a program.
-    let _ =
-        unsafe { nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
-}
-
-fn cstrings(items: &[String]) -> Option<Vec<CString>> {
-    items
-        .iter()
-        .map(|s| CString::new(s.as_bytes()).ok())
-        .collect()
-}
-
-/// Executes `args` (looked up through `env`'s `PATH`) with environment `env`, only standard
-/// streams inherited and signals reset. Returns only on failure: the exit status (127 not
-/// found, 126 not executable) and the message.
-pub fn execute(args: &[String], env: &[String]) -> (u8, String) {
-    let Some(name) = args.first() else {
-        return (EXIT_NOT_FOUND, "no command".into());
-    };
-    let path = match find_executable(name, env) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    let nul = || {
-        (
-            EXIT_CANNOT_EXECUTE,
-            format!("{name:?}: NUL byte in an argument or the environment"),
-        )
-    };
-    let Ok(path_c) = CString::new(path.as_os_str().as_bytes()) else {
-        return nul();
-    };
-    let (Some(argv), Some(envp)) = (cstrings(args), cstrings(env)) else {
-        return nul();
-    };
-    reset_signals();
-    super::close_range_cloexec(3);
-    let err = nix::unistd::execve(&path_c, &argv, &envp)
-        .map(|never| match never {})
-        .unwrap_or_else(|e| e);
-    let status = if err == nix::Error::ENOENT {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_EXECUTE
-    };
-    (
-        status,
-        format!(
-            "{name:?}: {}",
-            lower(&io::Error::from_raw_os_error(err as i32))
-        ),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,18 +522,5 @@ mod tests {
         set_env(&mut env, "B=x=y");
         set_env(&mut env, "NOVALUE");
         assert_eq!(env, ["PATH=/bin", "A=2", "B=x=y"]);
-    }
-
-    #[test]
-    fn executables_are_found_through_path() {
-        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
-        assert!(find_executable("sh", &env).is_ok());
-        let (status, message) = find_executable("no-such-command-here", &env).unwrap_err();
-        assert_eq!(status, 127);
-        assert_eq!(
-            message,
-            "\"no-such-command-here\": executable file not found in $PATH"
-        );
-        assert_eq!(find_executable("/no/such", &env).unwrap_err().0, 127);
     }
 }

@@ -33,8 +33,10 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::Spec;
 
-use super::container::{ContainerError, EXIT_NOT_FOUND, EXIT_SETUP_FAILED};
-use super::exec::{FORWARDED, execute, find_executable};
+use super::container::ContainerError;
+use super::process::{
+    self, EXIT_NOT_FOUND, EXIT_SETUP_FAILED, FORWARDED, ProcessError, execute, find_executable,
+};
 use crate::runtime::config::ANNOTATION_INIT;
 
 /// The init's name (comm and `/proc/1/cmdline`).
@@ -74,7 +76,9 @@ pub(crate) fn run_if_requested(spec: &Spec, env: &[String]) -> Result<(), Contai
     if !wants_init(spec) {
         return Ok(());
     }
-    let fail = |status: u8, message: String| ContainerError::Exec { status, message };
+    let fail = |status: u8, message: String| ContainerError::Process {
+        source: ProcessError::Exec { status, message },
+    };
     let args = spec
         .process()
         .as_ref()
@@ -83,7 +87,7 @@ pub(crate) fn run_if_requested(spec: &Spec, env: &[String]) -> Result<(), Contai
     let Some(name) = args.first() else {
         return Err(fail(EXIT_NOT_FOUND, "no command".into()));
     };
-    find_executable(name, env).map_err(|(status, message)| fail(status, message))?;
+    find_executable(name, env).map_err(|source| ContainerError::Process { source })?;
     if !super::exe::is_sealed().unwrap_or(false) {
         return Err(fail(
             EXIT_SETUP_FAILED,
@@ -167,15 +171,6 @@ fn install_handlers(signals: &[Signal]) -> nix::Result<()> {
     Ok(())
 }
 
-/// The shell's convention for a wait status, if the process ended.
-fn exit_status(status: WaitStatus) -> Option<u8> {
-    match status {
-        WaitStatus::Exited(_, code) => Some((code & 0xff) as u8),
-        WaitStatus::Signaled(_, sig, _) => Some((128 + sig as i32).clamp(0, 255) as u8),
-        _ => None,
-    }
-}
-
 /// The init: starts `cmd` with environment `env` as its child in a new process group (the
 /// terminal's foreground group when there is a terminal), forwards signals to it, reaps every
 /// child, and returns the command's exit status once it has ended. Single-threaded only.
@@ -187,13 +182,7 @@ pub fn run(cmd: &[String], env: &[String]) -> Result<u8, InitError> {
     // Orphans come to a namespace's PID 1 anyway; as a subreaper the init also reaps them
     // outside a new pid namespace.
     let _ = rustix::process::set_child_subreaper(rustix::process::getpid().into());
-    let mut mask = SigSet::empty();
-    for s in FORWARDED {
-        mask.add(s);
-    }
-    mask.add(Signal::SIGCHLD);
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(setup("block signals"))?;
+    let mask = process::block_forwarded().map_err(setup("block signals"))?;
     install_handlers(&FORWARDED).map_err(setup("install signal handlers"))?;
     let signals =
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(setup("create the signalfd"))?;
@@ -220,9 +209,9 @@ fn child_exec(cmd: &[String], env: &[String]) -> ! {
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
         let _ = nix::unistd::tcsetpgrp(&stdin, nix::unistd::getpid());
     }
-    let (status, message) = execute(cmd, env);
-    eprintln!("flotilla init: exec: {message}");
-    std::process::exit(i32::from(status))
+    let error = execute(cmd, env);
+    eprintln!("flotilla init: {error}");
+    std::process::exit(i32::from(error.exit_status()))
 }
 
 /// Forwards signals to `child` and reaps every child until `child` has ended; returns its exit
@@ -238,7 +227,7 @@ fn supervise(child: Pid, signals: &SignalFd) -> u8 {
                 break;
             }
             if status.pid() == Some(child) {
-                exit = exit_status(status);
+                exit = process::status_code(status);
             }
         }
         if let Some(code) = exit {

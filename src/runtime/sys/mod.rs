@@ -6,7 +6,9 @@ pub mod exe;
 pub mod exec;
 pub mod init;
 pub mod netlo;
+pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 
 use std::os::fd::RawFd;
 
