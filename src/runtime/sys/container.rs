@@ -235,6 +235,17 @@ pub fn spawn(
     let (report_read, report_write) = pipe()?;
     let (release_read, release_write) = pipe()?;
 
+    // The container's process must run from a sealed copy of the binary; when this process
+    // does not, the copy is made here, before the fork: its pages are charged to this process's
+    // cgroup, not to the container's memory limit (a 200 MB debug binary would not fit in a
+    // small limit), and the child only executes it.
+    let sealed = match super::exe::is_sealed() {
+        Ok(true) => None,
+        Ok(false) => {
+            Some(super::exe::sealed_copy().map_err(|source| ContainerError::Exe { source })?)
+        }
+        Err(source) => return Err(ContainerError::Exe { source }),
+    };
     if new_pid {
         nix::sched::unshare(CloneFlags::CLONE_NEWPID)
             .map_err(|e| ContainerError::UnsharePid { source: io_err(e) })?;
@@ -244,10 +255,19 @@ pub fn spawn(
         ForkResult::Child => {
             drop(report_read);
             drop(release_write);
-            child_main(spec, bundle, state, stdio, release_read, report_write)
+            child_main(
+                spec,
+                bundle,
+                state,
+                stdio,
+                release_read,
+                report_write,
+                sealed,
+            )
         }
         ForkResult::Parent { child } => child,
     };
+    drop(sealed);
     drop(stdio);
     drop(report_write);
     drop(release_read);
@@ -321,7 +341,8 @@ impl Streams {
 }
 
 /// Runs in the forked child: places the standard streams, makes sure the process runs from a
-/// sealed copy of the binary (re-executing as `flotilla shim child` when the shim does not),
+/// sealed copy of the binary (re-executing `sealed`, the copy the shim made before the fork, as
+/// `flotilla shim child` when the shim itself does not run from one),
 /// then sets up the container and executes its process. Never returns: on failure the error
 /// goes to the shim through `report` and the child exits.
 fn child_main(
@@ -331,16 +352,16 @@ fn child_main(
     stdio: Stdio,
     release: OwnedFd,
     report: OwnedFd,
+    sealed: Option<OwnedFd>,
 ) -> ! {
     let error = match place_streams(stdio) {
         Err(e) => e,
-        Ok(streams) => match super::exe::is_sealed() {
-            Ok(true) => match setup_and_exec(spec, bundle, state, &streams, release) {
+        Ok(streams) => match &sealed {
+            None => match setup_and_exec(spec, bundle, state, &streams, release) {
                 Ok(never) => match never {},
                 Err(e) => e,
             },
-            Ok(false) => reexec_sealed(spec, bundle, state, &streams, &release, &report),
-            Err(source) => ContainerError::Exe { source },
+            Some(copy) => reexec_sealed(spec, bundle, state, &streams, &release, &report, copy),
         },
     };
     report_failure(report, &error)
@@ -385,6 +406,7 @@ fn reexec_sealed(
     streams: &Streams,
     release: &OwnedFd,
     report: &OwnedFd,
+    copy: &OwnedFd,
 ) -> ContainerError {
     let carry = |e: io::Error| ContainerError::Carry { source: e };
     let spec_fd = match spec_memfd(spec) {
@@ -420,7 +442,7 @@ fn reexec_sealed(
         args.push("--console".into());
         args.push(console.into());
     }
-    let source = super::exe::exec_sealed(&args);
+    let source = super::exe::exec_fd(copy, &args);
     ContainerError::Exe { source }
 }
 

@@ -73,6 +73,14 @@ pub fn exec_sealed(args: &[OsString]) -> ExeError {
 enum Never {}
 
 fn try_exec_sealed(args: &[OsString]) -> Result<Never, ExeError> {
+    let copy = sealed_copy()?;
+    try_exec_fd(&copy, args)
+}
+
+/// A sealed memfd copy of this process's binary (close-on-exec). Made by a process outside the
+/// container (the supervisor) before it forks the container's process, so the copy's pages are
+/// charged to the supervisor, never to the container's memory limit.
+pub fn sealed_copy() -> Result<OwnedFd, ExeError> {
     let mut exe = File::open("/proc/self/exe").map_err(|source| ExeError::Open { source })?;
     let memfd = rustix::fs::memfd_create(
         "flotilla-shim",
@@ -82,6 +90,19 @@ fn try_exec_sealed(args: &[OsString]) -> Result<Never, ExeError> {
     let mut copy = File::from(memfd);
     io::copy(&mut exe, &mut copy).map_err(|source| ExeError::Copy { source })?;
     rustix::fs::fcntl_add_seals(&copy, SEALS).map_err(|e| ExeError::Seal { source: e.into() })?;
+    Ok(OwnedFd::from(copy))
+}
+
+/// Executes the sealed copy `copy` (from [`sealed_copy`]) with `args` and this process's
+/// environment. Returns only on failure.
+pub fn exec_fd(copy: &OwnedFd, args: &[OsString]) -> ExeError {
+    match try_exec_fd(copy, args) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+fn try_exec_fd(copy: &OwnedFd, args: &[OsString]) -> Result<Never, ExeError> {
     let cstring =
         |s: OsString| CString::new(s.clone().into_vec()).map_err(|_| ExeError::Nul { entry: s });
     let args: Vec<CString> = args
@@ -99,7 +120,7 @@ fn try_exec_sealed(args: &[OsString]) -> Result<Never, ExeError> {
         .collect::<Result<_, _>>()?;
     // fexecve uses execveat(fd, "", AT_EMPTY_PATH), which works on a close-on-exec fd for an
     // ELF binary; the fd closes as the new image starts.
-    let err = nix::unistd::fexecve(&copy, &args, &env)
+    let err = nix::unistd::fexecve(copy, &args, &env)
         .map(|never| match never {})
         .unwrap_or_else(|e| e);
     Err(ExeError::Exec {
