@@ -15,18 +15,20 @@
 //! container has exited (or closes the socket as it exits). Watchers are async (one socket each,
 //! no thread), so a thousand running containers cost a thousand idle sockets.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::engine::events::{Event, EventBus};
 use crate::engine::locks::{Guard, LockTable};
 use crate::runtime::control::{self, Reply, Request};
-use crate::runtime::lifecycle::{Container, CreateOptions, LifecycleError, Runtime};
-use crate::runtime::state::{State, Status};
+use crate::runtime::lifecycle::{Container, CreateOptions, LifecycleError, Meta, Runtime};
+use crate::runtime::state::{self, State, Status};
 
 /// Why a container operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,176 @@ pub struct Containers {
     locks: LockTable,
     events: EventBus,
     watched: Mutex<HashSet<String>>,
+    records: Arc<RecordCache>,
+}
+
+/// How recent a file's mtime may be for its `stat` key to be trusted: a write within the same
+/// timestamp tick (the kernel's coarse clock, at most a few milliseconds) could leave it equal.
+const RACY: Duration = Duration::from_millis(50);
+
+/// What `stat` says about one version of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileKey {
+    /// The key of a regular file; none for anything else.
+    fn of(md: &fs::Metadata) -> Option<FileKey> {
+        md.is_file().then(|| FileKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        })
+    }
+
+    /// Whether the file was changed within [`RACY`] of `now` (or in the future of it).
+    fn racy(&self, now: SystemTime) -> bool {
+        let Ok(now) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+            return true;
+        };
+        let changed = |(s, ns): (i64, i64)| {
+            let (Ok(s), Ok(ns)) = (u64::try_from(s), u32::try_from(ns)) else {
+                return true;
+            };
+            Duration::new(s, ns.min(999_999_999)) + RACY > now
+        };
+        changed(self.mtime) || changed(self.ctime)
+    }
+}
+
+/// The parsed files of one container, with the keys they were read at (none: re-read).
+#[derive(Debug)]
+struct Record {
+    meta_key: Option<FileKey>,
+    meta: Meta,
+    state_key: Option<FileKey>,
+    state: State,
+}
+
+/// The last parsed `meta.json` and `state.json` of each container (see the module docs).
+#[derive(Debug, Default)]
+struct RecordCache {
+    records: Mutex<HashMap<String, Record>>,
+}
+
+/// The keys of a container's `meta.json` and `state.json`; none while either is missing (a
+/// container being created or removed).
+fn record_keys(dir: &Path) -> Option<(FileKey, FileKey)> {
+    let meta = fs::metadata(dir.join("meta.json")).ok()?;
+    let state = fs::metadata(dir.join(state::STATE_FILE)).ok()?;
+    Some((FileKey::of(&meta)?, FileKey::of(&state)?))
+}
+
+/// Whether the shim `pid` that started at `start_time` still runs (not a zombie, not a reuse of
+/// its pid): [`state::process_alive`] with a single read of `/proc/<pid>/stat`.
+fn shim_alive(pid: i32, start_time: Option<u64>) -> bool {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let Some(rest) = text.rfind(')').and_then(|i| text.get(i + 1..)) else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X") | None) {
+        return false;
+    }
+    // Field 22 (start time) is the 20th after the state (field 3).
+    let now = fields.nth(18).and_then(|s| s.parse::<u64>().ok());
+    match (now, start_time) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+impl RecordCache {
+    /// Container `id` as [`Runtime::inspect`] reads it, from the cache where its files did not
+    /// change. None when its `meta.json` or `state.json` is missing (not complete).
+    fn load(&self, rt: &Runtime, id: &str) -> Result<Option<Container>, LifecycleError> {
+        let dir = rt.dir(id);
+        let now = SystemTime::now();
+        let Some((meta_key, state_key)) = record_keys(&dir) else {
+            self.forget(id);
+            return Ok(None);
+        };
+        let cached = {
+            let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            records.get(id).map(|r| {
+                let meta = (r.meta_key == Some(meta_key)).then(|| r.meta.clone());
+                let state = (r.state_key == Some(state_key)).then(|| r.state.clone());
+                (meta, state)
+            })
+        };
+        let (meta, state) = cached.unwrap_or((None, None));
+        let changed = meta.is_none() || state.is_none();
+        let meta = match meta {
+            Some(m) => m,
+            None => rt.meta(id)?,
+        };
+        let state = match state {
+            Some(s) => s,
+            None => state::read(&dir).map_err(|source| LifecycleError::State {
+                id: id.to_string(),
+                source,
+            })?,
+        };
+        if changed {
+            let trusted = |k: FileKey| (!k.racy(now)).then_some(k);
+            let record = Record {
+                meta_key: trusted(meta_key),
+                meta: meta.clone(),
+                state_key: trusted(state_key),
+                state: state.clone(),
+            };
+            let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+            records.insert(id.to_string(), record);
+        }
+        Ok(Some(Container {
+            meta,
+            state: settle(&dir, state),
+        }))
+    }
+
+    fn forget(&self, id: &str) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.remove(id);
+    }
+
+    /// Drops the records of containers not in `ids`.
+    fn retain(&self, ids: &HashSet<String>) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.retain(|id, _| ids.contains(id));
+    }
+}
+
+/// The state as [`Runtime::state`] reports it: running or paused with the shim gone reads as
+/// dead, unless the shim recorded its exit meanwhile.
+fn settle(dir: &Path, mut st: State) -> State {
+    if !matches!(st.status, Status::Running | Status::Paused) {
+        return st;
+    }
+    if st
+        .shim_pid
+        .is_some_and(|pid| shim_alive(pid, st.shim_start_time))
+    {
+        return st;
+    }
+    // The shim may have just finished: its final state is written before it exits.
+    if let Ok(again) = state::read(dir)
+        && !matches!(again.status, Status::Running | Status::Paused)
+    {
+        return again;
+    }
+    st.status = Status::Dead;
+    st
 }
 
 /// Runs a blocking runtime call on the blocking pool.
@@ -78,6 +250,7 @@ impl Containers {
             locks: LockTable::new(),
             events,
             watched: Mutex::new(HashSet::new()),
+            records: Arc::new(RecordCache::default()),
         })
     }
 
@@ -108,37 +281,45 @@ impl Containers {
 
     pub async fn inspect(&self, query: &str) -> Result<Container> {
         let rt = self.runtime.clone();
+        let records = self.records.clone();
         let q = query.to_string();
         blocking("inspect", move || {
             let id = rt.resolve(&q)?;
-            rt.inspect(&id)
+            match records.load(&rt, &id)? {
+                Some(c) => Ok(c),
+                // Not complete: the runtime says why (not found, no state yet).
+                None => rt.inspect(&id),
+            }
         })
         .await
     }
 
     /// Every complete container, oldest first. Containers being created or removed right now
     /// (their dir without `meta.json` and `state.json`, see [`super::restore::is_complete`])
-    /// are not listed, so a list never fails because of a concurrent create or remove.
+    /// are not listed, so a list never fails because of a concurrent create or remove. Files
+    /// that did not change since the last list are not read again (see the module docs).
     pub async fn list(&self) -> Result<Vec<Container>> {
         let rt = self.runtime.clone();
+        let records = self.records.clone();
         blocking("list", move || {
             let dir = rt.dir("");
             let mut out = Vec::new();
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let mut seen = HashSet::new();
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let id = entry.file_name().to_string_lossy().into_owned();
                 if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
                     continue;
                 }
-                if !super::restore::is_complete(&entry.path()) {
-                    continue;
-                }
-                match rt.inspect(&id) {
-                    Ok(c) => out.push(c),
+                match records.load(&rt, &id) {
+                    Ok(Some(c)) => out.push(c),
+                    Ok(None) => {}
                     Err(_) if !super::restore::is_complete(&entry.path()) => {}
                     Err(LifecycleError::NotFound(_)) => {}
                     Err(e) => return Err(e),
                 }
+                seen.insert(id);
             }
+            records.retain(&seen);
             out.sort_by(|a, b| a.meta.created.cmp(&b.meta.created));
             Ok(out)
         })
@@ -227,6 +408,7 @@ impl Containers {
             self.events
                 .publish(container_event("kill", &c).with("signal", "SIGKILL"));
         }
+        self.records.forget(&c.meta.id);
         self.events.publish(container_event("destroy", &c));
         Ok(c)
     }
@@ -360,5 +542,71 @@ pub async fn shim_wait(dir: &Path) -> std::io::Result<()> {
             Ok(Reply::Error { message }) => return Err(std::io::Error::other(message)),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::config::ContainerConfig;
+
+    #[test]
+    fn shim_liveness_from_one_read() {
+        let me = std::process::id() as i32;
+        let start = state::process_start_time(me);
+        assert!(start.is_some());
+        assert!(shim_alive(me, start));
+        assert!(shim_alive(me, None));
+        assert!(!shim_alive(me, start.map(|s| s + 1)));
+        assert!(!shim_alive(i32::MAX, None));
+    }
+
+    #[test]
+    fn the_cache_follows_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(dir.path()).unwrap();
+        let id = rt
+            .create(CreateOptions {
+                name: Some("web".into()),
+                config: ContainerConfig {
+                    command: Some(vec!["true".into()]),
+                    layers: vec![PathBuf::from("/nonexistent-layer")],
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap();
+        let cache = RecordCache::default();
+        let c = cache.load(&rt, &id).unwrap().unwrap();
+        assert_eq!(c, rt.inspect(&id).unwrap());
+        assert_eq!(c.state.status, Status::Created);
+        // Each write is seen at once, however soon after the last one.
+        for code in [1, 2, 3] {
+            let st = State {
+                status: Status::Exited,
+                exit_code: Some(code),
+                ..State::default()
+            };
+            state::write(&rt.dir(&id), &st).unwrap();
+            assert_eq!(cache.load(&rt, &id).unwrap().unwrap().state, st);
+        }
+        // Recorded running with its shim gone: dead.
+        let st = State {
+            status: Status::Running,
+            shim_pid: Some(i32::MAX),
+            ..State::default()
+        };
+        state::write(&rt.dir(&id), &st).unwrap();
+        let c = cache.load(&rt, &id).unwrap().unwrap();
+        assert_eq!(c.state.status, Status::Dead);
+        assert_eq!(c, rt.inspect(&id).unwrap());
+        // Once old enough, the key is trusted and the record served from memory.
+        std::thread::sleep(RACY * 2);
+        cache.load(&rt, &id).unwrap();
+        assert!(cache.records.lock().unwrap()[&id].state_key.is_some());
+        assert_eq!(cache.load(&rt, &id).unwrap().unwrap(), c);
+        rt.rm(&id, false).unwrap();
+        assert!(cache.load(&rt, &id).unwrap().is_none());
+        assert!(cache.records.lock().unwrap().is_empty());
     }
 }
