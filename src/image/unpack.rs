@@ -24,7 +24,7 @@ use sha2::Digest as _;
 
 use super::store::Digest;
 
-mod confined;
+pub mod confined;
 mod entries;
 
 use entries::Unpacker;

@@ -18,9 +18,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use crate::image::unpack::confined;
 use crate::runtime::config::ANNOTATION_LAYERS;
 
 /// Deepest tree copied (symlink-free recursion, but a container can still build deep trees).
@@ -72,21 +73,7 @@ pub fn open_root(path: &Path) -> Result<OwnedFd> {
 
 /// Resolves `path` inside `root` as if `root` were `/`.
 fn resolve(root: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let mut attempts = 0;
-    loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if attempts < 8 => attempts += 1,
-            other => return other,
-        }
-    }
+    confined::open_in_root(root, path.as_bytes(), flags)
 }
 
 /// `a/b/c` → (`a/b`, `c`); the last component of a container path, `.`/`..` refused.
@@ -169,7 +156,7 @@ fn dir_out(dir: BorrowedFd<'_>, src: &str, target: &Path, mode: u32, depth: usiz
         Err(e) => return Err(herr(target)(e)),
     }
     let _ = fs::set_permissions(target, fs::Permissions::from_mode(mode & 0o7777));
-    for name in dir_names(dir).map_err(cerr(src))? {
+    for name in confined::sorted_names(dir).map_err(cerr(src))? {
         let child_src = format!("{}/{}", src.trim_end_matches('/'), name);
         let child = target.join(&name);
         let st = rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
@@ -212,19 +199,6 @@ fn dir_out(dir: BorrowedFd<'_>, src: &str, target: &Path, mode: u32, depth: usiz
         }
     }
     Ok(())
-}
-
-fn dir_names(dir: BorrowedFd<'_>) -> Result<Vec<String>, Errno> {
-    let mut names = Vec::new();
-    for item in rustix::fs::Dir::read_from(dir)? {
-        let item = item?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        if name != "." && name != ".." {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 /// Copies the host's `src` to the container's `dest`.

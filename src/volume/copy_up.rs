@@ -14,12 +14,12 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{
-    AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps,
-    Uid,
+    AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid,
 };
 use rustix::io::Errno;
 
 use super::local::{Result, Volume, VolumeError};
+use crate::image::unpack::confined;
 
 /// Deepest image tree copied.
 const MAX_DEPTH: usize = 512;
@@ -75,7 +75,10 @@ pub fn copy_up(volume: &Volume, root: BorrowedFd<'_>, image_path: &str) -> Resul
     };
     // Released when `dest` is closed.
     rustix::fs::flock(&dest, FlockOperation::LockExclusive).map_err(dest_err(""))?;
-    if !names(dest.as_fd()).map_err(dest_err(""))?.is_empty() {
+    if !confined::sorted_names(dest.as_fd())
+        .map_err(dest_err(""))?
+        .is_empty()
+    {
         return Ok(CopyUp::NotEmpty);
     }
     let mut copy = Copy { volume: name };
@@ -86,36 +89,7 @@ pub fn copy_up(volume: &Volume, root: BorrowedFd<'_>, image_path: &str) -> Resul
 
 /// Resolves `path` as a directory inside `root` as if `root` were `/`.
 fn resolve(root: BorrowedFd<'_>, path: &str) -> Result<OwnedFd, Errno> {
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() { "." } else { rel };
-    let mut attempts = 0;
-    loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            // openat2 asks for a retry when a concurrent rename could have raced "..".
-            Err(Errno::AGAIN) if attempts < 8 => attempts += 1,
-            other => return other,
-        }
-    }
-}
-
-/// The entries of a directory but `.` and `..`, sorted.
-fn names(dir: BorrowedFd<'_>) -> Result<Vec<String>, Errno> {
-    let mut out = Vec::new();
-    for item in rustix::fs::Dir::read_from(dir)? {
-        let item = item?;
-        let name = item.file_name().to_string_lossy().into_owned();
-        if name != "." && name != ".." {
-            out.push(name);
-        }
-    }
-    out.sort();
-    Ok(out)
+    confined::open_in_root(root, path.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY)
 }
 
 fn timespec<S: TryInto<i64>, N: TryInto<i64>>(sec: S, nsec: N) -> Timespec {
@@ -193,7 +167,7 @@ impl Copy<'_> {
                 max: MAX_DEPTH,
             });
         }
-        for name in names(src).map_err(self.src_err(src_path))? {
+        for name in confined::sorted_names(src).map_err(self.src_err(src_path))? {
             let child_src = format!("{}/{}", src_path.trim_end_matches('/'), name);
             let child_dest = format!("{dest_path}/{name}");
             let st = rustix::fs::statat(src, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)

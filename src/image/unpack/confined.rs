@@ -14,15 +14,22 @@ pub(super) fn errno_io(e: Errno) -> io::Error {
     io::Error::from(e)
 }
 
-/// Opens a directory of the layer by path, resolved by the kernel as if the layer root were `/`.
-pub(super) fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
-    let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+/// Opens `path` under `root`, resolved by the kernel as if `root` were `/`
+/// (`openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)`): `..` and symlinks can never leave it.
+/// The one fd-confined open shared by the unpacker, `cp` and volume copy-up.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> Result<OwnedFd, Errno> {
+    let start = path.iter().position(|b| *b != b'/').unwrap_or(path.len());
+    let rel: &[u8] = if start == path.len() {
+        b"."
+    } else {
+        &path[start..]
+    };
     let mut attempts = 0;
     loop {
         match rustix::fs::openat2(
             root,
             rel,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            flags | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         ) {
@@ -31,6 +38,25 @@ pub(super) fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> Result<Owned
             other => return other,
         }
     }
+}
+
+/// The entries of a directory but `.` and `..`, sorted.
+pub fn sorted_names(dir: BorrowedFd<'_>) -> Result<Vec<String>, Errno> {
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::read_from(dir)? {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Opens a directory of the layer by path, resolved by the kernel as if the layer root were `/`.
+pub(super) fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, Errno> {
+    open_in_root(root, rel, OFlags::DIRECTORY | OFlags::RDONLY)
 }
 
 /// Opens (creating missing directories, mode 0755, like Docker) the parent directory `rel`.
