@@ -127,6 +127,35 @@ impl fmt::Display for Write {
     }
 }
 
+/// Fixtures shared by the v1 and v2 rendering tests.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use super::*;
+
+    /// Every limit set, with `cpus: 1.5`.
+    pub fn full() -> Limits {
+        let mut limits = Limits {
+            memory: Some(512 << 20),
+            memory_reservation: Some(256 << 20),
+            memory_swap: Some(1 << 30),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0-1".into()),
+            cpuset_mems: Some("0".into()),
+            pids_limit: Some(100),
+            ..Limits::default()
+        };
+        if let Err(e) = limits.set_cpus(1.5) {
+            panic!("1.5 cpus: {e}");
+        }
+        limits
+    }
+
+    /// Writes as `controller/file = value` lines.
+    pub fn lines(writes: &[Write]) -> Vec<String> {
+        writes.iter().map(ToString::to_string).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -219,25 +219,12 @@ fn oom_from_control(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn lines(writes: &[Write]) -> Vec<String> {
-        writes.iter().map(ToString::to_string).collect()
-    }
+    use crate::runtime::sys::cgroup::limits::fixtures::{full, lines};
 
     #[test]
     fn full_limits_render() {
-        let mut limits = Limits {
-            memory: Some(512 << 20),
-            memory_reservation: Some(256 << 20),
-            memory_swap: Some(1 << 30),
-            cpu_shares: Some(512),
-            cpuset_cpus: Some("0-1".into()),
-            cpuset_mems: Some("0".into()),
-            pids_limit: Some(100),
-            ..Limits::default()
-        };
-        limits.set_cpus(1.5).unwrap();
         assert_eq!(
-            lines(&render(&limits).unwrap()),
+            lines(&render(&full()).unwrap()),
             [
                 "cpuset/cpuset.cpus = 0-1",
                 "cpuset/cpuset.mems = 0",
