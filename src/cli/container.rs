@@ -883,123 +883,12 @@ fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
     })
 }
 
-// --- Docker's short flags -------------------------------------------------------------------
-
-/// Global options that take a value (their value is not the command).
-const GLOBAL_WITH_VALUE: &[&str] = &[
-    "-f",
-    "--file",
-    "-p",
-    "--project-name",
-    "--profile",
-    "--env-file",
-    "--project-directory",
-    "--data-root",
-    "--config",
-    "-H",
-    "--host",
-];
-
-/// Options of `run`/`create` that take a value (skipped when looking for the image).
-const RUN_WITH_VALUE: &[&str] = &[
-    "-e",
-    "--env",
-    "-v",
-    "--volume",
-    "--tmpfs",
-    "-p",
-    "--publish",
-    "--name",
-    "--hostname",
-    "-m",
-    "--memory",
-    "--cpus",
-    "--pids-limit",
-    "-u",
-    "--user",
-    "--cap-add",
-    "--cap-drop",
-    "--entrypoint",
-    "-w",
-    "--workdir",
-    "--stop-signal",
-    "--stop-timeout",
-    "--network",
-    "--net",
-    "-l",
-    "--label",
-    "--env-file",
-    "--data-root",
-    "--config",
-    "-H",
-    "--host",
-    "-f",
-    "--file",
-    "--project-name",
-    "--profile",
-    "--project-directory",
-];
-
-/// Docker's `-p` (publish) of `container run/create`, `-f` (force) of `container rm` and `-f`
-/// (follow) of `container logs` collide with Compose's global `-p` and `-f`; after those
-/// commands (which read no stack file) they are rewritten to their long forms before clap
-/// parses the command line. `run`/`create` stop at the image: the rest is the command's.
-pub fn docker_short_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
-    // The command: the first word that is neither an option nor a global option's value.
-    let mut at = 1;
-    while at < words.len() {
-        match words[at] {
-            Some(w) if GLOBAL_WITH_VALUE.contains(&w) => at += 2,
-            Some(w) if w.starts_with('-') && w != "--" => at += 1,
-            _ => break,
-        }
-    }
-    if words.get(at) != Some(&Some("container")) {
-        return args;
-    }
-    let Some(Some(sub)) = words.get(at + 1) else {
-        return args;
-    };
-    let rewrite: &[(&str, &str)] = match *sub {
-        "run" | "create" => &[("-p", "--publish")],
-        "rm" | "remove" => &[("-f", "--force")],
-        "logs" => &[("-f", "--follow")],
-        _ => return args,
-    };
-    let stop_at_positional = matches!(*sub, "run" | "create");
-    let mut out = args.clone();
-    let mut i = at + 2;
-    while i < words.len() {
-        let Some(word) = words[i] else { break };
-        if word == "--" {
-            break;
-        }
-        if let Some((_, long)) = rewrite.iter().find(|(short, _)| *short == word) {
-            out[i] = std::ffi::OsString::from(long);
-            i += 2;
-            continue;
-        }
-        if stop_at_positional {
-            if RUN_WITH_VALUE.contains(&word) {
-                i += 2;
-                continue;
-            }
-            if !word.starts_with('-') {
-                break;
-            }
-        }
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn rewrite(args: &[&str]) -> Vec<String> {
-        docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
+        crate::cli::flags::docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()

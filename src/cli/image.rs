@@ -220,63 +220,6 @@ fn parse_platform(text: &str) -> Result<Platform, String> {
     }
 }
 
-// --- Docker's short flags ---------------------------------------------------------------------
-
-/// Global options that take a value (their value is not the subcommand).
-const GLOBAL_WITH_VALUE: &[&str] = &[
-    "-f",
-    "--file",
-    "-p",
-    "--project-name",
-    "--profile",
-    "--env-file",
-    "--project-directory",
-    "--data-root",
-    "--config",
-];
-
-/// Docker's `-f` (force) of `rmi`, `image rm` and `image prune`, and `-p` (password) of `login`,
-/// collide with Compose's global `-f` (stack file) and `-p` (project name). After those
-/// commands, which read no stack file, they mean what they mean to Docker users: this rewrites
-/// them to `--force` and `--password` before clap parses the command line.
-pub fn docker_short_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let mut words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
-    let mut i = 1;
-    // The command path: the first words that are not options or option values.
-    let mut path = Vec::new();
-    while i < words.len() && path.len() < 2 {
-        match words[i] {
-            Some("--") | None => break,
-            Some(word) if GLOBAL_WITH_VALUE.contains(&word) => i += 2,
-            Some(word) if word.starts_with('-') => i += 1,
-            Some(word) => {
-                path.push((word, i));
-                i += 1;
-                if !matches!(word, "image") {
-                    break;
-                }
-            }
-        }
-    }
-    let (from, rewrite): (usize, &[(&str, &str)]) = match path.as_slice() {
-        [("rmi", at), ..] | [("image", _), ("rm" | "remove" | "prune", at)] => {
-            (*at, &[("-f", "--force")])
-        }
-        [("login", at), ..] => (*at, &[("-p", "--password")]),
-        _ => return args,
-    };
-    let mut out = args.clone();
-    for (j, word) in words.iter_mut().enumerate().skip(from + 1) {
-        if *word == Some("--") {
-            break;
-        }
-        if let Some((_, long)) = rewrite.iter().find(|(short, _)| Some(*short) == *word) {
-            out[j] = std::ffi::OsString::from(long);
-        }
-    }
-    out
-}
-
 // --- pull ------------------------------------------------------------------------------------
 
 /// The 12 hex digits `docker pull` names a layer by.
@@ -824,7 +767,7 @@ mod tests {
     use super::*;
 
     fn rewrite(args: &[&str]) -> Vec<String> {
-        docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
+        crate::cli::flags::docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect()

@@ -10,6 +10,7 @@
 mod config;
 mod container;
 mod events;
+mod flags;
 mod human;
 mod image;
 mod login;
@@ -200,8 +201,8 @@ pub fn warn(msg: &str) {
 }
 
 pub fn main() -> ExitCode {
-    let args = container::docker_short_flags(std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(image::docker_short_flags(args)) {
+    let args = flags::docker_short_flags(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
