@@ -153,13 +153,15 @@ pub fn command(dir: &Path, options: &ExecOptions) -> Result<Command, ExecError> 
     let exe = match &options.exe {
         Some(e) => e.clone(),
         None => std::env::current_exe().map_err(|source| ExecError::Spawn {
-            id,
+            id: id.clone(),
             exe: PathBuf::from("/proc/self/exe"),
             source,
         })?,
     };
+    let copy = exe::shared_copy(&exe).map_err(|source| ExecError::Exe { id, source })?;
     let mut cmd = Command::new(exe);
-    cmd.args(["shim", "exec", "--state"]).arg(dir);
+    exe::pass_copy(&mut cmd, &copy);
+    cmd.args(["exec", "--state"]).arg(dir);
     if options.tty {
         cmd.arg("--tty");
     }
@@ -344,7 +346,8 @@ mod tests {
             args: vec!["ls".into(), "-l".into()],
             env: vec!["X=1".into()],
             working_dir: Some("/tmp".into()),
-            exe: Some("/bin/flotilla".into()),
+            // Any readable file stands for the binary: it is only copied, never run here.
+            exe: Some("/bin/true".into()),
             ..Default::default()
         };
         // No state file: a clear error naming the container.
@@ -373,12 +376,13 @@ mod tests {
             .collect();
         let parsed = parse(
             &cmd.get_args()
-                .skip(2)
+                .skip(4)
                 .map(OsString::from)
                 .collect::<Vec<_>>(),
         )
         .unwrap();
-        assert_eq!(args[..3], ["shim", "exec", "--state"]);
+        assert_eq!(args[..2], ["shim", "--exe-fd"]);
+        assert_eq!(args[3..5], ["exec", "--state"]);
         assert_eq!(parsed.state, sdir);
         assert_eq!(parsed.options.args, options.args);
         assert_eq!(parsed.options.env, options.env);

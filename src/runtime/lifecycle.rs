@@ -37,6 +37,7 @@ use crate::runtime::logs::{self, Entry};
 use crate::runtime::shim::StartReport;
 use crate::runtime::state::{self, State, Status};
 use crate::runtime::sys::cgroup::{Cgroup, Limits};
+use crate::runtime::sys::exe;
 use crate::runtime::time;
 
 /// Docker's default grace period of `stop`.
@@ -664,8 +665,14 @@ impl Runtime {
             return Err(Self::wrong(id, st.status, "start", "created or exited"));
         }
         let dir = self.dir(id);
-        let output = Command::new(&self.exe)
-            .args(["shim", "start", "--bundle"])
+        let copy = exe::shared_copy(&self.exe).map_err(|e| LifecycleError::Shim {
+            id: id.to_string(),
+            reason: format!("a sealed copy of {}: {e}", self.exe.display()),
+        })?;
+        let mut cmd = Command::new(&self.exe);
+        exe::pass_copy(&mut cmd, &copy);
+        let output = cmd
+            .args(["start", "--bundle"])
             .arg(&dir)
             .arg("--state")
             .arg(&dir)

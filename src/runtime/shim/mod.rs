@@ -264,6 +264,24 @@ fn send_report(report: std::os::fd::OwnedFd, r: &StartReport) {
 }
 
 fn run(args: &[OsString]) -> Result<u8, ShimError> {
+    // `--exe-fd N`: the launcher's shared sealed copy of the binary ([`exe::pass_copy`]).
+    let args = match args {
+        [flag, raw, rest @ ..] if flag == "--exe-fd" => {
+            let raw: i32 =
+                raw.to_str()
+                    .and_then(|r| r.parse().ok())
+                    .ok_or_else(|| ShimError::Usage {
+                        reason: format!("--exe-fd needs an fd number, not {raw:?}"),
+                    })?;
+            // A process re-executed from that copy ([`exe::ensure_sealed`]) keeps its
+            // arguments, but the fd closed on the way: it needs no copy any more.
+            if !exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
+                exe::provide(raw).map_err(|source| ShimError::Exe { source })?;
+            }
+            rest
+        }
+        _ => args,
+    };
     let Some((command, rest)) = args.split_first() else {
         return Err(ShimError::Usage {
             reason: "missing command".into(),

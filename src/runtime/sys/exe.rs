@@ -17,8 +17,13 @@
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{MemfdFlags, SealFlags};
 
@@ -79,9 +84,19 @@ fn try_exec_sealed(args: &[OsString]) -> Result<Never, ExeError> {
 
 /// A sealed memfd copy of this process's binary (close-on-exec). Made by a process outside the
 /// container (the supervisor) before it forks the container's process, so the copy's pages are
-/// charged to the supervisor, never to the container's memory limit.
+/// charged to the supervisor, never to the container's memory limit. When the process that
+/// started this one handed it a shared copy ([`provide`]), that copy is taken instead: no
+/// bytes are copied, and the process keeps no reference to it afterwards.
 pub fn sealed_copy() -> Result<OwnedFd, ExeError> {
-    let mut exe = File::open("/proc/self/exe").map_err(|source| ExeError::Open { source })?;
+    if let Some(fd) = take_provided() {
+        return Ok(fd);
+    }
+    copy_of(Path::new("/proc/self/exe"))
+}
+
+/// A sealed memfd copy of the file at `path`.
+fn copy_of(path: &Path) -> Result<OwnedFd, ExeError> {
+    let mut exe = File::open(path).map_err(|source| ExeError::Open { source })?;
     let memfd = rustix::fs::memfd_create(
         "flotilla-shim",
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
@@ -126,6 +141,84 @@ fn try_exec_fd(copy: &OwnedFd, args: &[OsString]) -> Result<Never, ExeError> {
     Err(ExeError::Exec {
         source: io::Error::from_raw_os_error(err as i32),
     })
+}
+
+/// The sealed copy the launching process handed over (`flotilla shim --exe-fd N …`).
+static PROVIDED: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Adopts the inherited fd `raw` as this process's sealed copy of its binary, for the next
+/// [`sealed_copy`] (and so [`ensure_sealed`]) to use. Refused unless `raw` is a memfd with
+/// every seal: an unsealed file would defeat the purpose.
+pub fn provide(raw: i32) -> Result<(), ExeError> {
+    let fd = inherited_fd(raw).map_err(|source| ExeError::Open { source })?;
+    let seals =
+        rustix::fs::fcntl_get_seals(&fd).map_err(|e| ExeError::Seal { source: e.into() })?;
+    if !seals.contains(SEALS) {
+        return Err(ExeError::Seal {
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {raw} is not sealed"),
+            ),
+        });
+    }
+    if let Ok(mut slot) = PROVIDED.lock() {
+        *slot = Some(fd);
+    }
+    Ok(())
+}
+
+fn take_provided() -> Option<OwnedFd> {
+    PROVIDED.lock().ok().and_then(|mut slot| slot.take())
+}
+
+/// One sealed copy of the binary at `path` per launching process (the daemon, a CLI run),
+/// shared by every shim it starts ([`pass_copy`]): a container start then copies no bytes,
+/// and a hundred containers hold one copy, not a hundred. Made again when the file at `path`
+/// changes (an upgrade in place), so a shim and its copy always agree.
+pub fn shared_copy(path: &Path) -> Result<Arc<OwnedFd>, ExeError> {
+    let meta = std::fs::metadata(path).map_err(|source| ExeError::Open { source })?;
+    let key = (
+        path.to_path_buf(),
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    );
+    let mut cache = SHARED.lock().map_err(|_| ExeError::Open {
+        source: io::Error::other("the sealed-copy cache is poisoned"),
+    })?;
+    if let Some((k, fd)) = cache.as_ref()
+        && *k == key
+    {
+        return Ok(Arc::clone(fd));
+    }
+    let fd = Arc::new(copy_of(path)?);
+    *cache = Some((key, Arc::clone(&fd)));
+    Ok(fd)
+}
+
+type CopyKey = (PathBuf, u64, u64, u64, i64, i64);
+static SHARED: Mutex<Option<(CopyKey, Arc<OwnedFd>)>> = Mutex::new(None);
+
+/// Lets the child that `cmd` spawns inherit `copy` and tells it so: `flotilla shim --exe-fd N`
+/// must be the start of `cmd`'s arguments, which this adds (call it before any other `arg`).
+pub fn pass_copy(cmd: &mut Command, copy: &Arc<OwnedFd>) {
+    let raw = copy.as_raw_fd();
+    cmd.arg("shim").arg("--exe-fd").arg(raw.to_string());
+    let keep = Arc::clone(copy);
+    // SAFETY: the closure runs in the forked child before `execve`, where only
+    // async-signal-safe calls are allowed: it makes one `fcntl(F_SETFD, 0)` on an fd that
+    // `keep` holds open in the parent (so the same number is open in the child), allocates
+    // nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(keep.as_raw_fd(), libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Takes ownership of fd `raw`, which the process that executed this one left open for it
