@@ -539,6 +539,90 @@ fn containers_share_one_sealed_copy_of_the_binary() {
     }
 }
 
+/// Healthchecks run through exec (the daemon's monitor): failures past `retries` make the
+/// container unhealthy, a passing probe healthy again, each change reported once; a probe that
+/// outlives its timeout is killed, with what it started in the container.
+#[test]
+fn healthchecks_run_through_exec_and_a_slow_probe_is_killed() {
+    use flotilla::engine::health::{self, HealthConfig, HealthStatus};
+    use std::sync::{Arc, Mutex};
+    let mut f = Fixture::new();
+    let c = f.config("touch /tmp/ready; while :; do sleep 0.05; done");
+    let id = f.run(c);
+    f.wait_for_file(&id, "tmp/ready");
+    let dir = f.dir_of(&id);
+    let exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_flotilla")));
+    let config = HealthConfig {
+        command: vec!["sh".into(), "-c".into(), "test -f /tmp/ok".into()],
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(5),
+        start_period: Duration::ZERO,
+        start_interval: Duration::from_millis(100),
+        retries: 2,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&changes);
+    let monitor = rt.spawn(health::monitor(
+        dir.clone(),
+        config.clone(),
+        exe.clone(),
+        move |s| seen.lock().unwrap().push(s),
+    ));
+    let wait_for = |want: HealthStatus| {
+        let deadline = Instant::now() + TIMEOUT;
+        while health::read(&dir).map(|h| h.status) != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "never {want}: {:?}",
+                health::read(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(HealthStatus::Unhealthy);
+    let h = health::read(&dir).unwrap();
+    assert!(h.failing_streak >= 2, "{h:?}");
+    assert!(h.log.iter().all(|p| p.exit_code == 1), "{h:?}");
+    f.sh(&id, "touch /tmp/ok");
+    wait_for(HealthStatus::Healthy);
+    assert_eq!(
+        *changes.lock().unwrap(),
+        [HealthStatus::Unhealthy, HealthStatus::Healthy]
+    );
+
+    // A probe past its timeout: -1, said so, and its process in the container is gone.
+    let slow = HealthConfig {
+        command: vec!["sleep".into(), "37".into()],
+        timeout: Duration::from_millis(300),
+        ..config
+    };
+    let started = Instant::now();
+    let probe = rt.block_on(health::run_probe(&dir, &slow, exe));
+    assert_eq!(probe.exit_code, -1, "{probe:?}");
+    assert!(probe.output.contains("exceeded timeout"), "{probe:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let deadline = Instant::now() + TIMEOUT;
+    while f.sh(&id, "ps -o args").contains("sleep 37") {
+        assert!(Instant::now() < deadline, "the timed-out probe still runs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The monitor ends with the container.
+    f.runtime().kill(&id, "KILL").unwrap();
+    f.wait_exit(&id);
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), monitor)
+            .await
+            .expect("the monitor outlived its container")
+            .unwrap();
+    });
+}
+
 #[test]
 fn init_with_a_missing_command_fails_the_start_with_127() {
     let mut f = Fixture::new();

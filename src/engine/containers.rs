@@ -445,6 +445,23 @@ impl Containers {
                 return;
             }
         }
+        if let Some(config) = super::health::read_config(&self.dir(id)) {
+            let events = self.events.clone();
+            let (i, n) = (id.to_string(), name.to_string());
+            tokio::spawn(super::health::monitor(
+                self.dir(id),
+                config,
+                Some(self.runtime.exe().to_path_buf()),
+                move |status| {
+                    events.publish(Event::now(
+                        "container",
+                        &format!("health_status: {status}"),
+                        &i,
+                        &n,
+                    ));
+                },
+            ));
+        }
         let me = self.clone();
         let (id, name, image) = (id.to_string(), name.to_string(), image.map(String::from));
         tokio::spawn(async move {

@@ -9,5 +9,6 @@ pub mod config;
 pub mod containers;
 pub mod daemon;
 pub mod events;
+pub mod health;
 pub mod locks;
 pub mod restore;

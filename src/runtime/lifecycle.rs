@@ -340,6 +340,11 @@ impl Runtime {
         &self.prefix
     }
 
+    /// The flotilla binary shims (and execs) are started from.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
     }
