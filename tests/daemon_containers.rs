@@ -818,3 +818,116 @@ fn autostart_starts_a_daemon_only_when_asked() {
         );
     });
 }
+
+/// Restart policies, enforced by the daemon on every exit: `on-failure:3` restarts a crashing
+/// container three times then leaves it exited; `always` brings back a container whose process
+/// died, but not one the user stopped; an `always` container that died while no daemon ran is
+/// brought back by the next daemon; a bad policy is refused before anything is created.
+#[test]
+fn restart_policies_are_enforced_by_the_daemon() {
+    let mut d = Daemon::start();
+    let since = now_secs();
+    let runtime = rt();
+    let starts = |events: &[Event]| events.iter().filter(|e| e.action == "start").count();
+    let always_id = runtime.block_on(async {
+        let c = d.client();
+        let bad = ContainerCreate {
+            restart: Some("sometimes".into()),
+            ..spec("bad", &["true"])
+        };
+        let e = c.create_container(&bad).await.unwrap_err();
+        assert!(e.to_string().contains("unknown restart policy"), "{e}");
+        assert!(c.list_containers(true).await.unwrap().is_empty());
+
+        let crash = c
+            .create_container(&ContainerCreate {
+                restart: Some("on-failure:3".into()),
+                ..spec("crash", &["sh", "-c", "echo run; exit 3"])
+            })
+            .await
+            .unwrap();
+        c.start_container("crash").await.unwrap();
+        // 1 + 3 runs, then it stays exited (back-off 100 + 200 + 400 ms).
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let events = events_of(&c, &since, &crash.id).await;
+            let dies = events.iter().filter(|e| e.action == "die").count();
+            if dies == 4 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{events:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let events = events_of(&c, &since, &crash.id).await;
+        assert_eq!(starts(&events), 4, "{events:?}");
+        let info = c.inspect_container("crash").await.unwrap();
+        assert_eq!(info.state.status, ContainerStatus::Exited);
+        assert_eq!(info.state.exit_code, Some(3));
+
+        let always = c
+            .create_container(&ContainerCreate {
+                restart: Some("always".into()),
+                ..spec("always", &["sleep", "1000"])
+            })
+            .await
+            .unwrap();
+        c.start_container("always").await.unwrap();
+        // Its process dies from outside: it comes back.
+        let pid = c.inspect_container("always").await.unwrap().state.pid.unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = c.inspect_container("always").await.unwrap().state;
+            if s.status == ContainerStatus::Running && s.pid != Some(pid) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "always did not come back: {s:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The user stops it: it stays stopped.
+        c.stop_container("always", Some(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let s = c.inspect_container("always").await.unwrap().state;
+        assert_eq!(s.status, ContainerStatus::Exited);
+        // The user starts it again; it runs.
+        c.start_container("always").await.unwrap();
+        always.id
+    });
+    // Dies while no daemon runs: the next daemon brings it back.
+    d.kill9();
+    let pid = state::read(&d.containers_dir().join(&always_id))
+        .unwrap()
+        .pid
+        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let rt_lib = Runtime::new(&d.root).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while rt_lib.state(&always_id).unwrap().status != Status::Exited {
+        assert!(Instant::now() < deadline, "always did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.spawn();
+    runtime.block_on(async {
+        let c = d.client();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = c.inspect_container("always").await.unwrap().state;
+            if s.status == ContainerStatus::Running {
+                break;
+            }
+            assert!(Instant::now() < deadline, "always not back after restart: {s:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        c.remove_container("always", true).await.unwrap();
+        c.remove_container("crash", false).await.unwrap();
+    });
+}

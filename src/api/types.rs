@@ -177,6 +177,10 @@ pub struct ContainerCreate {
     /// Seconds between the stop signal and SIGKILL (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
+    /// Docker's restart policy: `no` (default), `always`, `on-failure[:max]`,
+    /// `unless-stopped`; enforced by the daemon on every exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
     /// Memory limit in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i64>,

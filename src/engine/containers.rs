@@ -26,9 +26,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::engine::events::{Event, EventBus};
 use crate::engine::locks::{Guard, LockTable};
+use crate::engine::restart;
 use crate::runtime::control::{self, Reply, Request};
 use crate::runtime::lifecycle::{Container, CreateOptions, LifecycleError, Meta, Runtime};
 use crate::runtime::state::{self, State, Status};
+use crate::runtime::time;
 
 /// Why a container operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -354,16 +356,97 @@ impl Containers {
         .await
     }
 
+    /// Starts the container for the user: its restart counters start over.
     pub async fn start(self: &Arc<Self>, query: &str) -> Result<Container> {
-        let (_, c) = self.locked(query, "start", |rt, id| rt.start(id)).await?;
+        let (_, c) = self
+            .locked(query, "start", |rt, id| {
+                let _ = restart::update(&rt.dir(id), restart::Record::started_by_user);
+                rt.start(id)
+            })
+            .await?;
         self.events.publish(container_event("start", &c));
         self.watch(&c.meta.id, &c.meta.name, c.meta.image.as_deref());
         Ok(c)
     }
 
+    /// Stores `policy` as the container's restart policy (after create).
+    pub async fn set_restart_policy(&self, id: &str, policy: restart::Policy) -> Result<()> {
+        let dir = self.dir(id);
+        let record = restart::Record {
+            policy,
+            ..restart::Record::default()
+        };
+        blocking("store the restart policy", move || {
+            restart::write(&dir, &record).map_err(|source| LifecycleError::Io {
+                id: String::new(),
+                step: "write restart.json",
+                path: dir.join(restart::FILE),
+                source,
+            })
+        })
+        .await
+    }
+
+    /// After an exit: applies the container's restart policy (a delay, then a start, unless
+    /// the user stopped, started or removed it meanwhile).
+    pub async fn after_exit(self: &Arc<Self>, id: &str) {
+        let dir = self.dir(id);
+        let Ok(st) = self.state(id).await else {
+            return;
+        };
+        if st.status != Status::Exited {
+            return;
+        }
+        let Some(mut record) = restart::read(&dir) else {
+            return;
+        };
+        let ran = match (
+            st.started_at.as_deref().and_then(time::parse),
+            st.finished_at.as_deref().and_then(time::parse),
+        ) {
+            (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        let decision = record.decide(st.exit_code.unwrap_or(-1), ran);
+        if let Err(e) = restart::write(&dir, &record) {
+            tracing::warn!(id, error = %e, "record a restart decision");
+            return;
+        }
+        let restart::Decision::Restart(delay) = decision else {
+            return;
+        };
+        tokio::time::sleep(delay).await;
+        let _guard = self.lock(id).await;
+        let still = self.state(id).await.ok().map(|s| (s.status, s.finished_at));
+        if still != Some((Status::Exited, st.finished_at.clone()))
+            || restart::read(&dir).is_none_or(|r| r.manually_stopped)
+        {
+            return;
+        }
+        let rt = self.runtime.clone();
+        let i = id.to_string();
+        let started = blocking("restart", move || {
+            rt.start(&i)?;
+            rt.inspect(&i)
+        })
+        .await;
+        drop(_guard);
+        match started {
+            Ok(c) => {
+                self.events.publish(container_event("start", &c));
+                self.watch(&c.meta.id, &c.meta.name, c.meta.image.as_deref());
+            }
+            Err(e) => tracing::warn!(id, error = %e, "restart by policy"),
+        }
+    }
+
+    /// Stops the container for the user: its restart policy leaves it stopped.
     pub async fn stop(&self, query: &str, timeout: Option<Duration>) -> Result<Container> {
         let (_, c) = self
-            .locked(query, "stop", move |rt, id| rt.stop(id, timeout))
+            .locked(query, "stop", move |rt, id| {
+                let _ = restart::update(&rt.dir(id), |r| r.manually_stopped = true);
+                rt.stop(id, timeout)
+            })
             .await?;
         self.events.publish(container_event("stop", &c));
         Ok(c)
@@ -372,7 +455,10 @@ impl Containers {
     pub async fn kill(&self, query: &str, signal: &str) -> Result<Container> {
         let sig = signal.to_string();
         let (_, c) = self
-            .locked(query, "kill", move |rt, id| rt.kill(id, &sig))
+            .locked(query, "kill", move |rt, id| {
+                let _ = restart::update(&rt.dir(id), |r| r.manually_stopped = true);
+                rt.kill(id, &sig)
+            })
             .await?;
         self.events
             .publish(container_event("kill", &c).with("signal", signal));
@@ -466,8 +552,11 @@ impl Containers {
         let (id, name, image) = (id.to_string(), name.to_string(), image.map(String::from));
         tokio::spawn(async move {
             me.watch_exit(&id, &name, image.as_deref()).await;
-            let mut w = me.watched.lock().unwrap_or_else(|p| p.into_inner());
-            w.remove(&id);
+            me.watched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            me.after_exit(&id).await;
         });
     }
 

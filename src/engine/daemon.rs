@@ -431,6 +431,9 @@ async fn live_restore(containers: &Arc<Containers>, data_root: &Path) {
     };
     for c in &unseen {
         containers.publish_exit(&c.meta.id, &c.meta.name, c.meta.image.as_deref(), &c.state);
+        // Exits nobody saw are judged by the restart policy now.
+        let (me, id) = (containers.clone(), c.meta.id.clone());
+        tokio::spawn(async move { me.after_exit(&id).await });
     }
     for (id, name, image) in &report.running {
         containers.watch(id, name, image.as_deref());

@@ -11,4 +11,5 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod locks;
+pub mod restart;
 pub mod restore;

@@ -70,8 +70,22 @@ pub(super) async fn create(
     State(state): State<ServerState>,
     JsonBody(req): JsonBody<ContainerCreate>,
 ) -> Result<(StatusCode, axum::Json<Container>), ApiError> {
+    let policy = match req.restart.as_deref() {
+        Some(text) => Some(
+            crate::engine::restart::Policy::parse(text)
+                .map_err(|e| ApiError::bad_request(format!("restart: {e}")))?,
+        ),
+        None => None,
+    };
     let options = create_options(req)?;
     let c = state.containers.create(options).await?;
+    if let Some(policy) = policy {
+        // A container must not outlive a policy it could not get.
+        if let Err(e) = state.containers.set_restart_policy(&c.meta.id, policy).await {
+            let _ = state.containers.remove(&c.meta.id, true).await;
+            return Err(e.into());
+        }
+    }
     Ok((StatusCode::CREATED, axum::Json(c.into())))
 }
 
