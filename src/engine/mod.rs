@@ -11,5 +11,6 @@ pub mod daemon;
 pub mod events;
 pub mod health;
 pub mod locks;
+pub mod project;
 pub mod restart;
 pub mod restore;
