@@ -20,7 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::host::Host;
 use super::types::{
     Container, ContainerCreate, ContainerExit, ErrorBody, ErrorCode, Event, Image, ImagePull,
-    ImageRemoved, Info, LogLine, PullProgress, Version, Volume, VolumeCreate,
+    ImageRemoved, Info, LogLine, ProjectDown, ProjectProgress, ProjectSummary, ProjectUp,
+    PullProgress, Version, Volume, VolumeCreate,
 };
 
 /// How long a one-shot request may take before the client gives up on the daemon.
@@ -360,6 +361,13 @@ impl Client {
         self.call(Method::GET, path, None::<&()>).await
     }
 
+    /// `GET /v1/containers?all=…&label=…`: only containers carrying `label` (`key` or
+    /// `key=value`).
+    pub async fn list_containers_with(&self, all: bool, label: &str) -> Result<Vec<Container>> {
+        let path = format!("/v1/containers?all={all}&label={}", query_escape(label));
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
     /// `GET /v1/containers/{id}`.
     pub async fn inspect_container(&self, id: &str) -> Result<Container> {
         let path = format!("/v1/containers/{}", query_escape(id));
@@ -490,6 +498,33 @@ impl Client {
         let path = "/v1/images/pull";
         let body = Self::encode(&Method::POST, path, req)?;
         self.stream(Method::POST, path, Some(body)).await
+    }
+
+    /// `POST /v1/projects/{name}/up`: the progress stream; its last line is `done`.
+    pub async fn project_up(
+        &self,
+        name: &str,
+        req: &ProjectUp,
+    ) -> Result<JsonStream<ProjectProgress>> {
+        let path = format!("/v1/projects/{}/up", query_escape(name));
+        let body = Self::encode(&Method::POST, &path, req)?;
+        self.stream(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST /v1/projects/{name}/down`: the progress stream; its last line is `done`.
+    pub async fn project_down(
+        &self,
+        name: &str,
+        req: &ProjectDown,
+    ) -> Result<JsonStream<ProjectProgress>> {
+        let path = format!("/v1/projects/{}/down", query_escape(name));
+        let body = Self::encode(&Method::POST, &path, req)?;
+        self.stream(Method::POST, &path, Some(body)).await
+    }
+
+    /// `GET /v1/projects`.
+    pub async fn list_projects(&self) -> Result<Vec<ProjectSummary>> {
+        self.call(Method::GET, "/v1/projects", None::<&()>).await
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod containers;
 mod images;
+mod projects;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -26,8 +27,8 @@ use utoipa::OpenApi;
 use super::error::{ApiError, JsonBody, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
-    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, PullProgress, Version, Volume,
-    VolumeCreate,
+    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, ProjectDown, ProjectProgress,
+    ProjectSummary, ProjectUp, PullProgress, Version, Volume, VolumeCreate,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -45,6 +46,8 @@ pub struct ServerState {
     pub containers: Arc<Containers>,
     /// The daemon's configuration (registries for pulls).
     pub config: Arc<DaemonConfig>,
+    /// `up` and `down` of projects.
+    pub reconciler: Arc<crate::engine::reconcile::Reconciler>,
     /// Turns true when the daemon shuts down: streaming responses end then.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -70,6 +73,9 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/containers/{id}/unpause", post(containers::unpause))
         .route("/v1/containers/{id}/wait", post(containers::wait))
         .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/projects", get(projects::list))
+        .route("/v1/projects/{name}/up", post(projects::up))
+        .route("/v1/projects/{name}/down", post(projects::down))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route(
@@ -439,10 +445,12 @@ impl utoipa::Modify for Tidy {
     paths(version, info, events, create_volume, list_volumes, inspect_volume, remove_volume,
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
-        containers::wait, containers::remove, containers::logs, images::list, images::inspect,
+        containers::wait, containers::remove, containers::logs, projects::up, projects::down,
+        projects::list, images::list, images::inspect,
         images::remove, images::pull, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit,
-        ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress)),
+        ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
+        ProjectUp, ProjectDown, ProjectProgress, ProjectSummary)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;

@@ -241,6 +241,9 @@ pub struct ContainerState {
     pub oom_killed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `starting`, `healthy` or `unhealthy` when it has a healthcheck.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 /// A container, as list, inspect and the lifecycle endpoints return it.
@@ -304,6 +307,7 @@ impl From<crate::runtime::lifecycle::Container> for Container {
                 signal: s.signal,
                 oom_killed: s.oom_killed,
                 error: s.error,
+                health: None,
             },
         }
     }
@@ -409,4 +413,104 @@ pub struct ImageRemoved {
     pub deleted: Vec<String>,
     /// Bytes reclaimed.
     pub reclaimed: u64,
+}
+
+/// `POST /v1/projects/{name}/up`: converge the project to `project`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUp {
+    /// The project as the client loaded it (`flotilla config --format json`: the canonical
+    /// model, paths absolute).
+    #[schema(value_type = Object)]
+    pub project: serde_json::Value,
+    /// The stack files (absolute), recorded on the containers.
+    #[serde(default)]
+    pub config_files: Vec<String>,
+    /// The project directory, recorded on the containers.
+    #[serde(default)]
+    pub working_dir: String,
+    /// Only these services (and their dependencies unless `no_deps`); empty: all.
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub no_deps: bool,
+    #[serde(default)]
+    pub force_recreate: bool,
+    #[serde(default)]
+    pub no_recreate: bool,
+    /// `service → replicas` (`--scale`).
+    #[serde(default)]
+    pub scale: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub remove_orphans: bool,
+    /// `always`, `missing`, `never` or `build`: overrides every service's `pull_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<String>,
+    /// Create, do not start.
+    #[serde(default)]
+    pub no_start: bool,
+    /// Only plan: the stream says what would be done.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Wait until the started containers run (and are healthy, when they have a check).
+    #[serde(default)]
+    pub wait: bool,
+    /// Seconds `wait` waits at most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_timeout: Option<u64>,
+}
+
+/// `POST /v1/projects/{name}/down`: stop and remove the project's containers and networks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectDown {
+    /// The project as loaded, when the client has its stack file (external networks and
+    /// volumes known as such); none: everything labelled with the project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub project: Option<serde_json::Value>,
+    /// Also remove the named volumes (`-v`).
+    #[serde(default)]
+    pub volumes: bool,
+    #[serde(default)]
+    pub remove_orphans: bool,
+    /// Seconds between the stop signal and SIGKILL (default: each container's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One line of the `up` / `down` stream: an object changed state, or the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectProgress {
+    /// `network`, `volume`, `image`, `container`, `plan` (a `dry_run` line), `warning`,
+    /// `done` (the last line).
+    pub kind: String,
+    /// The object's name (empty for `plan`, `warning`, `done`).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Compose's words: `Creating`, `Created`, `Starting`, `Started`, `Waiting`, `Healthy`,
+    /// `Recreate`, `Recreated`, `Stopping`, `Stopped`, `Removing`, `Removed`, `Pulling`,
+    /// `Pulled`, `Running`, `Error`; for `done`: `ok` or `failed`.
+    #[serde(default)]
+    pub status: String,
+    /// Why (a recreate's reasons, an error's message, a plan line, a warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Milliseconds since the operation began.
+    #[serde(default)]
+    pub elapsed_ms: u64,
+}
+
+/// `GET /v1/projects`: a project known by its containers' labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProjectSummary {
+    pub name: String,
+    /// Compose's `running(2), exited(1)`.
+    pub status: String,
+    /// The stack files of its newest container, comma-separated.
+    pub config_files: String,
 }

@@ -7,6 +7,7 @@
 //! `push`, `images`, `login`, `logout`) run in-process against the data root (`--data-root`) with
 //! the daemon configuration file (`--config`).
 
+mod compose;
 mod config;
 mod container;
 mod events;
@@ -138,6 +139,14 @@ pub enum Command {
     Version(system::FormatArgs),
     /// Show the daemon's events, live or from --since
     Events(events::EventsArgs),
+    /// Create and start the stack's containers (converge it to the stack file)
+    Up(compose::UpArgs),
+    /// Stop and remove the stack's containers and networks
+    Down(compose::DownArgs),
+    /// List the stack's containers
+    Ps(compose::PsArgs),
+    /// List projects
+    Ls(compose::LsArgs),
 }
 
 impl ProjectArgs {
@@ -229,6 +238,10 @@ pub fn main() -> ExitCode {
         Command::Info(args) => system::info(&cli.engine, &cli.host, args),
         Command::Version(args) => system::version(&cli.engine, &cli.host, args),
         Command::Events(args) => events::run(&cli.engine, &cli.host, args),
+        Command::Up(args) => compose::up(&cli.engine, &cli.host, &cli.project, args),
+        Command::Down(args) => compose::down(&cli.engine, &cli.host, &cli.project, args),
+        Command::Ps(args) => compose::ps(&cli.engine, &cli.host, &cli.project, args),
+        Command::Ls(args) => compose::ls(&cli.engine, &cli.host, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,9 @@ pub struct Containers {
     events: EventBus,
     watched: Mutex<HashSet<String>>,
     records: Arc<RecordCache>,
+    /// The exit (its `finished_at`) whose `die` was published, per container: the watcher and
+    /// a removal racing it publish it once, and always before `destroy`.
+    exits: Mutex<HashMap<String, Option<String>>>,
 }
 
 /// How recent a file's mtime may be for its `stat` key to be trusted: a write within the same
@@ -253,11 +256,17 @@ impl Containers {
             events,
             watched: Mutex::new(HashSet::new()),
             records: Arc::new(RecordCache::default()),
+            exits: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Drops what is cached about a container removed by someone else (the reconciler).
+    pub fn forget(&self, id: &str) {
+        self.records.forget(id);
     }
 
     pub fn events(&self) -> &EventBus {
@@ -484,12 +493,27 @@ impl Containers {
         let id = self.resolve(query).await?;
         let _guard = self.lock(&id).await;
         let rt = self.runtime.clone();
+        let c = {
+            let (rt, id) = (rt.clone(), id.clone());
+            blocking("inspect", move || rt.inspect(&id)).await?
+        };
+        // An exit the watcher has not reported yet is reported before the removal.
+        if matches!(c.state.status, Status::Exited) {
+            self.publish_exit(&c.meta.id, &c.meta.name, c.meta.image.as_deref(), &c.state);
+        }
         let c = blocking("remove", move || {
             let c = rt.inspect(&id)?;
             rt.rm(&id, force)?;
             Ok(c)
         })
         .await?;
+        // The entry stays (a watcher that read the exit before the removal must not publish
+        // it again); entries of removed containers are dropped in bulk now and then.
+        let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        if exits.len() > 4096 {
+            exits.retain(|id, _| self.runtime.dir(id).exists());
+        }
+        drop(exits);
         if matches!(c.state.status, Status::Running | Status::Paused) {
             self.events
                 .publish(container_event("kill", &c).with("signal", "SIGKILL"));
@@ -604,6 +628,13 @@ impl Containers {
 
     /// Publishes `oom` (when the kernel killed it for memory) and `die` with the exit code.
     pub fn publish_exit(&self, id: &str, name: &str, image: Option<&str>, st: &State) {
+        {
+            let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+            if exits.get(id) == Some(&st.finished_at) {
+                return;
+            }
+            exits.insert(id.to_string(), st.finished_at.clone());
+        }
         let base = |action: &str| {
             let e = Event::now("container", action, id, name);
             match image {

@@ -25,10 +25,14 @@ use crate::api::server::{ServerState, router};
 use crate::engine::config::{ConfigError, DaemonConfig};
 use crate::engine::containers::Containers;
 use crate::engine::events::{EventBus, EventFilter};
+use crate::engine::project::ProjectEngine;
+use crate::engine::reconcile::Reconciler;
 use crate::engine::restore;
+use crate::network::Networks;
 use crate::runtime::lifecycle::{LifecycleError, Runtime};
 use crate::runtime::state::Status;
 use crate::store::{Store, StoreError};
+use crate::volume::Volumes;
 
 /// The lock file inside the data root; it holds the pid of the daemon that has it locked.
 pub const LOCK_FILE: &str = "daemon.lock";
@@ -45,6 +49,8 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("networks: {0}")]
+    Network(String),
     #[error(
         "--host {host}: a TCP listener needs a bearer token; set `[api] token` in the daemon config"
     )]
@@ -169,8 +175,27 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         path: opts.data_root.clone(),
         source,
     })?;
-    let containers = Containers::new(Runtime::new(&opts.data_root)?, events);
+    let runtime = Runtime::new(&opts.data_root)?;
+    // Host-global network names carry 4 characters of the data root's hash (the runtime's
+    // cgroup prefix): two daemons on two roots do not meet.
+    let net_prefix: String = runtime.prefix().chars().take(4).collect();
+    let networks = Networks::new(&opts.data_root, &net_prefix, store.clone())
+        .map_err(|e| DaemonError::Network(e.to_string()))?;
+    let volumes = Volumes::new(&opts.data_root, store.clone());
+    let engine = Arc::new(ProjectEngine::new(
+        &opts.data_root,
+        runtime.clone(),
+        Arc::new(networks),
+        volumes,
+    ));
+    let containers = Containers::new(runtime, events);
     let config = Arc::new(config);
+    let reconciler = Reconciler::new(
+        engine,
+        containers.clone(),
+        opts.data_root.clone(),
+        config.clone(),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -179,7 +204,10 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         .map_err(DaemonError::Runtime)?;
     let result = runtime.block_on(async {
         live_restore(&containers, &opts.data_root).await;
-        serve(opts, &hosts, tcp, token, store, containers, config, &lock).await
+        serve(
+            opts, &hosts, tcp, token, store, containers, config, reconciler, &lock,
+        )
+        .await
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     lock.release();
@@ -459,6 +487,7 @@ async fn serve(
     store: Arc<Store>,
     containers: Arc<Containers>,
     config: Arc<DaemonConfig>,
+    reconciler: Arc<Reconciler>,
     lock: &DaemonLock,
 ) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -467,6 +496,7 @@ async fn serve(
         events: containers.events().clone(),
         containers,
         config,
+        reconciler,
         data_root: opts.data_root.clone(),
         shutdown: stop_rx.clone(),
     };

@@ -61,6 +61,13 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
     })
 }
 
+/// Adds the healthcheck's status (the daemon's monitor keeps it in the state dir).
+fn with_health(state: &ServerState, mut c: Container) -> Container {
+    c.state.health =
+        crate::engine::health::read(&state.containers.dir(&c.id)).map(|h| h.status.to_string());
+    c
+}
+
 /// Creates a container (not started).
 #[utoipa::path(post, path = "/v1/containers", tag = "containers", request_body = ContainerCreate,
     responses((status = 201, body = Container), (status = 400, body = ErrorBody),
@@ -81,7 +88,11 @@ pub(super) async fn create(
     let c = state.containers.create(options).await?;
     if let Some(policy) = policy {
         // A container must not outlive a policy it could not get.
-        if let Err(e) = state.containers.set_restart_policy(&c.meta.id, policy).await {
+        if let Err(e) = state
+            .containers
+            .set_restart_policy(&c.meta.id, policy)
+            .await
+        {
             let _ = state.containers.remove(&c.meta.id, true).await;
             return Err(e.into());
         }
@@ -121,7 +132,7 @@ pub(super) async fn list(
                     None => c.meta.labels.contains_key(k),
                 })
             })
-            .map(Container::from)
+            .map(|c| with_health(&state, c.into()))
             .collect(),
     ))
 }
@@ -134,7 +145,10 @@ pub(super) async fn inspect(
     State(state): State<ServerState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Container>, ApiError> {
-    Ok(axum::Json(state.containers.inspect(&id).await?.into()))
+    Ok(axum::Json(with_health(
+        &state,
+        state.containers.inspect(&id).await?.into(),
+    )))
 }
 
 /// Starts a created or exited container; returns once its process runs.

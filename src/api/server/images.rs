@@ -13,11 +13,11 @@ use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{
     ErrorBody, ErrorCode, Event, Image, ImagePull, ImageRemoved, PullProgress,
 };
-use crate::image::manage::{self, StoreLock};
-use crate::image::pull::{self, Progress, PullError, PullEvent, PullOptions};
+use crate::image::manage;
+use crate::image::pull::{Progress, PullError, PullEvent, PullOptions};
 use crate::image::record::{ImageRecord, Platform};
 use crate::image::reference::Reference;
-use crate::image::registry::{self, RegistryOptions};
+use crate::image::registry::RegistryOptions;
 use crate::image::store::Store;
 
 fn image_of(store: &Store, r: &ImageRecord, with_config: bool) -> Image {
@@ -149,14 +149,7 @@ fn parse_platform(text: &str) -> Result<Platform, ApiError> {
 
 /// The daemon's registry settings plus the credentials of its Docker config for `reference`.
 fn registry_options(state: &ServerState, reference: &Reference) -> RegistryOptions {
-    let mut options = state.config.registry_options();
-    if let Ok(path) = crate::image::credentials::docker_config_path() {
-        match registry::docker_config_auth(&path, &reference.registry) {
-            Ok(auth) => options.auth = auth,
-            Err(e) => tracing::warn!(error = %e, "read registry credentials"),
-        }
-    }
-    options
+    crate::engine::images::registry_options(&state.config, reference)
 }
 
 fn progress_of(event: &PullEvent) -> PullProgress {
@@ -247,21 +240,14 @@ fn pull_blocking(
     reference: &Reference,
     options: &PullOptions,
 ) -> Result<Image, Box<PullProgress>> {
-    let internal = |message: String| {
-        Box::new(PullProgress {
+    use crate::engine::images::PullFailure;
+    match crate::engine::images::pull_blocking(root, reference, options) {
+        Ok((store, report)) => Ok(image_of(&store, &report.record, false)),
+        Err(PullFailure::Pull(e)) => Err(Box::new(pull_error(&e))),
+        Err(PullFailure::Setup(message)) => Err(Box::new(PullProgress {
             message: Some(message),
             code: Some(ErrorCode::Internal),
             ..PullProgress::status("error")
-        })
-    };
-    let store = Store::open(root).map_err(|e| internal(format!("open the image store: {e}")))?;
-    let _lock = StoreLock::shared(&store).map_err(|e| internal(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| internal(format!("start a runtime for the pull: {e}")))?;
-    match rt.block_on(pull::pull(&store, reference, options)) {
-        Ok(report) => Ok(image_of(&store, &report.record, false)),
-        Err(e) => Err(Box::new(pull_error(&e))),
+        })),
     }
 }

@@ -1,0 +1,104 @@
+//! `/v1/projects`: `up` and `down` of a project (the reconciler, streamed as newline-delimited
+//! [`ProjectProgress`] lines, the last one `done`), and the projects known by their
+//! containers' labels.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use tokio::sync::mpsc;
+
+use super::{ServerState, ndjson};
+use crate::api::error::{ApiError, JsonBody};
+use crate::api::types::{ProjectDown, ProjectProgress, ProjectSummary, ProjectUp};
+use crate::plan::labels;
+use crate::spec::units::check_project_name;
+
+fn checked(name: &str) -> Result<(), ApiError> {
+    check_project_name(name).map_err(|e| ApiError::bad_request(format!("project name: {e}")))
+}
+
+/// Converges a project to the stack sent: creates, recreates, starts and removes what the
+/// plan says, streaming each step.
+#[utoipa::path(post, path = "/v1/projects/{name}/up", tag = "projects", request_body = ProjectUp,
+    params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "newline-delimited JSON progress, the last line `done`",
+        body = ProjectProgress, content_type = "application/x-ndjson"),
+        (status = 400, body = crate::api::types::ErrorBody),
+        (status = 409, description = "another up or down runs on the project",
+            body = crate::api::types::ErrorBody)))]
+pub(super) async fn up(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<ProjectUp>,
+) -> Result<Response, ApiError> {
+    checked(&name)?;
+    state
+        .reconciler
+        .check_free(&name)
+        .map_err(ApiError::conflict)?;
+    let (tx, rx) = mpsc::channel::<ProjectProgress>(1024);
+    tokio::spawn(state.reconciler.clone().up(name, req, tx));
+    Ok(ndjson(rx, state.shutdown.clone()))
+}
+
+/// Stops and removes a project's containers and networks (and with `volumes` its volumes).
+#[utoipa::path(post, path = "/v1/projects/{name}/down", tag = "projects", request_body = ProjectDown,
+    params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "newline-delimited JSON progress, the last line `done`",
+        body = ProjectProgress, content_type = "application/x-ndjson"),
+        (status = 400, body = crate::api::types::ErrorBody),
+        (status = 409, description = "another up or down runs on the project",
+            body = crate::api::types::ErrorBody)))]
+pub(super) async fn down(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<ProjectDown>,
+) -> Result<Response, ApiError> {
+    checked(&name)?;
+    state
+        .reconciler
+        .check_free(&name)
+        .map_err(ApiError::conflict)?;
+    let (tx, rx) = mpsc::channel::<ProjectProgress>(1024);
+    tokio::spawn(state.reconciler.clone().down(name, req, tx));
+    Ok(ndjson(rx, state.shutdown.clone()))
+}
+
+/// The projects that have containers, by name (Compose's `ls -a`).
+#[utoipa::path(get, path = "/v1/projects", tag = "projects",
+    responses((status = 200, body = Vec<ProjectSummary>)))]
+pub(super) async fn list(
+    State(state): State<ServerState>,
+) -> Result<axum::Json<Vec<ProjectSummary>>, ApiError> {
+    let all = state.containers.list().await?;
+    // name → (status → count, config files of the newest container)
+    let mut projects: BTreeMap<String, (BTreeMap<String, usize>, String)> = BTreeMap::new();
+    for c in all {
+        let Some(project) = c.meta.labels.get(labels::PROJECT) else {
+            continue;
+        };
+        let entry = projects.entry(project.clone()).or_default();
+        *entry
+            .0
+            .entry(format!("{:?}", c.state.status).to_lowercase())
+            .or_default() += 1;
+        if let Some(files) = c.meta.labels.get(labels::CONFIG_FILES) {
+            entry.1 = files.clone();
+        }
+    }
+    Ok(axum::Json(
+        projects
+            .into_iter()
+            .map(|(name, (counts, config_files))| ProjectSummary {
+                name,
+                status: counts
+                    .iter()
+                    .map(|(s, n)| format!("{s}({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config_files,
+            })
+            .collect(),
+    ))
+}
