@@ -115,6 +115,16 @@ pub fn plan_up(
             .into_iter()
             .collect()
     };
+    // One-shot jobs: services another one waits on to complete successfully. Once such a
+    // container exited 0 with an unchanged configuration it has done its work, and a second
+    // `up` leaves it alone (Compose would run it again).
+    let jobs: HashSet<&str> = project
+        .services
+        .values()
+        .flat_map(|s| s.depends_on.iter())
+        .filter(|(_, dep)| dep.condition == "service_completed_successfully")
+        .map(|(name, _)| name.as_str())
+        .collect();
     let order: Vec<String> = graph.start_waves().into_iter().flatten().collect();
     let counts: HashMap<&str, u32> = project
         .services
@@ -282,8 +292,11 @@ pub fn plan_up(
                 )),
                 Some(c) => {
                     let reasons = recreate_reasons(c, &desired, options, &cascade);
+                    let completed = jobs.contains(name.as_str())
+                        && c.status == ContainerStatus::Exited
+                        && c.exit_code == Some(0);
                     if reasons.is_empty() {
-                        if !options.no_start && !c.status.is_up() {
+                        if !options.no_start && !c.status.is_up() && !completed {
                             done.started.push(plan.push(
                                 Action::StartContainer {
                                     service: name.clone(),

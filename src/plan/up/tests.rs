@@ -111,6 +111,28 @@ fn stopped_identical_containers_only_start() {
 }
 
 #[test]
+fn a_finished_one_shot_job_is_not_run_again() {
+    let (p, d, mut actual) = fresh();
+    for c in &mut actual.containers {
+        if c.service == "migrate" {
+            c.status = ContainerStatus::Exited;
+            c.exit_code = Some(0);
+        }
+    }
+    assert!(up(&p, &actual, &d, &UpOptions::default()).is_empty());
+    // A failed job runs again.
+    for c in &mut actual.containers {
+        if c.service == "migrate" {
+            c.exit_code = Some(1);
+        }
+    }
+    assert_eq!(
+        lines(&up(&p, &actual, &d, &UpOptions::default())),
+        vec!["migrate: start demo-migrate-1 (after db healthy)"]
+    );
+}
+
+#[test]
 fn changed_environment_recreates_only_that_service_and_says_why() {
     let (_, d, actual) = fresh();
     let p = project(&STACK.replace("DB: db", "DB: db2"));
