@@ -1,7 +1,7 @@
 //! The daemon configuration file (`/etc/flotilla/daemon.toml`, overridable with `--config` or
 //! `FLOTILLA_CONFIG`): engine-wide settings that are not part of any stack. Today it holds the
 //! `[registries]` section (Docker Hub mirrors, plain-HTTP registries, the Docker Hub endpoint,
-//! connect and read timeouts) and `[api]`; address pools and log sizes
+//! connect and read timeouts), `[api]` and `[dns]` (upstream resolvers); address pools and log sizes
 //! join it with their issues. Unknown keys are errors naming the file, the line and the key, so a
 //! typo never silently does nothing. A missing default file means "all defaults"; a missing file
 //! the user named is an error.
@@ -47,6 +47,38 @@ pub struct DaemonConfig {
     pub registries: Registries,
     #[serde(default)]
     pub api: Api,
+    #[serde(default)]
+    pub dns: Dns,
+}
+
+/// `[dns]`: the embedded DNS servers of the networks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Resolvers (`ip` or `ip:port`) for names that are not services or containers; absent:
+    /// the host's `/etc/resolv.conf` (loopback ones skipped); `[]`: such names are not found.
+    #[serde(default)]
+    pub upstreams: Option<Vec<String>>,
+}
+
+impl Dns {
+    /// The upstream resolvers as socket addresses (port 53 unless given).
+    pub fn upstream_addrs(&self) -> Result<Option<Vec<std::net::SocketAddr>>, String> {
+        let Some(list) = &self.upstreams else {
+            return Ok(None);
+        };
+        list.iter()
+            .map(|u| {
+                u.parse::<std::net::SocketAddr>()
+                    .or_else(|_| {
+                        u.parse::<std::net::IpAddr>()
+                            .map(|ip| std::net::SocketAddr::new(ip, 53))
+                    })
+                    .map_err(|_| format!("{u:?} is not an address (want ip or ip:port)"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
 }
 
 /// `[api]`: how the REST API is served.
@@ -123,6 +155,9 @@ impl DaemonConfig {
             key,
             reason,
         };
+        self.dns
+            .upstream_addrs()
+            .map_err(|reason| invalid("dns.upstreams".into(), reason))?;
         for (i, mirror) in self.registries.mirrors.iter().enumerate() {
             let key = format!("registries.mirrors[{i}]");
             let rest = mirror

@@ -39,6 +39,9 @@ pub enum EngineError {
     Lifecycle(#[from] LifecycleError),
     #[error("{what}: the worker task failed: {reason}")]
     Task { what: String, reason: String },
+    /// A published port could not be bound: the container was not started.
+    #[error("container {name}: {reason}")]
+    Ports { name: String, reason: String },
 }
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -54,6 +57,8 @@ pub struct Containers {
     /// The exit (its `finished_at`) whose `die` was published, per container: the watcher and
     /// a removal racing it publish it once, and always before `destroy`.
     exits: Mutex<HashMap<String, Option<String>>>,
+    /// DNS names and published ports, following starts and stops (none in library use).
+    netsvc: std::sync::OnceLock<Arc<super::netsvc::NetServices>>,
 }
 
 /// How recent a file's mtime may be for its `stat` key to be trusted: a write within the same
@@ -257,6 +262,7 @@ impl Containers {
             watched: Mutex::new(HashSet::new()),
             records: Arc::new(RecordCache::default()),
             exits: Mutex::new(HashMap::new()),
+            netsvc: std::sync::OnceLock::new(),
         })
     }
 
@@ -365,17 +371,85 @@ impl Containers {
         .await
     }
 
+    /// Gives the containers their network services (DNS names, published ports).
+    pub fn set_netsvc(&self, netsvc: Arc<super::netsvc::NetServices>) {
+        let _ = self.netsvc.set(netsvc);
+    }
+
     /// Starts the container for the user: its restart counters start over.
     pub async fn start(self: &Arc<Self>, query: &str) -> Result<Container> {
-        let (_, c) = self
-            .locked(query, "start", |rt, id| {
-                let _ = restart::update(&rt.dir(id), restart::Record::started_by_user);
-                rt.start(id)
-            })
-            .await?;
+        let id = self.resolve(query).await?;
+        let _guard = self.lock(&id).await;
+        let dir = self.dir(&id);
+        let _ = restart::update(&dir, restart::Record::started_by_user);
+        self.start_locked(&id).await
+    }
+
+    /// Starts container `id` (its lock held): published ports bound first, then the process,
+    /// then its names in the DNS; the `start` event, and the exit watcher.
+    async fn start_locked(self: &Arc<Self>, id: &str) -> Result<Container> {
+        let netsvc = self.netsvc.get().cloned();
+        if let Some(ns) = &netsvc
+            && let Err(reason) = ns.publish(id).await
+        {
+            let name = self
+                .runtime
+                .meta(id)
+                .map(|m| m.name)
+                .unwrap_or_else(|_| id.to_string());
+            return Err(EngineError::Ports { name, reason });
+        }
+        let rt = self.runtime.clone();
+        let i = id.to_string();
+        let started = blocking("start", move || {
+            rt.start(&i)?;
+            rt.inspect(&i)
+        })
+        .await;
+        let c = match started {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(ns) = &netsvc {
+                    ns.unregister(id).await;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(ns) = &netsvc {
+            ns.register(id).await;
+        }
         self.events.publish(container_event("start", &c));
         self.watch(&c.meta.id, &c.meta.name, c.meta.image.as_deref());
         Ok(c)
+    }
+
+    /// Re-adopts a container found running at daemon start: its ports and DNS names again.
+    pub async fn adopt(&self, id: &str) {
+        if let Some(ns) = self.netsvc.get() {
+            if let Err(e) = ns.publish(id).await {
+                tracing::warn!(id, error = %e, "publish the ports of a running container");
+            }
+            ns.register(id).await;
+        }
+    }
+
+    /// Releases a container's ports and DNS names (before someone else removes it).
+    pub async fn release(&self, id: &str) {
+        if let Some(ns) = self.netsvc.get() {
+            ns.unregister(id).await;
+        }
+    }
+
+    /// Stops the DNS server of a network about to be removed.
+    pub async fn network_removed(&self, name: &str) {
+        if let Some(ns) = self.netsvc.get() {
+            ns.network_removed(name).await;
+        }
+    }
+
+    /// The published ports of a container as bound.
+    pub fn ports(&self, id: &str) -> Vec<crate::network::proxy::PortBinding> {
+        self.netsvc.get().map(|ns| ns.ports(id)).unwrap_or_default()
     }
 
     /// Stores `policy` as the container's restart policy (after create).
@@ -432,20 +506,8 @@ impl Containers {
         {
             return;
         }
-        let rt = self.runtime.clone();
-        let i = id.to_string();
-        let started = blocking("restart", move || {
-            rt.start(&i)?;
-            rt.inspect(&i)
-        })
-        .await;
-        drop(_guard);
-        match started {
-            Ok(c) => {
-                self.events.publish(container_event("start", &c));
-                self.watch(&c.meta.id, &c.meta.name, c.meta.image.as_deref());
-            }
-            Err(e) => tracing::warn!(id, error = %e, "restart by policy"),
+        if let Err(e) = self.start_locked(id).await {
+            tracing::warn!(id, error = %e, "restart by policy");
         }
     }
 
@@ -497,6 +559,9 @@ impl Containers {
             let (rt, id) = (rt.clone(), id.clone());
             blocking("inspect", move || rt.inspect(&id)).await?
         };
+        if let Some(ns) = self.netsvc.get() {
+            ns.unregister(&c.meta.id).await;
+        }
         // An exit the watcher has not reported yet is reported before the removal.
         if matches!(c.state.status, Status::Exited) {
             self.publish_exit(&c.meta.id, &c.meta.name, c.meta.image.as_deref(), &c.state);
@@ -580,6 +645,9 @@ impl Containers {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
+            if let Some(ns) = me.netsvc.get() {
+                ns.unregister(&id).await;
+            }
             me.after_exit(&id).await;
         });
     }

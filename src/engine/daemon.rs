@@ -25,6 +25,7 @@ use crate::api::server::{ServerState, router};
 use crate::engine::config::{ConfigError, DaemonConfig};
 use crate::engine::containers::Containers;
 use crate::engine::events::{EventBus, EventFilter};
+use crate::engine::netsvc::NetServices;
 use crate::engine::project::ProjectEngine;
 use crate::engine::reconcile::Reconciler;
 use crate::engine::restore;
@@ -179,16 +180,22 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
     // Host-global network names carry 4 characters of the data root's hash (the runtime's
     // cgroup prefix): two daemons on two roots do not meet.
     let net_prefix: String = runtime.prefix().chars().take(4).collect();
-    let networks = Networks::new(&opts.data_root, &net_prefix, store.clone())
-        .map_err(|e| DaemonError::Network(e.to_string()))?;
+    let networks = Arc::new(
+        Networks::new(&opts.data_root, &net_prefix, store.clone())
+            .map_err(|e| DaemonError::Network(e.to_string()))?,
+    );
     let volumes = Volumes::new(&opts.data_root, store.clone());
-    let engine = Arc::new(ProjectEngine::new(
-        &opts.data_root,
-        runtime.clone(),
-        Arc::new(networks),
-        volumes,
-    ));
+    let engine = Arc::new(
+        ProjectEngine::new(&opts.data_root, runtime.clone(), networks.clone(), volumes)
+            .with_gateway_dns(true),
+    );
+    let upstreams = match config.dns.upstream_addrs() {
+        Ok(Some(list)) => list,
+        _ => crate::network::dns::host_upstreams().unwrap_or_default(),
+    };
+    let netsvc = NetServices::new(networks, runtime.clone(), upstreams);
     let containers = Containers::new(runtime, events);
+    containers.set_netsvc(netsvc);
     let config = Arc::new(config);
     let reconciler = Reconciler::new(
         engine,
@@ -464,6 +471,7 @@ async fn live_restore(containers: &Arc<Containers>, data_root: &Path) {
         tokio::spawn(async move { me.after_exit(&id).await });
     }
     for (id, name, image) in &report.running {
+        containers.adopt(id).await;
         containers.watch(id, name, image.as_deref());
     }
     tracing::info!(

@@ -12,6 +12,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod locks;
+pub mod netsvc;
 pub mod reconcile;
 pub mod project;
 pub mod restart;

@@ -697,6 +697,7 @@ impl Reconciler {
             }
             Action::RemoveNetwork { key, name } => {
                 report.send("network", name, None, "Removing", None);
+                self.containers.network_removed(name).await;
                 let net = project.networks.get(key).cloned().unwrap_or_default();
                 let key = key.clone();
                 blocking(move || {
@@ -759,6 +760,7 @@ impl Reconciler {
             let containers = self.containers.clone();
             move |id: &str| containers.dir(id)
         };
+        let ports = svc.ports.clone();
         let id = blocking(move || {
             let image = image_ref(&project.name, &service, &svc);
             let image_check = Store::open(&root)
@@ -778,6 +780,7 @@ impl Reconciler {
                 if let Some(check) = &check {
                     health::write_config(&dir, check)?;
                 }
+                super::netsvc::write_ports(&dir, &ports)?;
                 restart::write(
                     &dir,
                     &restart::Record {
@@ -821,6 +824,7 @@ impl Reconciler {
                 .map_err(|e| e.to_string())?;
         }
         let _guard = self.containers.lock(id).await;
+        self.containers.release(id).await;
         let engine = self.engine.clone();
         let i = id.to_string();
         blocking(move || engine.remove(&i, volumes).map_err(|e| e.to_string())).await?;

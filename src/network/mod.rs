@@ -17,10 +17,12 @@
 //! its bridge happen under a host-wide file lock (`/run/flotilla/network.lock`): the host's
 //! routes are read (netlink) and every subnet they touch is skipped, including other daemons'.
 
+pub mod dns;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
