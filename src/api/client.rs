@@ -445,10 +445,14 @@ impl Client {
 
     /// `DELETE /v1/containers/{id}`.
     pub async fn remove_container(&self, id: &str, force: bool) -> Result<()> {
+        self.remove_container_with(id, force, false).await
+    }
+
+    /// `DELETE /v1/containers/{id}?force=…&v=…`: with `volumes`, its anonymous volumes too.
+    pub async fn remove_container_with(&self, id: &str, force: bool, volumes: bool) -> Result<()> {
         let path = format!(
-            "/v1/containers/{}{}",
-            query_escape(id),
-            if force { "?force=true" } else { "" }
+            "/v1/containers/{}?force={force}&v={volumes}",
+            query_escape(id)
         );
         self.call(Method::DELETE, &path, None::<&()>).await
     }

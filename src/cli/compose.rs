@@ -1,11 +1,23 @@
-//! The Compose commands on a project: `up`, `down`, `ps`, `ls`. The stack is loaded here, in
-//! the client (like `docker compose`: paths, `.env` and the process environment are the
-//! user's), and sent to the daemon as its canonical model; the daemon plans and converges, and
-//! streams each step back (`api::types::ProjectProgress`), rendered as Compose's plain lines.
+//! The Compose commands on a project: `up`, `down`, `ps`, `ls` here; `logs` and attached `up`
+//! in [`logs`] and [`attach`]; `start`, `stop`, `restart`, `kill`, `pause`, `unpause`, `rm`,
+//! `wait`, and `compose events` / `compose images` in [`ops`]. The stack is loaded here, in the
+//! client (like `docker compose`: paths, `.env` and the process environment are the user's), and
+//! sent to the daemon as its canonical model; the daemon plans and converges, and streams each
+//! step back (`api::types::ProjectProgress`), rendered as Compose's plain lines. The other
+//! commands find the project's containers by their Compose labels and act on each through the
+//! container API, all at once.
+//!
+//! Every command is also under `flotilla compose …`, so `alias docker-compose='flotilla
+//! compose'` works; `events` and `images` are only there (the top-level names are Docker's).
+
+mod attach;
+mod logs;
+mod ops;
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out, warn};
@@ -14,12 +26,137 @@ use crate::api::types::{Container, ContainerStatus, ProjectDown, ProjectProgress
 use crate::plan::labels;
 use crate::spec::load::{self, Loaded};
 
+/// The project commands, at the top level and under `compose`.
+#[derive(Subcommand, Debug)]
+pub enum ProjectCommand {
+    /// Create and start the stack's containers (converge it to the stack file)
+    Up(UpArgs),
+    /// Stop and remove the stack's containers and networks
+    Down(DownArgs),
+    /// List the stack's containers
+    Ps(PsArgs),
+    /// List projects
+    Ls(LsArgs),
+    /// Show the logs of the stack's containers
+    Logs(logs::LogsArgs),
+    /// Start the stack's stopped containers
+    Start(ops::ServicesArgs),
+    /// Stop the stack's running containers
+    Stop(ops::StopArgs),
+    /// Restart the stack's containers
+    Restart(ops::StopArgs),
+    /// Send a signal (default SIGKILL) to the stack's running containers
+    Kill(ops::KillArgs),
+    /// Pause the stack's running containers
+    Pause(ops::ServicesArgs),
+    /// Unpause the stack's paused containers
+    Unpause(ops::ServicesArgs),
+    /// Remove the stack's stopped containers
+    Rm(ops::RmArgs),
+    /// Wait until the services' containers stop; exit with the first one's code
+    Wait(ops::WaitArgs),
+}
+
+/// `flotilla compose …`: every project command under Compose's own group.
+#[derive(Args, Debug)]
+pub struct ComposeArgs {
+    #[command(subcommand)]
+    pub command: ComposeCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComposeCommand {
+    #[command(flatten)]
+    Project(ProjectCommand),
+    /// Show the events of the stack's containers, live
+    Events(ops::EventsArgs),
+    /// List the images the stack's containers use
+    Images(ops::ImagesArgs),
+}
+
+/// Runs a project command; its exit code (1 with the message on standard error on failure).
+pub fn run(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    command: &ProjectCommand,
+) -> ExitCode {
+    let done = |r: Result<(), String>| r.map(|()| 0u8);
+    let result = match command {
+        ProjectCommand::Up(args) => up(engine, hosts, project, args),
+        ProjectCommand::Down(args) => done(down(engine, hosts, project, args)),
+        ProjectCommand::Ps(args) => done(ps(engine, hosts, project, args)),
+        ProjectCommand::Ls(args) => done(ls(engine, hosts, args)),
+        ProjectCommand::Logs(args) => logs::logs(engine, hosts, project, args),
+        ProjectCommand::Start(args) => ops::start(engine, hosts, project, args),
+        ProjectCommand::Stop(args) => ops::stop(engine, hosts, project, args, false),
+        ProjectCommand::Restart(args) => ops::stop(engine, hosts, project, args, true),
+        ProjectCommand::Kill(args) => ops::kill(engine, hosts, project, args),
+        ProjectCommand::Pause(args) => ops::pause(engine, hosts, project, args, true),
+        ProjectCommand::Unpause(args) => ops::pause(engine, hosts, project, args, false),
+        ProjectCommand::Rm(args) => ops::rm(engine, hosts, project, args),
+        ProjectCommand::Wait(args) => ops::wait(engine, hosts, project, args),
+    };
+    exit(result)
+}
+
+/// Runs `flotilla compose …`.
+pub fn run_group(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &ComposeArgs,
+) -> ExitCode {
+    match &args.command {
+        ComposeCommand::Project(command) => run(engine, hosts, project, command),
+        ComposeCommand::Events(a) => exit(ops::events(engine, hosts, project, a)),
+        ComposeCommand::Images(a) => exit(ops::images(engine, hosts, project, a)),
+    }
+}
+
+fn exit(result: Result<u8, String>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone, Default)]
 pub struct UpArgs {
-    /// Detached: return once the containers run (attached mode is not there yet: `up` always
-    /// detaches)
+    /// Detached: return once the containers run (else stay attached to their logs; Ctrl-C
+    /// stops them)
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Attached: stop every container when one exits
+    #[arg(long, conflicts_with = "detach")]
+    pub abort_on_container_exit: bool,
+    /// Attached: exit with the exit code of this service's container (implies
+    /// --abort-on-container-exit)
+    #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
+    pub exit_code_from: Option<String>,
+    /// Attached: only these services' logs (repeatable)
+    #[arg(long, value_name = "SERVICE")]
+    pub attach: Vec<String>,
+    /// Attached: not these services' logs (repeatable)
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Attached: no colours in the logs
+    #[arg(long)]
+    pub no_color: bool,
+    /// Attached: no `service-1  | ` prefix on log lines
+    #[arg(long)]
+    pub no_log_prefix: bool,
+    /// Attached: show the log lines' times
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Seconds to wait for each container to stop (Ctrl-C, aborts) before killing it
+    #[arg(short = 't', long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
     /// Wait until the services run, and are healthy when they have a healthcheck
     #[arg(long)]
     pub wait: bool,
@@ -165,11 +302,39 @@ fn render(p: &ProjectProgress, verbose: bool) -> Option<String> {
 
 /// Prints the stream; the result is the `done` line's.
 async fn follow(
-    mut stream: crate::api::client::JsonStream<ProjectProgress>,
+    stream: crate::api::client::JsonStream<ProjectProgress>,
     verbose: bool,
 ) -> Result<(), String> {
+    follow_interruptible(stream, verbose, None)
+        .await
+        .map(|_| ())
+}
+
+/// [`follow`], counting the Ctrl-Cs that arrive meanwhile on `sigint` (the first says the stack
+/// will stop once it is up; the second returns at once, with 2).
+async fn follow_interruptible(
+    mut stream: crate::api::client::JsonStream<ProjectProgress>,
+    verbose: bool,
+    mut sigint: Option<&mut tokio::signal::unix::Signal>,
+) -> Result<u32, String> {
     let mut last: Option<ProjectProgress> = None;
-    while let Some(item) = stream.next().await {
+    let mut interrupts = 0;
+    loop {
+        let item = match sigint.as_deref_mut() {
+            Some(sig) => tokio::select! {
+                item = stream.next() => item,
+                _ = sig.recv() => {
+                    interrupts += 1;
+                    if interrupts > 1 {
+                        return Ok(interrupts);
+                    }
+                    eprintln!("{}", attach::GRACEFUL);
+                    continue;
+                }
+            },
+            None => stream.next().await,
+        };
+        let Some(item) = item else { break };
         let p = item.map_err(|e| e.to_string())?;
         if let Some(text) = render(&p, verbose) {
             if p.status == "Error" {
@@ -183,7 +348,7 @@ async fn follow(
         }
     }
     match last {
-        Some(p) if p.status == "ok" => Ok(()),
+        Some(p) if p.status == "ok" => Ok(interrupts),
         Some(p) => Err(p.detail.unwrap_or_else(|| "failed".into())),
         None => Err("the daemon ended the stream early".into()),
     }
@@ -194,7 +359,7 @@ pub fn up(
     hosts: &HostArgs,
     project: &ProjectArgs,
     args: &UpArgs,
-) -> Result<(), String> {
+) -> Result<u8, String> {
     let loaded = load_stack(project)?;
     let mut scale = BTreeMap::new();
     for s in &args.scale {
@@ -205,6 +370,17 @@ pub fn up(
             .parse()
             .map_err(|_| format!("--scale {s:?}: N must be a number"))?;
         scale.insert(svc.to_string(), n);
+    }
+    let declared = declared_services(&loaded);
+    let attached = !(args.detach || args.wait || args.dry_run || args.no_start);
+    let named = args
+        .services
+        .iter()
+        .chain(&args.attach)
+        .chain(&args.no_attach)
+        .chain(&args.exit_code_from);
+    for s in named {
+        check_service("up", &loaded.name, &declared, s)?;
     }
     let req = ProjectUp {
         project: loaded.config.clone(),
@@ -225,13 +401,32 @@ pub fn up(
     let client = engine_client(engine, hosts)?;
     let name = loaded.name.clone();
     block_on(async {
+        // Registered first, so that no Ctrl-C is lost (and none kills the CLI mid-way).
+        let mut sigint = if attached {
+            Some(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                    .map_err(|e| format!("up: watch for Ctrl-C: {e}"))?,
+            )
+        } else {
+            None
+        };
+        // Attached mode shows what the containers print from now on.
+        let since = crate::runtime::time::now();
         let stream = client
             .project_up(&name, &req)
             .await
             .map_err(|e| format!("up: {e}"))?;
-        follow(stream, args.verbose || args.dry_run)
-            .await
-            .map_err(|e| format!("up: project {name}: {e}"))
+        let interrupts =
+            follow_interruptible(stream, args.verbose || args.dry_run, sigint.as_mut())
+                .await
+                .map_err(|e| format!("up: project {name}: {e}"))?;
+        match sigint {
+            Some(_) if interrupts > 1 => Ok(attach::INTERRUPTED),
+            Some(mut sig) => {
+                attach::attached(&client, &name, args, &since, &mut sig, interrupts > 0).await
+            }
+            None => Ok(0),
+        }
     })
     .map_err(|e| format!("start a runtime: {e}"))?
 }
@@ -299,6 +494,106 @@ async fn project_containers(
     Ok(list)
 }
 
+/// The services the stack file declares (those its profiles enable).
+fn declared_services(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .config
+        .get("services")
+        .and_then(|s| s.as_object())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `no such service: X`, naming the project, with a suggestion when one is close.
+fn check_service(cmd: &str, project: &str, known: &[String], service: &str) -> Result<(), String> {
+    if known.iter().any(|k| k == service) {
+        return Ok(());
+    }
+    let hint = crate::spec::error::did_you_mean(service, known.iter().map(String::as_str))
+        .map(|m| format!(" (did you mean {m:?}?)"))
+        .unwrap_or_default();
+    Err(format!(
+        "{cmd}: project {project}: no such service: {service}{hint}"
+    ))
+}
+
+/// The project a command acts on: its name, and the services of its stack file (`None` when
+/// only `-p` names it and no stack file is there: then its containers' labels say which
+/// services exist).
+struct Scope {
+    name: String,
+    declared: Option<Vec<String>>,
+}
+
+impl Scope {
+    fn of(project: &ProjectArgs) -> Result<Scope, String> {
+        let (loaded, name) = project_and_name(project, true)?;
+        Ok(Scope {
+            name,
+            declared: loaded.as_ref().map(declared_services),
+        })
+    }
+
+    /// The project's service containers (stopped ones too) of `services` (all when empty);
+    /// unknown service names are errors, and so is a project known by nothing at all.
+    async fn select(
+        &self,
+        cmd: &str,
+        client: &Client,
+        services: &[String],
+    ) -> Result<Vec<Container>, String> {
+        let list = project_containers(client, &self.name, true)
+            .await
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        let known: Vec<String> = match &self.declared {
+            Some(d) => d.clone(),
+            None if list.is_empty() => {
+                return Err(format!(
+                    "{cmd}: no container found for project {:?}",
+                    self.name
+                ));
+            }
+            None => {
+                let mut s: Vec<String> = list.iter().map(service_of).collect();
+                s.dedup();
+                s
+            }
+        };
+        for s in services {
+            check_service(cmd, &self.name, &known, s)?;
+        }
+        Ok(list
+            .into_iter()
+            .filter(|c| services.is_empty() || services.contains(&service_of(c)))
+            .collect())
+    }
+}
+
+fn service_of(c: &Container) -> String {
+    c.labels.get(labels::SERVICE).cloned().unwrap_or_default()
+}
+
+/// The container's name without its project, as Compose's log prefixes show it (`web-1`); a
+/// `container_name` is shown whole.
+fn short_name(c: &Container) -> String {
+    let project = c
+        .labels
+        .get(labels::PROJECT)
+        .map(String::as_str)
+        .unwrap_or("");
+    let number = c
+        .labels
+        .get(labels::CONTAINER_NUMBER)
+        .map(String::as_str)
+        .unwrap_or("");
+    let default = format!("{project}-{}-{number}", service_of(c));
+    if c.name == default {
+        c.name[project.len() + 1..].to_string()
+    } else {
+        c.name.clone()
+    }
+}
+
 /// Docker's status column: `Up 3 seconds (healthy)`, `Exited (1) 2 minutes ago`, `Created`.
 fn status_text(c: &Container) -> String {
     let since = |t: &Option<String>| {
@@ -336,16 +631,9 @@ pub fn ps(
 ) -> Result<(), String> {
     let (loaded, name) = project_and_name(project, true)?;
     if let Some(l) = &loaded {
-        let known: Vec<&String> = l
-            .config
-            .get("services")
-            .and_then(|s| s.as_object())
-            .map(|m| m.keys().collect())
-            .unwrap_or_default();
+        let declared = declared_services(l);
         for s in &args.only {
-            if !known.contains(&s) {
-                return Err(format!("ps: no such service: {s}"));
-            }
+            check_service("ps", &name, &declared, s)?;
         }
     }
     for s in &args.status {

@@ -76,7 +76,10 @@ fn rule(path: &[&str]) -> Option<Rule> {
             ["login"] => (&[("-p", "--password")], false),
             ["container", "run" | "create"] => (&[("-p", "--publish")], true),
             ["container", "rm" | "remove"] => (&[("-f", "--force")], false),
-            ["container", "logs"] => (&[("-f", "--follow")], false),
+            ["container", "logs"] | ["logs"] | ["compose", "logs"] => {
+                (&[("-f", "--follow")], false)
+            }
+            ["rm"] | ["compose", "rm"] => (&[("-f", "--force")], false),
             _ => return None,
         };
     Some(Rule {
@@ -90,18 +93,22 @@ fn rule(path: &[&str]) -> Option<Rule> {
 pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
     let words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
     // The command path: the first word that is neither an option nor a global option's value,
-    // and its subcommand for the `image` and `container` groups.
+    // and its subcommand for the `image`, `container` and `compose` groups.
     let mut i = 1;
     let mut path: Vec<&str> = Vec::new();
     while i < words.len() && path.len() < 2 {
         match words[i] {
             Some("--") | None => break,
-            Some(w) if path.is_empty() && GLOBAL_WITH_VALUE.contains(&w) => i += 2,
+            Some(w)
+                if (path.is_empty() || path == ["compose"]) && GLOBAL_WITH_VALUE.contains(&w) =>
+            {
+                i += 2
+            }
             Some(w) if w.starts_with('-') => i += 1,
             Some(w) => {
                 path.push(w);
                 i += 1;
-                if !matches!(w, "image" | "container") {
+                if !matches!(w, "image" | "container" | "compose") {
                     break;
                 }
             }
@@ -138,4 +145,38 @@ pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_short_flags;
+    use std::ffi::OsString;
+
+    fn rewrite(words: &[&str]) -> Vec<String> {
+        let args: Vec<OsString> = words.iter().map(OsString::from).collect();
+        docker_short_flags(args)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn compose_commands_get_docker_short_flags() {
+        assert_eq!(
+            rewrite(&["flotilla", "-f", "a.yaml", "logs", "-f", "web"]),
+            ["flotilla", "-f", "a.yaml", "logs", "--follow", "web"]
+        );
+        assert_eq!(
+            rewrite(&["flotilla", "compose", "-p", "demo", "rm", "-f", "-s"]),
+            ["flotilla", "compose", "-p", "demo", "rm", "--force", "-s"]
+        );
+        assert_eq!(
+            rewrite(&["flotilla", "compose", "logs", "-f"]),
+            ["flotilla", "compose", "logs", "--follow"]
+        );
+        assert_eq!(
+            rewrite(&["flotilla", "-f", "a.yaml", "up", "-d"]),
+            ["flotilla", "-f", "a.yaml", "up", "-d"]
+        );
+    }
 }

@@ -139,14 +139,11 @@ pub enum Command {
     Version(system::FormatArgs),
     /// Show the daemon's events, live or from --since
     Events(events::EventsArgs),
-    /// Create and start the stack's containers (converge it to the stack file)
-    Up(compose::UpArgs),
-    /// Stop and remove the stack's containers and networks
-    Down(compose::DownArgs),
-    /// List the stack's containers
-    Ps(compose::PsArgs),
-    /// List projects
-    Ls(compose::LsArgs),
+    #[command(flatten)]
+    Project(compose::ProjectCommand),
+    /// The Compose commands under their group (`compose up`, `compose logs`, …), with
+    /// `compose events` and `compose images` for the project
+    Compose(compose::ComposeArgs),
 }
 
 impl ProjectArgs {
@@ -238,10 +235,10 @@ pub fn main() -> ExitCode {
         Command::Info(args) => system::info(&cli.engine, &cli.host, args),
         Command::Version(args) => system::version(&cli.engine, &cli.host, args),
         Command::Events(args) => events::run(&cli.engine, &cli.host, args),
-        Command::Up(args) => compose::up(&cli.engine, &cli.host, &cli.project, args),
-        Command::Down(args) => compose::down(&cli.engine, &cli.host, &cli.project, args),
-        Command::Ps(args) => compose::ps(&cli.engine, &cli.host, &cli.project, args),
-        Command::Ls(args) => compose::ls(&cli.engine, &cli.host, args),
+        Command::Project(c) => return compose::run(&cli.engine, &cli.host, &cli.project, c),
+        Command::Compose(a) => {
+            return compose::run_group(&cli.engine, &cli.host, &cli.project, a);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

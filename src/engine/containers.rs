@@ -59,6 +59,8 @@ pub struct Containers {
     exits: Mutex<HashMap<String, Option<String>>>,
     /// DNS names and published ports, following starts and stops (none in library use).
     netsvc: std::sync::OnceLock<Arc<super::netsvc::NetServices>>,
+    /// Releases what a removed container held (netns, anonymous volumes).
+    project: std::sync::OnceLock<Arc<super::project::ProjectEngine>>,
 }
 
 /// How recent a file's mtime may be for its `stat` key to be trusted: a write within the same
@@ -263,6 +265,7 @@ impl Containers {
             records: Arc::new(RecordCache::default()),
             exits: Mutex::new(HashMap::new()),
             netsvc: std::sync::OnceLock::new(),
+            project: std::sync::OnceLock::new(),
         })
     }
 
@@ -369,6 +372,11 @@ impl Containers {
             Ok((out, c))
         })
         .await
+    }
+
+    /// Lets removals release a container's network namespace and anonymous volumes.
+    pub fn set_project_engine(&self, engine: Arc<super::project::ProjectEngine>) {
+        let _ = self.project.set(engine);
     }
 
     /// Gives the containers their network services (DNS names, published ports).
@@ -550,8 +558,9 @@ impl Containers {
         Ok(c)
     }
 
-    /// Removes the container (a running one only with `force`, which kills it first).
-    pub async fn remove(&self, query: &str, force: bool) -> Result<Container> {
+    /// Removes the container (a running one only with `force`, which kills it first), its
+    /// network namespace, and with `volumes` its anonymous volumes.
+    pub async fn remove(&self, query: &str, force: bool, volumes: bool) -> Result<Container> {
         let id = self.resolve(query).await?;
         let _guard = self.lock(&id).await;
         let rt = self.runtime.clone();
@@ -566,9 +575,15 @@ impl Containers {
         if matches!(c.state.status, Status::Exited) {
             self.publish_exit(&c.meta.id, &c.meta.name, c.meta.image.as_deref(), &c.state);
         }
+        let project = self.project.get().cloned();
         let c = blocking("remove", move || {
             let c = rt.inspect(&id)?;
             rt.rm(&id, force)?;
+            if let Some(engine) = project
+                && let Err(e) = engine.release(&c.meta, volumes)
+            {
+                tracing::warn!(id, error = %e, "release what a removed container held");
+            }
             Ok(c)
         })
         .await?;

@@ -196,6 +196,7 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
     let netsvc = NetServices::new(networks, runtime.clone(), upstreams);
     let containers = Containers::new(runtime, events);
     containers.set_netsvc(netsvc);
+    containers.set_project_engine(engine.clone());
     let config = Arc::new(config);
     let reconciler = Reconciler::new(
         engine,

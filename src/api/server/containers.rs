@@ -93,7 +93,7 @@ pub(super) async fn create(
             .set_restart_policy(&c.meta.id, policy)
             .await
         {
-            let _ = state.containers.remove(&c.meta.id, true).await;
+            let _ = state.containers.remove(&c.meta.id, true, true).await;
             return Err(e.into());
         }
     }
@@ -257,9 +257,13 @@ pub(super) struct RemoveQuery {
     /// Kill a running container first.
     #[serde(default)]
     force: bool,
+    /// Also remove its anonymous volumes.
+    #[serde(default)]
+    v: bool,
 }
 
-/// Removes a container: its state dir, cgroup, mounts and name.
+/// Removes a container: its state dir, cgroup, mounts, name and network namespace (with `v`
+/// its anonymous volumes).
 #[utoipa::path(delete, path = "/v1/containers/{id}", tag = "containers",
     params(("id" = String, Path, description = "container name, id or id prefix"), RemoveQuery),
     responses((status = 204), (status = 404, body = ErrorBody),
@@ -270,7 +274,7 @@ pub(super) async fn remove(
     q: Result<Query<RemoveQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let q = query(q)?;
-    state.containers.remove(&id, q.force).await?;
+    state.containers.remove(&id, q.force, q.v).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

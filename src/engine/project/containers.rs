@@ -408,6 +408,17 @@ impl ProjectEngine {
     pub fn remove(&self, id: &str, anonymous_volumes: bool) -> Result<()> {
         let meta = self.runtime.meta(id)?;
         self.runtime.rm(id, true)?;
+        self.release(&meta, anonymous_volumes)
+    }
+
+    /// What a removed container (`meta`) held besides its state dir: its network namespace
+    /// (endpoints, addresses) and, with `anonymous_volumes`, the anonymous volumes made for
+    /// it. For removals made through the runtime directly (the API's container delete).
+    pub fn release(
+        &self,
+        meta: &crate::runtime::lifecycle::Meta,
+        anonymous_volumes: bool,
+    ) -> Result<()> {
         if let Some(netns) = meta.labels.get(labels::NETNS) {
             self.networks
                 .remove_netns(netns)

@@ -1,0 +1,712 @@
+//! The Compose commands of the CLI against a real daemon (root): each test starts `flotilla
+//! daemon` on its own data root (holding a one-layer busybox image) and socket, runs the CLI in
+//! a directory holding a two-service stack with a unique project name, and checks the effects
+//! through `ps --format json`: `logs` (prefixes, services, merged order, `--no-log-prefix`),
+//! `stop`, `start`, `restart`, `kill`, `pause`, `unpause`, `rm`, `wait`, `compose events`,
+//! `compose images`, unknown services; attached `up` stopped by SIGINT, `--exit-code-from`,
+//! and an attached `up` whose containers all exit by themselves. Each test ends with `down`,
+//! then kills its daemon by pid and checks that no container, netns file or link of its
+//! network prefix is left; a drop guard cleans up the same way when a test fails.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use flotilla::image::store::Store;
+use flotilla::image::unpack::UnpackOptions;
+use flotilla::runtime::lifecycle::{self, Runtime};
+use flotilla::runtime::state;
+use flotilla::runtime::sys::cgroup;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+const IMAGE: &str = "flotilla.test/busybox:latest";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Daemon {
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    socket: PathBuf,
+    /// The cgroup prefix, and the network prefix (its first 4 characters).
+    prefix: String,
+    net: String,
+    /// Stack directories whose project is taken down on drop.
+    stacks: Vec<PathBuf>,
+}
+
+fn image_root(root: &Path) {
+    let store = Store::open(root).unwrap();
+    let image = common::registry::busybox_image("amd64");
+    let record = image.import(&store, IMAGE);
+    let mut parent = None;
+    for layer in &record.layers {
+        let blob = store.open_blob(&layer.blob.digest).unwrap();
+        store
+            .unpack_layer(
+                parent.as_ref(),
+                &layer.diff_id,
+                BufReader::new(blob),
+                &UnpackOptions::default(),
+            )
+            .unwrap();
+        parent = Some(layer.chain_id.clone());
+    }
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the compose CLI tests need root (CI runs them as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("flt-cc-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        image_root(&root);
+        fs::write(dir.path().join("daemon.toml"), "").unwrap();
+        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
+        let net = prefix.chars().take(4).collect();
+        let socket = dir.path().join("run/flotilla.sock");
+        let log = fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(&root)
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--config")
+            .arg(dir.path().join("daemon.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env_remove("FLOTILLA_HOST")
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            dir: Some(dir),
+            root,
+            socket,
+            prefix,
+            net,
+            stacks: Vec::new(),
+        };
+        let deadline = Instant::now() + TIMEOUT;
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if let Some(Ok(Some(status))) = d.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited ({status}):\n{}", d.log());
+            }
+            assert!(Instant::now() < deadline, "no socket:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// A directory holding `compose.yaml` for project `name`.
+    fn stack(&mut self, name: &str, yaml: &str) -> PathBuf {
+        let dir = self.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("compose.yaml"), yaml).unwrap();
+        self.stacks.push(dir.clone());
+        dir
+    }
+
+    fn command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--data-root")
+            .arg(&self.root)
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("FLOTILLA_HOST")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROFILES")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the CLI to its end (bounded).
+    fn cli(&self, dir: &Path, args: &[&str]) -> Output {
+        let child = self
+            .command(dir, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        finish(child, args)
+    }
+
+    /// Runs the CLI and expects success; its standard output.
+    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let o = self.cli(dir, args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+            o.status,
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+        text(&o.stdout)
+    }
+
+    /// `ps -a --format json`: service → (state, exit code) for each container.
+    fn states(&self, dir: &Path) -> Vec<(String, String, i64)> {
+        let out = self.ok(dir, &["ps", "-a", "--format", "json"]);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r["Service"].as_str().unwrap().to_string(),
+                    r["State"].as_str().unwrap().to_string(),
+                    r["ExitCode"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn state_of(&self, dir: &Path, service: &str) -> Option<String> {
+        self.states(dir)
+            .into_iter()
+            .find(|(s, _, _)| s == service)
+            .map(|(_, st, _)| st)
+    }
+
+    /// Polls until `service`'s container is in `want` (bounded).
+    fn wait_state(&self, dir: &Path, service: &str, want: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = self.state_of(dir, service);
+            if now.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service}: {now:?}, expected {want}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn state_dirs(&self) -> Vec<String> {
+        fs::read_dir(self.root.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect()
+    }
+
+    fn links(&self) -> Vec<String> {
+        let start = format!("flt{}-", self.net);
+        fs::read_dir("/sys/class/net")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&start))
+            .collect()
+    }
+
+    fn netns_files(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.root.join("netns"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM to the daemon by pid, then SIGKILL if it lingers.
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// `down` of every stack, the daemon stopped, and nothing of it left on the host.
+    fn finish(mut self) {
+        for dir in std::mem::take(&mut self.stacks) {
+            self.ok(&dir, &["down"]);
+        }
+        self.stop_daemon();
+        assert_eq!(self.state_dirs(), Vec::<String>::new(), "containers left");
+        assert_eq!(
+            self.netns_files(),
+            Vec::<PathBuf>::new(),
+            "netns files left"
+        );
+        assert_eq!(self.links(), Vec::<String>::new(), "links left");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        for dir in std::mem::take(&mut self.stacks) {
+            if self.child.is_some() {
+                let _ = self.cli(&dir, &["down", "-t", "1"]);
+            }
+        }
+        self.stop_daemon();
+        for id in self.state_dirs() {
+            if let Ok(st) = state::read(&self.root.join("containers").join(&id)) {
+                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
+                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = cgroup::cleanup_prefix(&self.prefix);
+        let _ = flotilla::network::cleanup_prefix(&self.net, &self.root);
+        for m in lifecycle::mounts_under(&self.root).iter().rev() {
+            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits (bounded) for a child and collects its output; a child past the bound is killed.
+fn finish(mut child: Child, what: &[&str]) -> Output {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// A CLI left running (attached `up`, `logs -f`, `events`), its standard output read line by
+/// line on a thread.
+struct Running {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    fn spawn(d: &Daemon, dir: &Path, args: &[&str]) -> Running {
+        let mut child = d
+            .command(dir, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = stderr.read_to_end(&mut b);
+            b
+        });
+        Running {
+            child: Some(child),
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Reads lines until one contains `needle` (bounded).
+    fn expect(&mut self, needle: &str) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; got:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        let p = rustix::process::Pid::from_raw(self.pid()).unwrap();
+        rustix::process::kill_process(p, sig).unwrap();
+    }
+
+    /// Waits (bounded) for the end: exit code, all of standard output, standard error.
+    fn wait(mut self) -> (Option<i32>, String, String) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("did not exit; output:\n{}", self.seen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
+        }
+        let err = self.stderr.take().unwrap().join().unwrap();
+        (status.code(), self.seen.join("\n"), text(&err))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A unique project name.
+fn project(tag: &str) -> String {
+    let mut b = [0u8; 3];
+    fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    format!("cc{tag}{}", hex::encode(b))
+}
+
+/// web prints to both streams and stops on SIGTERM; db is a plain `sleep` as PID 1.
+fn two_services(name: &str) -> String {
+    format!(
+        r#"name: {name}
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "echo web says hello; echo web complains >&2; trap 'echo web bye; exit 0' TERM; while true; do sleep 0.1; done"]
+  db:
+    image: {IMAGE}
+    command: ["sh", "-c", "echo db ready; exec sleep 1000"]
+"#
+    )
+}
+
+#[test]
+fn lifecycle_commands_act_on_the_selected_services() {
+    let mut d = Daemon::start();
+    let name = project("l");
+    let dir = d.stack(&name, &two_services(&name));
+    d.ok(&dir, &["up", "-d"]);
+    let web = format!("{name}-web-1");
+    let db = format!("{name}-db-1");
+
+    // logs: every container, merged, with Compose's padded prefixes; stderr lines on stderr.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = loop {
+        let o = d.cli(&dir, &["logs"]);
+        let out = text(&o.stdout);
+        if out.contains("web says hello") && out.contains("db ready") {
+            assert!(text(&o.stderr).contains("web-1  | web complains"), "{o:?}");
+            break out;
+        }
+        assert!(Instant::now() < deadline, "logs: {o:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(out.contains("web-1  | web says hello\n"), "{out}");
+    assert!(out.contains("db-1   | db ready\n"), "{out}");
+    assert!(!out.contains('\x1b'), "no colours off a terminal: {out:?}");
+    let out = d.ok(&dir, &["logs", "--no-log-prefix", "web"]);
+    assert_eq!(out, "web says hello\n");
+    let out = d.ok(&dir, &["logs", "-t", "--index", "1", "db"]);
+    assert!(
+        out.starts_with("db-1  | 20") && out.ends_with("Z db ready\n"),
+        "{out:?}"
+    );
+    let out = d.ok(&dir, &["compose", "logs", "--tail", "1", "db"]);
+    assert_eq!(out, "db-1  | db ready\n");
+
+    // Unknown services: exit 1, naming the service and the project.
+    for args in [
+        &["logs", "nope"][..],
+        &["stop", "web", "nope"],
+        &["start", "nope"],
+        &["rm", "-f", "nope"],
+        &["up", "-d", "nope"],
+    ] {
+        let o = d.cli(&dir, args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("no such service: nope") && err.contains(&name),
+            "{args:?}: {err}"
+        );
+    }
+    // A project known by nothing: Compose's message.
+    let empty = d.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let o = d.cli(&empty, &["-p", "ccnothinghere", "stop"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no container found for project \"ccnothinghere\""),
+        "{o:?}"
+    );
+
+    // stop / start one service.
+    let out = d.ok(&dir, &["stop", "-t", "5", "web"]);
+    assert!(
+        out.contains(&format!(" Container {web}  Stopping")),
+        "{out}"
+    );
+    assert!(out.contains(&format!(" Container {web}  Stopped")), "{out}");
+    assert_eq!(d.state_of(&dir, "web").as_deref(), Some("exited"));
+    assert_eq!(d.state_of(&dir, "db").as_deref(), Some("running"));
+    let out = d.ok(&dir, &["start"]);
+    assert!(out.contains(&format!(" Container {web}  Started")), "{out}");
+    assert!(!out.contains(&db), "db already runs: {out}");
+    assert_eq!(d.state_of(&dir, "web").as_deref(), Some("running"));
+
+    // restart: both, running again.
+    let out = d.ok(&dir, &["restart", "-t", "5"]);
+    for c in [&web, &db] {
+        assert!(
+            out.contains(&format!(" Container {c}  Restarting")),
+            "{out}"
+        );
+        assert!(out.contains(&format!(" Container {c}  Started")), "{out}");
+    }
+    assert!(d.states(&dir).iter().all(|(_, st, _)| st == "running"));
+
+    // pause / unpause.
+    let out = d.ok(&dir, &["pause", "db"]);
+    assert!(out.contains(&format!(" Container {db}  Paused")), "{out}");
+    assert_eq!(d.state_of(&dir, "db").as_deref(), Some("paused"));
+    let out = d.ok(&dir, &["unpause"]);
+    assert!(out.contains(&format!(" Container {db}  Unpaused")), "{out}");
+    assert_eq!(d.state_of(&dir, "db").as_deref(), Some("running"));
+
+    // events of the project, while kill -s TERM stops web.
+    let mut events = Running::spawn(&d, &dir, &["compose", "events", "--json"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = d.ok(&dir, &["kill", "-s", "SIGTERM", "web"]);
+    assert!(out.contains(&format!(" Container {web}  Killed")), "{out}");
+    d.wait_state(&dir, "web", "exited");
+    let line = events.expect("\"action\":\"die\"");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["service"], "web", "{line}");
+    assert_eq!(v["attributes"]["name"], web.as_str(), "{line}");
+    drop(events);
+    let o = d.cli(&dir, &["kill", "web"]);
+    assert!(o.status.success());
+    assert!(text(&o.stderr).contains("no container to kill"), "{o:?}");
+
+    // images of the project.
+    let out = d.ok(&dir, &["compose", "images"]);
+    assert!(out.starts_with("CONTAINER"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&web) && l.contains("flotilla.test/busybox")),
+        "{out}"
+    );
+
+    // rm: only stopped containers, asking nothing.
+    let o = d.cli(&dir, &["rm", "-f", "db"]);
+    assert!(o.status.success());
+    assert!(text(&o.stderr).contains("No stopped containers"), "{o:?}");
+    assert_eq!(d.state_of(&dir, "db").as_deref(), Some("running"));
+
+    // wait: the first container's exit code (a killed sleep: 137).
+    let waiting = Running::spawn(&d, &dir, &["wait", "db"]);
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&dir, &["kill", "db"]);
+    let (code, _, err) = waiting.wait();
+    let exit = d
+        .states(&dir)
+        .into_iter()
+        .find(|(s, _, _)| s == "db")
+        .map(|(_, _, c)| c)
+        .unwrap();
+    assert_eq!(code, Some(exit as i32), "{err}");
+    assert_eq!(exit, 137);
+    d.finish();
+}
+
+/// `rm` removes only stopped containers, and with `-s` stops the others first; the removed
+/// containers' network endpoints are released (`down` then removes the network).
+#[test]
+fn rm_removes_stopped_containers_and_their_endpoints() {
+    let mut d = Daemon::start();
+    let name = project("r");
+    let dir = d.stack(&name, &two_services(&name));
+    d.ok(&dir, &["up", "-d"]);
+    let (web, db) = (format!("{name}-web-1"), format!("{name}-db-1"));
+    d.ok(&dir, &["stop", "web"]);
+    let out = d.ok(&dir, &["rm"]);
+    assert!(out.contains(&format!(" Container {web}  Removed")), "{out}");
+    assert!(!out.contains(&db), "{out}");
+    assert_eq!(d.state_of(&dir, "web"), None);
+    assert_eq!(d.state_of(&dir, "db").as_deref(), Some("running"));
+    let out = d.ok(&dir, &["rm", "-s", "-v"]);
+    assert!(out.contains(&format!(" Container {db}  Stopped")), "{out}");
+    assert!(out.contains(&format!(" Container {db}  Removed")), "{out}");
+    assert_eq!(d.states(&dir), Vec::new());
+    assert_eq!(d.netns_files(), Vec::<PathBuf>::new(), "netns files left");
+    d.finish();
+}
+
+#[test]
+fn attached_up_follows_logs_and_stops_on_ctrl_c() {
+    let mut d = Daemon::start();
+
+    // Ctrl-C: graceful stop of every container, exit 130.
+    let name = project("a");
+    let dir = d.stack(&name, &two_services(&name));
+    let mut up = Running::spawn(&d, &dir, &["up"]);
+    up.expect("Attaching to ");
+    up.expect("web-1  | web says hello");
+    up.expect("db-1   | db ready");
+    up.signal(rustix::process::Signal::INT);
+    let (code, out, err) = up.wait();
+    assert_eq!(code, Some(130), "{out}\n{err}");
+    assert!(
+        err.contains("Gracefully stopping... (press Ctrl+C again to force)"),
+        "{err}"
+    );
+    assert!(out.contains("web-1  | web bye"), "{out}");
+    assert!(
+        out.contains(&format!(" Container {name}-web-1  Stopped")),
+        "{out}"
+    );
+    assert!(out.contains("web-1 exited with code 0"), "{out}");
+    let states = d.states(&dir);
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|(_, st, _)| st == "exited"), "{states:?}");
+
+    // --exit-code-from: the job's code; the other service is stopped.
+    let job = project("j");
+    let jdir = d.stack(
+        &job,
+        &format!(
+            r#"name: {job}
+services:
+  job:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 0.5; echo job done; exit 3"]
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "echo serving; exec sleep 1000"]
+"#
+        ),
+    );
+    let o = d.cli(&jdir, &["up", "--exit-code-from", "job"]);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(3), "{out}\n{err}");
+    assert!(out.contains("job-1  | job done"), "{out}");
+    assert!(out.contains("job-1 exited with code 3"), "{out}");
+    assert!(out.contains("Aborting on container exit..."), "{out}");
+    assert!(
+        out.contains(&format!(" Container {job}-web-1  Stopped")),
+        "{out}"
+    );
+    assert_eq!(d.state_of(&jdir, "web").as_deref(), Some("exited"));
+    let o = d.cli(&jdir, &["up", "--exit-code-from", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no such service: nope"), "{o:?}");
+
+    // Every container exits by itself: `up` returns 0, without colours, or with
+    // --no-log-prefix none of the prefixes.
+    let done = project("d");
+    let ddir = d.stack(
+        &done,
+        &format!(
+            r#"name: {done}
+services:
+  one:
+    image: {IMAGE}
+    command: ["echo", "one here"]
+  two:
+    image: {IMAGE}
+    command: ["sh", "-c", "sleep 0.3; echo two here"]
+"#
+        ),
+    );
+    let o = d.cli(&ddir, &["up", "--no-log-prefix"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", text(&o.stderr));
+    assert!(out.contains("\none here\n"), "{out}");
+    assert!(out.contains("\ntwo here\n"), "{out}");
+    assert!(out.contains("two-1 exited with code 0"), "{out}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+    d.finish();
+}
