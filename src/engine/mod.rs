@@ -2,8 +2,10 @@
 //! event bus and its log ([`events`]), the daemon configuration file ([`config`]: registries,
 //! mirrors), the container service ([`containers`]: lifecycle calls off the async threads,
 //! per-container locks, exit watchers), live restore at start ([`restore`]) and the lock table
-//! ([`locks`]: one async mutex per object or project). The reconciler that executes plans and
-//! restart and health supervision arrive with the reconciler issue.
+//! ([`locks`]: one async mutex per object or project); the reconciler ([`reconcile`]) that
+//! executes plans through the compose engine ([`project`]), health and restart supervision
+//! ([`health`], [`restart`]), per-network DNS and published ports ([`netsvc`]) and pulls
+//! ([`images`]).
 
 pub mod config;
 pub mod containers;
@@ -13,7 +15,7 @@ pub mod health;
 pub mod images;
 pub mod locks;
 pub mod netsvc;
-pub mod reconcile;
 pub mod project;
+pub mod reconcile;
 pub mod restart;
 pub mod restore;

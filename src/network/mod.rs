@@ -1,6 +1,6 @@
 //! Networks: bridges, veth pairs, IPAM, network namespaces and the nftables rules that isolate
-//! networks and masquerade their outbound traffic (the embedded DNS server and published-port
-//! proxies come later, in the daemon).
+//! networks and masquerade their outbound traffic; the embedded DNS server ([`dns`]) and the
+//! published-port proxies ([`proxy`]) the daemon runs per network and per container.
 //!
 //! [`Networks`] is the library the engine calls (blocking: call it from blocking threads, never
 //! on an async worker). One per daemon: its data root, its store and its per-daemon `prefix`
