@@ -874,7 +874,13 @@ fn restart_policies_are_enforced_by_the_daemon() {
             .unwrap();
         c.start_container("always").await.unwrap();
         // Its process dies from outside: it comes back.
-        let pid = c.inspect_container("always").await.unwrap().state.pid.unwrap();
+        let pid = c
+            .inspect_container("always")
+            .await
+            .unwrap()
+            .state
+            .pid
+            .unwrap();
         rustix::process::kill_process(
             rustix::process::Pid::from_raw(pid).unwrap(),
             rustix::process::Signal::KILL,
@@ -924,7 +930,10 @@ fn restart_policies_are_enforced_by_the_daemon() {
             if s.status == ContainerStatus::Running {
                 break;
             }
-            assert!(Instant::now() < deadline, "always not back after restart: {s:?}");
+            assert!(
+                Instant::now() < deadline,
+                "always not back after restart: {s:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         c.remove_container("always", true).await.unwrap();
