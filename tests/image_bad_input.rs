@@ -2,8 +2,9 @@
 //! that accepts and never answers (the pull times out), 401 without credentials (tiny loopback
 //! HTTP servers written here, 127.0.0.1 only, stopping by themselves), a disk that fills up
 //! during download and during unpack (a small tmpfs as the data root: a clean error and nothing
-//! half-stored), and an interrupted pull (cancelled after its first layer) that the next pull
-//! resumes from the complete blobs.
+//! half-stored), an interrupted pull (cancelled after its first layer) that the next pull
+//! resumes from the complete blobs, and Ctrl-C (SIGINT) of a `flotilla image pull` process
+//! slowed down by a throttling loopback proxy: exit code 130, one line, nothing half-stored.
 
 mod common;
 
@@ -379,4 +380,224 @@ async fn interrupted_pull_resumes_from_complete_blobs() {
     assert_eq!(report.unpacked_layers, layers.len() - kept_layers.len());
     assert_eq!(report.record.manifest_digest, image.manifest_digest());
     wait_tmp_empty(&store);
+}
+
+/// A loopback TCP proxy in front of `target` that passes the answers on slowly (16 KiB every
+/// 5 ms per connection, about 3 MB/s), so a pull of the big image is still running when the
+/// test interrupts it. Requests pass at full speed. Stops on drop (relays end at their next
+/// tick; the accept loop polls), and after 120 s by itself.
+struct SlowProxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SlowProxy {
+    fn start(target: SocketAddr) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !thread_stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((client, _)) => relay(client, target, thread_stop.clone()),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SlowProxy {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Relays one connection: requests as they come, answers throttled.
+fn relay(client: TcpStream, target: SocketAddr, stop: Arc<AtomicBool>) {
+    let Ok(upstream) = TcpStream::connect(target) else {
+        return;
+    };
+    let _ = client.set_nonblocking(false);
+    let (Ok(mut client_read), Ok(mut upstream_write)) = (client.try_clone(), upstream.try_clone())
+    else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut upstream_write);
+        let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let (mut upstream, mut client) = (upstream, client);
+        let mut buf = vec![0u8; 16 * 1024];
+        while !stop.load(Ordering::SeqCst) {
+            match upstream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = upstream.shutdown(std::net::Shutdown::Both);
+    });
+}
+
+/// A child process killed (by its pid, through its handle) if the test ends before it does.
+struct ChildGuard(Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The size of the largest blob being written in `tmp/`, and whether a layer is being unpacked
+/// there.
+fn in_flight(store: &Store) -> (u64, bool) {
+    let tmp = store.root().join("tmp");
+    let names = entries(&tmp);
+    let largest_blob = names
+        .iter()
+        .filter(|n| n.starts_with("blob-"))
+        .filter_map(|n| fs::metadata(tmp.join(n)).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    (largest_blob, names.iter().any(|n| n.starts_with("layer-")))
+}
+
+#[test]
+fn ctrl_c_of_cli_pull_exits_130_and_leaves_nothing_half_stored() {
+    let registry = Registry::start();
+    let image = big_image();
+    let direct =
+        Reference::parse(&format!("{}/test/ctrl-c-big:1", registry.host())).expect("reference");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(push_test_image(image, &direct));
+    let proxy = SlowProxy::start(registry.host().parse().expect("registry address"));
+    let slow = format!("{}/test/ctrl-c-big:1", proxy.addr);
+
+    let root = tempfile::tempdir().expect("data root");
+    let docker = tempfile::tempdir().expect("docker config dir");
+    let config = docker.path().join("daemon.toml");
+    fs::write(&config, "").expect("daemon.toml");
+    let store = Store::open(root.path()).expect("store");
+    let flotilla = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        command
+            .arg("--data-root")
+            .arg(root.path())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("DOCKER_CONFIG", docker.path())
+            .env_remove("FLOTILLA_ROOT")
+            .env_remove("FLOTILLA_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut child = ChildGuard(Some(
+        flotilla(&["image", "pull", &slow])
+            .spawn()
+            .expect("start flotilla image pull"),
+    ));
+    let pid = child.0.as_ref().expect("child").id();
+
+    // Interrupt mid-pull: a blob half downloaded and a layer half unpacked.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (blob_bytes, unpacking) = in_flight(&store);
+        if blob_bytes >= 1 << 20 && unpacking {
+            break;
+        }
+        let running = matches!(child.0.as_mut().expect("child").try_wait(), Ok(None));
+        assert!(running, "the pull ended before it could be interrupted");
+        assert!(Instant::now() < deadline, "the pull never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let target = rustix::process::Pid::from_raw(pid as i32).expect("child pid");
+    rustix::process::kill_process(target, rustix::process::Signal::INT).expect("SIGINT");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let child_ref = child.0.as_mut().expect("child");
+    while matches!(child_ref.try_wait(), Ok(None)) {
+        assert!(
+            Instant::now() < deadline,
+            "the pull did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child
+        .0
+        .take()
+        .expect("child")
+        .wait_with_output()
+        .expect("pull output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("stderr: {stderr}");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert_eq!(stderr.trim(), format!("pull {slow}: cancelled"));
+
+    // Nothing half-stored: tmp/ is empty once the process is gone (no wait), no record, every
+    // snapshot complete, every blob complete.
+    let tmp = entries(&store.root().join("tmp"));
+    assert!(tmp.is_empty(), "tmp/ left: {tmp:?}");
+    let slow_ref = Reference::parse(&slow).expect("reference");
+    assert!(matches!(
+        record::load(&store, &slow_ref.to_string()),
+        Err(record::RecordError::NotFound { .. })
+    ));
+    for layer in entries(&store.root().join("layers")) {
+        let chain_id = Digest::parse(&format!("sha256:{layer}")).expect("chain id");
+        assert!(store.has_layer(&chain_id), "half snapshot {layer}");
+    }
+    // A complete snapshot never stays without its verified blob.
+    let blobs = assert_blobs_complete(&store);
+    let mut parent = None;
+    for (diff_id, blob) in image.diff_ids.iter().zip(image.layer_digests()) {
+        let chain_id = flotilla::image::store::chain_id_next(parent.as_ref(), diff_id);
+        if store.has_layer(&chain_id) {
+            assert!(
+                blobs.contains(&blob),
+                "layer {chain_id} without blob {blob}"
+            );
+        }
+        parent = Some(chain_id);
+    }
+
+    // Pulling again (at full speed) completes the image.
+    drop(proxy);
+    let again = flotilla(&["image", "pull", "-q", &direct.to_string()])
+        .output()
+        .expect("pull again");
+    assert!(again.status.success(), "{again:?}");
+    assert!(record::load(&store, &direct.to_string()).is_ok());
+    assert!(entries(&store.root().join("tmp")).is_empty());
 }

@@ -497,3 +497,88 @@ fn bad_references_and_usage() {
     assert_eq!(output.status.code(), Some(2));
     assert!(Path::new(env!("CARGO_BIN_EXE_flotilla")).exists());
 }
+
+/// Writes an executable `docker-credential-<name>` shell script into `dir`: it records the
+/// server it was asked about in `dir/asked`, answers `alice`/`s3cret` while `dir/known` exists
+/// and "credentials not found" (exit 1, as Docker's helpers do) otherwise.
+fn fake_credential_helper(dir: &Path, name: &str) {
+    let script = format!(
+        "#!/bin/sh\n\
+         [ \"$1\" = get ] || exit 3\n\
+         read -r server || true\n\
+         printf '%s\\n' \"$server\" >> '{asked}'\n\
+         if [ -e '{known}' ]; then\n\
+         printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}}\\n' \"$server\"\n\
+         else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        asked = dir.join("asked").display(),
+        known = dir.join("known").display()
+    );
+    let path = dir.join(format!("docker-credential-{name}"));
+    fs::write(&path, script).expect("write helper");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod helper");
+}
+
+#[test]
+fn credential_helpers_are_asked_for_credentials() {
+    let registry = Registry::start_with_auth("alice", "s3cret");
+    let env = Env::new();
+    let image = busybox_image("amd64");
+    let name = format!("{}/test/helped:1", registry.host());
+    push_image(&image, &name, Some(("alice", "s3cret")));
+    let bin = tempfile::tempdir().expect("helper dir");
+    fake_credential_helper(bin.path(), "flttest");
+    fs::write(bin.path().join("known"), "").expect("known");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker_config = env.docker.path().join("config.json");
+    let pull = |args: &[&str]| {
+        env.command(args)
+            .env("PATH", &path)
+            .output()
+            .expect("run flotilla")
+    };
+
+    // credHelpers names the helper for this registry: it is asked, and the pull succeeds.
+    let helpers = serde_json::json!({ "credHelpers": { registry.host(): "flttest" } });
+    fs::write(&docker_config, helpers.to_string()).expect("config.json");
+    let output = pull(&["pull", "-q", &name]);
+    assert!(output.status.success(), "{output:?}");
+    let asked = fs::read_to_string(bin.path().join("asked")).expect("helper asked");
+    assert_eq!(asked.trim(), registry.host());
+
+    // credsStore is the default helper; one that has nothing for the registry is not an error,
+    // the registry's 401 is.
+    fs::write(
+        &docker_config,
+        serde_json::json!({ "credsStore": "flttest" }).to_string(),
+    )
+    .expect("config.json");
+    env.ok(&["image", "rm", &name]);
+    let output = pull(&["pull", "-q", &name]);
+    assert!(output.status.success(), "{output:?}");
+    env.ok(&["image", "rm", &name]);
+    fs::remove_file(bin.path().join("known")).expect("forget the credentials");
+    let output = pull(&["pull", &name]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+    let asked = fs::read_to_string(bin.path().join("asked")).expect("asked");
+    assert_eq!(asked.lines().count(), 3, "{asked}");
+
+    // A helper that is not installed is a clear error naming it.
+    fs::write(
+        &docker_config,
+        serde_json::json!({ "credsStore": "flt-missing-helper" }).to_string(),
+    )
+    .expect("config.json");
+    let output = pull(&["pull", &name]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("docker-credential-flt-missing-helper not found in PATH"),
+        "{stderr}"
+    );
+}

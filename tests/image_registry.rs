@@ -94,6 +94,16 @@ async fn push_then_pull_round_trip_and_second_pull_fetches_nothing() {
     })
     .expect("layer unpacked event");
     assert!(downloaded < unpacked, "{events:?}");
+    // The layer unpacks from the bytes as they arrive: unpacking starts before the first byte.
+    let unpacking = position(&PullEvent::Unpacking {
+        blob: layer.clone(),
+    })
+    .expect("layer unpacking event");
+    let first_bytes = events
+        .iter()
+        .position(|e| matches!(e, PullEvent::Downloading { blob, .. } if blob == layer))
+        .expect("layer download progress");
+    assert!(unpacking < first_bytes, "{events:?}");
     let last_bytes = events
         .iter()
         .rev()

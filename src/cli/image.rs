@@ -4,7 +4,7 @@
 //! with the daemon configuration file (`--config`) and the credentials of Docker's config file;
 //! then they become API calls and keep this output.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +15,7 @@ use super::{EngineArgs, human, out};
 use crate::engine::config::DaemonConfig;
 use crate::image::credentials;
 use crate::image::manage::{self, Removed};
-use crate::image::pull::{self, Progress, PullEvent, PullOptions};
+use crate::image::pull::{self, Progress, PullError, PullEvent, PullOptions};
 use crate::image::push::{self, PushOptions};
 use crate::image::record::{self, ImageRecord, Platform, RecordError};
 use crate::image::reference::Reference;
@@ -237,6 +237,8 @@ enum Display {
 struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<Digest, ProgressBar>>,
+    /// Layers being unpacked (a layer fetched now unpacks while it downloads).
+    extracting: Mutex<HashSet<Digest>>,
     header: String,
 }
 
@@ -304,13 +306,29 @@ impl Bars {
                 }
             }
             PullEvent::Downloaded { blob } => {
+                let extracting = self
+                    .extracting
+                    .lock()
+                    .map(|e| e.contains(blob))
+                    .unwrap_or(false);
                 if let Some(bar) = self.bar(blob) {
                     bar.set_style(Self::text_style());
-                    bar.set_message("Download complete");
+                    // The tail of the unpack (and its sync) is what is left.
+                    bar.set_message(if extracting {
+                        "Extracting"
+                    } else {
+                        "Download complete"
+                    });
                 }
             }
             PullEvent::Unpacking { blob } => {
-                if let Some(bar) = self.bar(blob) {
+                if let Ok(mut extracting) = self.extracting.lock() {
+                    extracting.insert(blob.clone());
+                }
+                // While the bytes still arrive, the download bar stays.
+                if let Some(bar) = self.bar(blob)
+                    && bar.length().unwrap_or(0) == 0
+                {
                     bar.set_style(Self::text_style());
                     bar.set_message("Extracting");
                 }
@@ -334,6 +352,7 @@ impl Display {
             Display::Bars(Arc::new(Bars {
                 multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
                 bars: Mutex::new(HashMap::new()),
+                extracting: Mutex::new(HashSet::new()),
                 header: format!("{tag}: Pulling from {repository}"),
             }))
         } else {
@@ -401,6 +420,9 @@ impl Display {
     }
 }
 
+/// The exit code of a pull stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
+const INTERRUPTED: i32 = 130;
+
 fn pull(engine: &EngineArgs, args: &PullArgs) -> Result<(), String> {
     let reference = parse_reference(&args.reference)?;
     let mut options = PullOptions {
@@ -415,28 +437,44 @@ fn pull(engine: &EngineArgs, args: &PullArgs) -> Result<(), String> {
     let before = record::load(&store, &name).ok();
     let display = Display::new(args.quiet, &reference);
     options.progress = display.progress();
-    // Ctrl-C stops the pull cleanly: complete blobs stay, so the next pull resumes from them.
-    // A second Ctrl-C ends the process at once.
+    // Ctrl-C stops the pull cleanly: partial blobs and half-unpacked layers are deleted,
+    // complete blobs and layers stay, so the next pull resumes from them; the process then
+    // exits with 130 (128 + SIGINT, what a shell reports for a Ctrl-C'd `docker pull`) after
+    // one line on standard error. A second Ctrl-C ends the process at once (also 130).
     let cancel = pull::Cancel::new();
     options.cancel = Some(cancel.clone());
     let result = runtime()?.block_on(async {
+        // Registered before the pull starts, so an early Ctrl-C is not lost.
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| format!("watch for Ctrl-C: {e}"))?;
         let watcher = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if interrupts.recv().await.is_some() {
                 cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
+                if interrupts.recv().await.is_some() {
+                    std::process::exit(INTERRUPTED);
                 }
             }
         });
         let _lock = manage::StoreLock::shared(&store).map_err(|e| e.to_string())?;
-        let r = pull::pull(&store, &reference, &options)
-            .await
-            .map_err(|e| e.to_string());
+        let r = pull::pull(&store, &reference, &options).await;
         watcher.abort();
-        r
+        Ok::<_, String>(r)
     });
+    // The runtime is gone: its blocking writers and unpackers have finished and cleaned up.
     display.finish();
-    let report = result.map_err(|e| format!("error: pull {}: {e}", args.reference))?;
+    let report = match result {
+        Ok(Ok(report)) => report,
+        Ok(Err(e))
+            if matches!(e, PullError::Cancelled { .. })
+                || options.cancel.as_ref().is_some_and(|c| c.is_cancelled()) =>
+        {
+            eprintln!("pull {}: cancelled", args.reference);
+            std::process::exit(INTERRUPTED);
+        }
+        Ok(Err(e)) => return Err(format!("error: pull {}: {e}", args.reference)),
+        Err(e) => return Err(format!("error: pull {}: {e}", args.reference)),
+    };
     if args.quiet {
         return write(&format!("{name}\n"));
     }

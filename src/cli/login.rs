@@ -112,8 +112,8 @@ pub fn login(engine: &EngineArgs, args: &LoginArgs) -> Result<(), String> {
         .map_err(|e| format!("error: {e}"))?;
     if helper {
         warn(&format!(
-            "{} names a credential helper, which flotilla does not use: the credentials are \
-             stored in the file itself",
+            "{} names a credential helper: flotilla asks it when pulling, but stores these \
+             credentials in the file itself (a helper's own answer comes first)",
             path.display()
         ));
     }

@@ -4,7 +4,8 @@
 //! user and password against the registry's `/v2/` the way `docker login` does (HTTP basic, or
 //! the bearer-token realm the registry names), and saving or removing an `auths` entry. The file is
 //! rewritten atomically (temporary file, mode 0600, synced, renamed) and keeps every other key.
-//! Reading an entry for a pull is [`registry::docker_config_auth`](super::registry::docker_config_auth).
+//! Reading an entry for a pull is [`registry::docker_config_auth`](super::registry::docker_config_auth)
+//! (credential helpers first, [`credential_helper`](super::credential_helper)).
 
 use std::fs;
 use std::io::{self, Write};
@@ -263,7 +264,8 @@ fn read_config(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>
 }
 
 /// Saves `user`/`password` for `server` (base64 `auth`, like Docker), keeping the rest of the
-/// file. Returns whether the file names a credential helper, which flotilla does not use.
+/// file. Returns whether the file names a credential helper (asked first on pulls, see
+/// [`credential_helper`](super::credential_helper); flotilla never stores into helpers).
 pub fn save(path: &Path, server: &Server, user: &str, password: &str) -> Result<bool> {
     let mut config = read_config(path)?;
     let helper = config.contains_key("credsStore") || config.contains_key("credHelpers");

@@ -2,7 +2,11 @@
 //! of its config digest, as `docker images` shows it), tagging, removing and pruning. Removing a
 //! record also removes the blobs and layer snapshots no other record (and no container) uses;
 //! pruning removes dangling records (those without a tag) or, with `all`, every unused one, then
-//! every blob and snapshot that no record references. A lock file under the store serializes
+//! every blob and snapshot that no record references. A layer snapshot that any container of the
+//! data root (running or stopped) has in its root filesystem is never collected, whatever the
+//! records say; and `rm -f` of an image a container uses keeps it as a dangling record (named by
+//! its manifest digest, like Docker's `<none>`), so its content stays until the container is
+//! gone and a prune removes it. A lock file under the store serializes
 //! these collections against pulls of other processes (shared for writers, exclusive for
 //! collectors), so a pull never loses a blob it has written but not yet recorded.
 
@@ -69,6 +73,33 @@ pub fn in_use_by_containers(store: &Store, image: &ImageRecord) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The layer snapshots (chain ids) that the containers of the data root, running or stopped, have
+/// in their root filesystems, from each container's own record of its layers (the runtime's
+/// `layers_of`, never a guess from the image records, which `rm -f` may have removed). `None` when
+/// that cannot be known (the containers cannot be listed, or one's layers cannot be read): then
+/// no snapshot may be collected.
+fn layers_in_use_by_containers(store: &Store) -> Option<BTreeSet<Digest>> {
+    let data_root = store.root().parent()?;
+    let runtime = crate::runtime::lifecycle::Runtime::new(data_root).ok()?;
+    let mut used = BTreeSet::new();
+    for container in runtime.list().ok()? {
+        let paths = crate::runtime::copy::layers_of(&runtime.dir(&container.meta.id)).ok()?;
+        used.extend(paths.iter().filter_map(|path| chain_id_of_layer_path(path)));
+    }
+    Some(used)
+}
+
+/// The chain id of a snapshot path `…/layers/<chain hex>/diff` ([`Store::layer_path`]). Only the
+/// tail is read, so a data root spelled differently (relative, through a symlink) still matches;
+/// a false match only keeps a snapshot longer.
+fn chain_id_of_layer_path(path: &std::path::Path) -> Option<Digest> {
+    if path.file_name()? != "diff" {
+        return None;
+    }
+    let hex = path.parent()?.file_name()?.to_str()?;
+    Digest::parse(&format!("sha256:{hex}")).ok()
 }
 
 /// A lock on the image store, released on drop. Writers (pull, load) hold it shared, so they run
@@ -280,8 +311,38 @@ pub fn remove(store: &Store, arg: &str, force: bool) -> Result<Removed> {
         delete_record(store, image)?;
         removed.untagged.push(image.name.clone());
     }
+    // Like Docker, an image a container uses loses its names but not its existence: when no
+    // name of it is left, it stays as a dangling record (repository@manifest digest), which
+    // keeps its blobs and snapshots, and which a prune removes once no container uses it.
+    let remaining = list(store)?;
+    let mut kept_ids = BTreeSet::new();
+    for image in &keep {
+        if remaining
+            .iter()
+            .any(|r| r.config_digest == image.config_digest)
+            || !kept_ids.insert(image.config_digest.clone())
+        {
+            continue;
+        }
+        if let Some(dangling) = dangling_name(image) {
+            record::save(
+                store,
+                &ImageRecord {
+                    name: dangling,
+                    ..image.clone()
+                },
+            )?;
+        }
+    }
     collect(store, &found.records, &keep, false, &mut removed)?;
     Ok(removed)
+}
+
+/// The name of `image` without a tag: `repository@<manifest digest>`.
+fn dangling_name(image: &ImageRecord) -> Option<String> {
+    let reference = reference_of(image)?;
+    let dangling = Reference::parse(&format!("{}@{}", reference.name(), image.manifest_digest));
+    dangling.ok().map(|r| r.to_string())
 }
 
 /// Removes dangling records (without a tag) or, with `all`, every record no container uses; then
@@ -346,7 +407,16 @@ fn collect(
     everything: bool,
     removed: &mut Removed,
 ) -> Result<()> {
-    let (used_blobs, used_layers) = referenced(store, keep)?;
+    let (used_blobs, mut used_layers) = referenced(store, keep)?;
+    // Containers use snapshots directly: theirs stay even when no record names them any more.
+    // When the containers' layers cannot be known, no snapshot is collected this time.
+    let containers_known = match layers_in_use_by_containers(store) {
+        Some(layers) => {
+            used_layers.extend(layers);
+            true
+        }
+        None => false,
+    };
     let mut blobs = BTreeSet::new();
     let mut layers = BTreeSet::new();
     for image in gone {
@@ -363,7 +433,11 @@ fn collect(
     }
     // Upper layers first, so an interrupted removal never leaves a child snapshot whose parent
     // is already gone.
-    let mut layers: Vec<Digest> = layers.difference(&used_layers).cloned().collect();
+    let mut layers: Vec<Digest> = if containers_known {
+        layers.difference(&used_layers).cloned().collect()
+    } else {
+        Vec::new()
+    };
     layers.sort_by_key(|chain_id| {
         std::cmp::Reverse(
             gone.iter()
@@ -551,6 +625,33 @@ mod tests {
             tag(&store, "b:1", &by_digest),
             Err(ManageError::TagWithDigest { .. })
         ));
+    }
+
+    #[test]
+    fn chain_ids_of_layer_paths() {
+        let hex = "a".repeat(64);
+        let store_path = std::path::PathBuf::from(format!("/r/image/layers/{hex}/diff"));
+        assert_eq!(
+            chain_id_of_layer_path(&store_path).map(|d| d.to_string()),
+            Some(format!("sha256:{hex}"))
+        );
+        let relative = std::path::PathBuf::from(format!("root/image/layers/{hex}/diff"));
+        assert!(chain_id_of_layer_path(&relative).is_some());
+        for other in ["/l/0", "/r/image/layers/zz/diff", "/r/layers/x"] {
+            assert_eq!(chain_id_of_layer_path(std::path::Path::new(other)), None);
+        }
+    }
+
+    #[test]
+    fn force_remove_of_an_image_in_use_leaves_it_dangling() {
+        // No container here: remove's `keep` path is exercised through the record it writes.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let image = fake_image(&store, "k:1", &["base"]);
+        assert_eq!(
+            dangling_name(&image).as_deref(),
+            Some(format!("docker.io/library/k@{}", image.manifest_digest).as_str())
+        );
     }
 
     #[test]

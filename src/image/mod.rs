@@ -5,11 +5,13 @@
 //! root), [`unpack`] (fd-confined extraction of layer tarballs with overlayfs whiteouts),
 //! [`record`] (image records, manifest/index/config shapes), [`registry`] (the `oci-client` door:
 //! plain HTTP for loopback registries, HTTPS otherwise), [`pull`] and [`push`],
-//! [`credentials`] (Docker's config.json, login checks), [`manage`] (list, tag, rm, prune) and
+//! [`credentials`] (Docker's config.json, login checks), [`credential_helper`]
+//! (`docker-credential-<name> get`), [`manage`] (list, tag, rm, prune) and
 //! [`archive`] (`image save` / `load` / `import` tarballs).
 
 pub mod archive;
 pub mod commit;
+pub mod credential_helper;
 pub mod credentials;
 pub mod manage;
 pub mod pull;

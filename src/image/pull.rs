@@ -13,7 +13,7 @@ use oci_client::manifest::OciDescriptor;
 use super::record::{self, Descriptor, ImageRecord, ManifestKind, Platform, RecordError};
 use super::reference::Reference;
 use super::registry::{self, OciReference, RegistryOptions};
-use super::store::{Digest, Store, StoreError};
+use super::store::{Digest, Store, StoreError, Synced};
 use super::unpack::UnpackOptions;
 
 /// Why a pull failed; each variant names the reference or the blob.
@@ -132,30 +132,24 @@ fn check_cancel(options: &PullOptions, reference: &Reference) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullEvent {
     /// The manifest for the platform is known.
-    Resolved {
-        manifest: Digest,
-        layers: usize,
-    },
+    Resolved { manifest: Digest, layers: usize },
     /// A layer already unpacked in the store: nothing to fetch or unpack.
-    LayerExists {
-        blob: Digest,
-    },
+    LayerExists { blob: Digest },
     /// Bytes of a blob received so far.
     Downloading {
         blob: Digest,
         received: u64,
         total: u64,
     },
-    /// A blob is complete and verified in the store.
-    Downloaded {
-        blob: Digest,
-    },
-    Unpacking {
-        blob: Digest,
-    },
-    Unpacked {
-        blob: Digest,
-    },
+    /// Every byte of a blob is received and verified against its digest (it is in the store,
+    /// or about to be once the layer streamed from it is synced).
+    Downloaded { blob: Digest },
+    /// A layer starts unpacking: for a layer fetched now, as soon as its download starts (it is
+    /// unpacked from the bytes as they arrive); for a layer whose blob was in the store, when
+    /// the unpacker opens the blob.
+    Unpacking { blob: Digest },
+    /// The layer is unpacked, verified and in the store.
+    Unpacked { blob: Digest },
 }
 
 /// A receiver of [`PullEvent`]s, called from the pulling tasks (keep it quick).
@@ -433,16 +427,33 @@ async fn fetch_blob(
     fetch_blob_tee(client, store, reference, blob, options, None).await
 }
 
+/// The unpacker a blob's bytes are handed to while it downloads.
+struct Tee {
+    /// Every received chunk, after it is written to the blob file. Dropped once the blob is
+    /// verified (or failed), so the unpacker's reader sees the end of the stream.
+    chunks: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+    /// The unpacker's outcome: the proof of its store-wide sync when it unpacked the layer from
+    /// the whole stream, else `None`.
+    synced: std::sync::mpsc::Receiver<Option<Synced>>,
+}
+
 /// [`fetch_blob`], also handing every received chunk to `tee` (the unpacker of a layer that
-/// is unpacked while it downloads). The tee is dropped when the blob is complete or failed, so
-/// its reader sees the end of the stream.
+/// is unpacked while it downloads).
+///
+/// Durability with one sync instead of two: the verified blob waits (in `tmp/`) for the
+/// unpacker, whose `syncfs` before it commits the layer also puts the blob's data on disk,
+/// since it runs after the unpacker saw the end of the stream, that is after the blob's last
+/// write. Only then is the blob renamed into place (and its directory synced). When the
+/// unpacker did not sync (it failed, or found the layer already there), the blob is fsynced
+/// itself as before. Either way a blob's final name never appears before its data is durable,
+/// and the record, written after every blob and layer, never points at missing data.
 async fn fetch_blob_tee(
     client: &oci_client::Client,
     store: &Store,
     reference: &Reference,
     blob: &Descriptor,
     options: &PullOptions,
-    tee: Option<std::sync::mpsc::SyncSender<bytes::Bytes>>,
+    tee: Option<Tee>,
 ) -> Result<u64> {
     let digest = &blob.digest;
     let fetch_error = |reason: String| PullError::Fetch {
@@ -465,6 +476,7 @@ async fn fetch_blob_tee(
     let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Chunk>(16);
     let writer_store = store.clone();
     let writer_digest = digest.clone();
+    let writer_options = options.clone();
     let size = blob.size;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut tee = tee;
@@ -484,15 +496,32 @@ async fn fetch_blob_tee(
                         })
                     })?;
                     // An unpacker that stopped has its own error to report; the blob goes on.
-                    if let Some(t) = &tee
-                        && t.send(data).is_err()
+                    if let Some(t) = tee.as_mut()
+                        && let Some(chunks) = &t.chunks
+                        && chunks.send(data).is_err()
                     {
-                        tee = None;
+                        t.chunks = None;
                     }
                 }
                 Chunk::End => {
-                    let written = writer.written();
-                    writer.commit(&digest).map_err(store_error)?;
+                    let verified = writer.verify(&digest).map_err(store_error)?;
+                    let written = verified.written();
+                    emit(
+                        &writer_options,
+                        PullEvent::Downloaded {
+                            blob: digest.clone(),
+                        },
+                    );
+                    let synced = tee.take().and_then(|mut t| {
+                        // The end of the unpacker's stream: every byte is written above.
+                        t.chunks = None;
+                        t.synced.recv().ok().flatten()
+                    });
+                    match synced {
+                        Some(proof) => verified.commit_synced(&proof),
+                        None => verified.commit(),
+                    }
+                    .map_err(store_error)?;
                     return Ok(written);
                 }
             }
@@ -541,16 +570,7 @@ async fn fetch_blob_tee(
     let written = writer.await.map_err(|e| fetch_error(e.to_string()))?;
     match failure {
         Some(error) => Err(error),
-        None => {
-            let written = written?;
-            emit(
-                options,
-                PullEvent::Downloaded {
-                    blob: digest.clone(),
-                },
-            );
-            Ok(written)
-        }
+        None => written,
     }
 }
 
@@ -566,33 +586,63 @@ async fn fetch_and_unpack(
     options: &PullOptions,
 ) -> Result<u64> {
     let (tee, chunks) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
+    let (synced_sender, synced) = std::sync::mpsc::sync_channel::<Option<Synced>>(1);
     let unpack_store = store.clone();
     let diff_id = layer.diff_id.clone();
     let unpack_options = options.unpack.clone();
     let unpack_parent = parent.clone();
+    let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader_ended = ended.clone();
+    // Unpacking starts with the download: the unpacker reads the bytes as they arrive.
+    emit(
+        options,
+        PullEvent::Unpacking {
+            blob: layer.blob.digest.clone(),
+        },
+    );
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = std::io::BufReader::with_capacity(
             256 * 1024,
             ChannelReader {
                 chunks,
                 current: bytes::Bytes::new(),
+                ended: reader_ended,
             },
         );
-        unpack_store.unpack_layer(unpack_parent.as_ref(), &diff_id, reader, &unpack_options)
+        let result = unpack_store.unpack_layer_synced(
+            unpack_parent.as_ref(),
+            &diff_id,
+            reader,
+            &unpack_options,
+        );
+        // The sync covers the blob only if it came after the blob's last write, which the end
+        // of the stream proves (a decoder may stop before the last compressed bytes).
+        let (result, proof) = match result {
+            Ok((info, proof)) => (
+                Ok(info),
+                proof.filter(|_| ended.load(std::sync::atomic::Ordering::SeqCst)),
+            ),
+            Err(e) => (Err(e), None),
+        };
+        let _ = synced_sender.send(proof);
+        result
     });
-    let fetched = fetch_blob_tee(client, store, reference, &layer.blob, options, Some(tee)).await;
+    let fetched = fetch_blob_tee(
+        client,
+        store,
+        reference,
+        &layer.blob,
+        options,
+        Some(Tee {
+            chunks: Some(tee),
+            synced,
+        }),
+    )
+    .await;
     let unpacked = unpacker.await;
     let chain_id = super::store::chain_id_next(parent.as_ref(), &layer.diff_id);
     match (fetched, unpacked) {
-        (Ok(bytes), Ok(Ok(_))) => {
-            emit(
-                options,
-                PullEvent::Unpacking {
-                    blob: layer.blob.digest.clone(),
-                },
-            );
-            Ok(bytes)
-        }
+        (Ok(bytes), Ok(Ok(_))) => Ok(bytes),
         // The blob's own failure is the one to report (the unpacker only saw its bytes end).
         (Err(error), unpacked) => {
             if matches!(unpacked, Ok(Ok(_))) {
@@ -616,6 +666,8 @@ async fn fetch_and_unpack(
 struct ChannelReader {
     chunks: std::sync::mpsc::Receiver<bytes::Bytes>,
     current: bytes::Bytes,
+    /// Set once the sender is gone (the blob's writer is done writing).
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::io::Read for ChannelReader {
@@ -623,7 +675,10 @@ impl std::io::Read for ChannelReader {
         while self.current.is_empty() {
             match self.chunks.recv() {
                 Ok(next) => self.current = next,
-                Err(_) => return Ok(0),
+                Err(_) => {
+                    self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.current.len());

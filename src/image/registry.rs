@@ -37,14 +37,17 @@ pub enum RegistryError {
         path: std::path::PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    Helper(#[from] super::credential_helper::HelperError),
 }
 
 /// The Docker Hub key of `~/.docker/config.json`.
 const DOCKER_HUB_AUTH_KEY: &str = "https://index.docker.io/v1/";
 
-/// The credentials for `registry` in a Docker `config.json` (`auths.<registry>.auth`, base64 of
-/// `user:password`, or `username`/`password`); `None` when it has none. Credential helpers
-/// (`credsStore`, `credHelpers`) are not consulted.
+/// The credentials for `registry` in a Docker `config.json`: first from the credential helper
+/// it names for that registry (`credHelpers.<registry>`, else `credsStore`; run as Docker runs
+/// it, [`credential_helper`](super::credential_helper)), then from `auths.<registry>` (`auth`,
+/// base64 of `user:password`, or `username`/`password`); `None` when neither has any.
 pub fn docker_config_auth(
     path: &std::path::Path,
     registry: &str,
@@ -66,6 +69,11 @@ pub fn docker_config_auth(
     };
     let config: serde_json::Value =
         serde_json::from_slice(&data).map_err(|e| bad(e.to_string()))?;
+    if let Some((helper, server)) = super::credential_helper::helper_for(&config, registry)
+        && let Some(found) = super::credential_helper::get(&helper, &server)?
+    {
+        return Ok(Some(found));
+    }
     let Some(auths) = config.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);
     };

@@ -462,9 +462,24 @@ impl Store {
         reader: R,
         options: &UnpackOptions,
     ) -> Result<LayerInfo> {
+        self.unpack_layer_synced(parent, diff_id, reader, options)
+            .map(|(info, _)| info)
+    }
+
+    /// [`Store::unpack_layer`], also returning the proof of the store-wide sync it made before
+    /// the rename (`None` when the layer was already there and nothing was read or synced).
+    /// Whatever was written to the store's filesystem before `reader` reached its end is on
+    /// disk once this returns the proof.
+    pub fn unpack_layer_synced<R: Read>(
+        &self,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+        reader: R,
+        options: &UnpackOptions,
+    ) -> Result<(LayerInfo, Option<Synced>)> {
         let chain_id = chain_id_next(parent, diff_id);
         if self.has_layer(&chain_id) {
-            return self.layer_info(&chain_id);
+            return Ok((self.layer_info(&chain_id)?, None));
         }
         let tmp = TempDir::create(&self.tmp_dir(), "layer")?;
         let diff = tmp.path.join(LAYER_DIFF);
@@ -507,6 +522,7 @@ impl Store {
         )
         .map_err(|e| write_error(&tmp.path, e.into()))?;
         rustix::fs::syncfs(&dir).map_err(|e| write_error(&tmp.path, e.into()))?;
+        let synced = Synced { _private: () };
 
         let target = self.layer_dir(&chain_id);
         match rustix::fs::renameat_with(
@@ -519,7 +535,7 @@ impl Store {
             Ok(()) => tmp.keep(),
             // Another unpack of the same layer finished first: its copy is as good as ours.
             Err(Errno::EXIST) | Err(Errno::NOTEMPTY) if self.has_layer(&chain_id) => {
-                return self.layer_info(&chain_id);
+                return Ok((self.layer_info(&chain_id)?, Some(synced)));
             }
             Err(e) => {
                 return Err(StoreError::CommitLayer {
@@ -533,7 +549,7 @@ impl Store {
             chain_id: chain_id.clone(),
             source,
         })?;
-        Ok(info)
+        Ok((info, Some(synced)))
     }
 
     /// Deletes a layer snapshot: first renamed out of `layers/` (so it stops counting at once),
@@ -643,7 +659,14 @@ impl BlobWriter {
     /// Verifies the written data against `expected` (and the expected size, if one was given),
     /// syncs it and renames it into place. On a mismatch nothing is stored and the temporary file
     /// is deleted.
-    pub fn commit(mut self, expected: &Digest) -> Result<PathBuf> {
+    pub fn commit(self, expected: &Digest) -> Result<PathBuf> {
+        self.verify(expected)?.commit()
+    }
+
+    /// Verifies the written data against `expected` (and the expected size, if one was given)
+    /// without storing it yet: [`VerifiedBlob::commit`] does. On a mismatch nothing is stored and
+    /// the temporary file is deleted.
+    pub fn verify(mut self, expected: &Digest) -> Result<VerifiedBlob> {
         if expected.algorithm != self.algorithm {
             return Err(StoreError::AlgorithmMismatch {
                 digest: expected.clone(),
@@ -670,22 +693,75 @@ impl BlobWriter {
                 actual,
             });
         }
-        if let Some(file) = self.file.take() {
+        Ok(VerifiedBlob {
+            writer: self,
+            digest: expected.clone(),
+        })
+    }
+}
+
+/// Proof that the store's whole filesystem was synced (`syncfs`) by
+/// [`Store::unpack_layer_synced`]; only the store makes one.
+#[derive(Debug)]
+pub struct Synced {
+    _private: (),
+}
+
+/// A blob whose size and digest are verified, still in `tmp/` (dropped: deleted).
+#[derive(Debug)]
+pub struct VerifiedBlob {
+    writer: BlobWriter,
+    digest: Digest,
+}
+
+impl VerifiedBlob {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn written(&self) -> u64 {
+        self.writer.written
+    }
+
+    /// Syncs the blob's data (fsync) and renames it into place.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        if let Some(file) = self.writer.file.take() {
             file.sync_all().map_err(|source| StoreError::SyncBlob {
-                digest: expected.clone(),
+                digest: self.digest.clone(),
                 source,
             })?;
         }
-        let target = self.store.blob_path(expected);
+        self.rename()
+    }
+
+    /// Renames the blob into place without an fsync of its own, because `synced` proves that
+    /// the store's filesystem was synced after this blob's last byte was written: the layer
+    /// unpacked from the same bytes synced it (`syncfs` covers every file of the filesystem,
+    /// and the blob's temporary file is in the same `tmp/` as the layer's). The caller
+    /// guarantees that order (the unpacker only reaches the end of its stream after the last
+    /// write here). Durability is unchanged: the blob's name appears only after its data is on
+    /// disk, and the image record, written after every blob and layer, can never point at a
+    /// missing or partial blob after a crash.
+    pub fn commit_synced(mut self, synced: &Synced) -> Result<PathBuf> {
+        let _ = synced;
+        self.writer.file.take();
+        self.rename()
+    }
+
+    fn rename(mut self) -> Result<PathBuf> {
+        let expected = &self.digest;
+        let store = &self.writer.store;
+        let target = store.blob_path(expected);
         let commit_error = |source: io::Error| StoreError::CommitBlob {
             digest: expected.clone(),
             source,
         };
-        let dir = target.parent().unwrap_or(&self.store.root).to_path_buf();
+        let dir = target.parent().unwrap_or(&store.root).to_path_buf();
         fs::create_dir_all(&dir).map_err(commit_error)?;
-        fs::rename(&self.path, &target).map_err(commit_error)?;
+        fs::rename(&self.writer.path, &target).map_err(commit_error)?;
         // The temporary file is now the blob: nothing left for Drop to delete.
-        self.path = PathBuf::new();
+        self.writer.path = PathBuf::new();
+        // The new name itself must be on disk before anything (a record) refers to it.
         sync_dir(&dir).map_err(commit_error)?;
         Ok(target)
     }
@@ -881,6 +957,51 @@ mod tests {
         assert!(w.write_all(data).is_err());
         drop(w);
         assert!(!store.has_blob(&digest));
+        assert_eq!(tmp_entries(&store), 0);
+    }
+
+    #[test]
+    fn verified_blob_commits_after_the_layer_sync_or_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(2);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(1_600_000_000);
+            builder.append_data(&mut header, "f", &b"hi"[..]).unwrap();
+            builder.into_inner().unwrap()
+        };
+        let digest = Digest::sha256_of(&tar);
+        let mut w = store.blob_writer(Some(tar.len() as u64)).unwrap();
+        w.write_all(&tar).unwrap();
+        let verified = w.verify(&digest).unwrap();
+        assert!(!store.has_blob(&digest), "not in place before the commit");
+        let (info, proof) = store
+            .unpack_layer_synced(None, &digest, tar.as_slice(), &Default::default())
+            .unwrap();
+        let proof = proof.expect("a fresh unpack syncs");
+        verified.commit_synced(&proof).unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap(), tar);
+        assert_eq!(tmp_entries(&store), 0);
+        // Already unpacked: nothing synced, no proof; the fsync path is used.
+        let (again, proof) = store
+            .unpack_layer_synced(None, &digest, io::empty(), &Default::default())
+            .unwrap();
+        assert_eq!(again.chain_id, info.chain_id);
+        assert!(proof.is_none());
+        store.delete_blob(&digest).unwrap();
+        let mut w = store.blob_writer(None).unwrap();
+        w.write_all(&tar).unwrap();
+        w.verify(&digest).unwrap().commit().unwrap();
+        assert!(store.has_blob(&digest));
+        // A verified blob dropped without a commit leaves nothing.
+        let mut w = store.blob_writer(None).unwrap();
+        w.write_all(b"other").unwrap();
+        drop(w.verify(&Digest::sha256_of(b"other")).unwrap());
         assert_eq!(tmp_entries(&store), 0);
     }
 
