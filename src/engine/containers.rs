@@ -482,29 +482,35 @@ impl Containers {
     /// the user stopped, started or removed it meanwhile).
     pub async fn after_exit(self: &Arc<Self>, id: &str) {
         let dir = self.dir(id);
-        let Ok(st) = self.state(id).await else {
-            return;
-        };
-        if st.status != Status::Exited {
-            return;
-        }
-        let Some(mut record) = restart::read(&dir) else {
-            return;
-        };
-        let ran = match (
-            st.started_at.as_deref().and_then(time::parse),
-            st.finished_at.as_deref().and_then(time::parse),
-        ) {
-            (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
-            _ => Duration::ZERO,
-        };
-        let decision = record.decide(st.exit_code.unwrap_or(-1), ran);
-        if let Err(e) = restart::write(&dir, &record) {
-            tracing::warn!(id, error = %e, "record a restart decision");
-            return;
-        }
-        let restart::Decision::Restart(delay) = decision else {
-            return;
+        // Decided and recorded under the container's lock: a removal is never raced (a write
+        // into a directory being deleted would keep it).
+        let (st, delay) = {
+            let _guard = self.lock(id).await;
+            let Ok(st) = self.state(id).await else {
+                return;
+            };
+            if st.status != Status::Exited || !dir.join("meta.json").exists() {
+                return;
+            }
+            let Some(mut record) = restart::read(&dir) else {
+                return;
+            };
+            let ran = match (
+                st.started_at.as_deref().and_then(time::parse),
+                st.finished_at.as_deref().and_then(time::parse),
+            ) {
+                (Some(a), Some(b)) => b.duration_since(a).unwrap_or_default(),
+                _ => Duration::ZERO,
+            };
+            let decision = record.decide(st.exit_code.unwrap_or(-1), ran);
+            if let Err(e) = restart::write(&dir, &record) {
+                tracing::warn!(id, error = %e, "record a restart decision");
+                return;
+            }
+            let restart::Decision::Restart(delay) = decision else {
+                return;
+            };
+            (st, delay)
         };
         tokio::time::sleep(delay).await;
         let _guard = self.lock(id).await;

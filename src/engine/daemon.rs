@@ -212,10 +212,14 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         .map_err(DaemonError::Runtime)?;
     let result = runtime.block_on(async {
         live_restore(&containers, &opts.data_root).await;
-        serve(
+        let prefix = containers.runtime().prefix().to_string();
+        let served = serve(
             opts, &hosts, tcp, token, store, containers, config, reconciler, &lock,
         )
-        .await
+        .await;
+        // Empty cgroups of this daemon's prefix go; those of running containers stay.
+        let _ = crate::runtime::sys::cgroup::cleanup_prefix(&prefix);
+        served
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     lock.release();

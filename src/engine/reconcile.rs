@@ -39,6 +39,8 @@ use crate::spec::model::Project;
 
 /// How often conditions and `--wait` look at the containers.
 const POLL: Duration = Duration::from_millis(50);
+/// Why a step did not run.
+const DEPENDENCY_FAILED: &str = "a step it depends on failed";
 /// How many pulls run at once.
 const PULLS: usize = 3;
 
@@ -79,6 +81,8 @@ impl Drop for Busy<'_> {
 struct Report {
     tx: mpsc::Sender<ProjectProgress>,
     started: Instant,
+    /// `--wait-timeout`: waits on dependencies end here too.
+    deadline: Option<Instant>,
 }
 
 impl Report {
@@ -218,9 +222,15 @@ impl Reconciler {
         req: ProjectUp,
         tx: mpsc::Sender<ProjectProgress>,
     ) {
+        let started = Instant::now();
+        let deadline = req
+            .wait_timeout
+            .filter(|_| req.wait)
+            .map(|t| started + Duration::from_secs(t));
         let report = Report {
             tx,
-            started: Instant::now(),
+            started,
+            deadline,
         };
         let result = match self.claim(&name) {
             Ok(_busy) => self.up_claimed(&name, req, &report).await,
@@ -352,6 +362,7 @@ impl Reconciler {
             done_rx.push(rx);
         }
         let created: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let reported: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
         let failed: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut tasks = Vec::new();
         for (step, tx) in plan.steps.iter().cloned().zip(done_tx) {
@@ -363,6 +374,7 @@ impl Reconciler {
             let me = self.clone();
             let (project, meta, report) = (project.clone(), meta.clone(), report.clone());
             let (created, failed) = (created.clone(), failed.clone());
+            let reported = reported.clone();
             tasks.push(tokio::spawn(async move {
                 let mut ok = true;
                 for mut rx in waits {
@@ -374,7 +386,7 @@ impl Reconciler {
                 }
                 let (kind, name) = subject(&step.action);
                 let result = if !ok {
-                    Err("a step it depends on failed".to_string())
+                    Err(DEPENDENCY_FAILED.to_string())
                 } else {
                     match me
                         .conditions(&project.name, &step.conditions, &report)
@@ -394,7 +406,14 @@ impl Reconciler {
                         Err(e) => Err(e),
                     }
                 };
-                if let Err(e) = &result {
+                let repeat = result.as_ref().is_err_and(|e| e == DEPENDENCY_FAILED)
+                    && !reported
+                        .lock()
+                        .map(|mut r| r.insert(name.clone()))
+                        .unwrap_or(true);
+                if let Err(e) = &result
+                    && !repeat
+                {
                     report.send(kind, &name, step.action.service(), "Error", Some(e.clone()));
                     if let Ok(mut f) = failed.lock() {
                         f.push(match step.action.service() {
@@ -413,7 +432,7 @@ impl Reconciler {
         // Only the first failures matter: those whose cause is a failed step repeat them.
         let roots: Vec<String> = failed
             .iter()
-            .filter(|f| !f.ends_with("a step it depends on failed"))
+            .filter(|f| !f.ends_with(DEPENDENCY_FAILED))
             .cloned()
             .collect();
         if roots.is_empty() { failed } else { roots }
@@ -432,6 +451,23 @@ impl Reconciler {
                 match self.condition_state(project, c).await {
                     Ok(true) => break,
                     Ok(false) => {
+                        if report.deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(format!(
+                                "service {} is still not {} after the wait timeout",
+                                c.service,
+                                match c.condition {
+                                    Condition::Started => "started",
+                                    Condition::Healthy => "healthy",
+                                    Condition::CompletedSuccessfully => "completed",
+                                }
+                            ));
+                        }
+                        if report.tx.is_closed() {
+                            return Err(format!(
+                                "the client went away while waiting for {}",
+                                c.service
+                            ));
+                        }
                         if !announced {
                             announced = true;
                             report.send(
@@ -917,6 +953,7 @@ impl Reconciler {
         let report = Report {
             tx,
             started: Instant::now(),
+            deadline: None,
         };
         let result = match self.claim(&name) {
             Ok(_busy) => self.down_claimed(&name, req, &report).await,

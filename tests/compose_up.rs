@@ -1,0 +1,1228 @@
+//! `flotilla up`/`down`/`ps` end to end (root): every test starts its own `flotilla daemon` on
+//! its own tempdir data root and socket, imports a busybox image into that root with the real
+//! binary (`image import` of the tests' busybox rootfs), writes stack files into the tempdir and
+//! runs the real `flotilla` CLI against the daemon. Order and idempotence are judged from the
+//! daemon's events (`flotilla events --format json`, ordered by sequence number) and the
+//! containers' state files; every wait is a bounded poll.
+//!
+//! Covered (reconciler issue, "Tests that must exist" and "Bad input"): a four-service stack
+//! (db with a named volume and a healthcheck, a one-shot migration, an api waiting for both, a
+//! web in front) comes up in dependency order with `--wait`, and a second `up` plans and does
+//! nothing (the one-shot job that completed is not run again); editing one service's environment recreates only
+//! that service (`--dry-run` says why); scale 1→5→2; `restart: on-failure:3`; `restart: always`
+//! across a daemon `kill -9` with its container killed meanwhile; `down` keeps the named volume,
+//! `down -v` removes it, and nothing is left on the host; unknown services, a located stack
+//! file error, a dependency that never becomes healthy, `--wait-timeout`, an image that cannot
+//! be pulled (a closed loopback port), and two `up`s at once on one project.
+//!
+//! TODO(dns-ports): once the embedded DNS server and published ports are wired into `up`, add
+//! here: the four-service stack with web serving HTTP on a published host port and calling the
+//! api by its service name (answered end to end from the host through the port); DNS answering
+//! every replica after scale 1→5→2; and the bad-input case of a published port already taken
+//! by a process outside flotilla (clear error naming the port, the rest of the stack up).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flotilla::api::client::{Client, block_on};
+use flotilla::api::host::Host;
+use flotilla::runtime::lifecycle::{self, Runtime};
+use flotilla::runtime::state::{self, Status};
+use flotilla::runtime::sys::cgroup::{self, Cgroup};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+const IMAGE: &str = "flotilla.test/busybox:1";
+/// The longest any single step may take on a loaded machine.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// A shell that exits 0 on SIGTERM (so stops are quick) and otherwise runs forever.
+const SERVE: &str = "trap 'exit 0' TERM; while :; do sleep 0.1; done";
+
+/// What one CLI run printed.
+#[derive(Debug)]
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Out {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "exit {:?} after {:?}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A CLI process under way.
+struct Running {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    started: Instant,
+}
+
+impl Running {
+    /// Waits for the process at most `limit`; kills it (by its pid) past that.
+    fn finish(mut self, limit: Duration) -> Out {
+        let code = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status.code(),
+                Ok(None) if self.started.elapsed() < limit => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+            }
+        };
+        Out {
+            code,
+            stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.stderr).unwrap_or_default(),
+            took: self.started.elapsed(),
+        }
+    }
+}
+
+/// One daemon on its own data root and socket, with the busybox image imported.
+struct Daemon {
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    socket: PathBuf,
+    /// The runtime's cgroup prefix (`flotilla-<prefix>`).
+    cg_prefix: String,
+    /// The network prefix: host links are `flt<net_prefix>-…`.
+    net_prefix: String,
+    /// (stack dir, project) of every stack written, for the cleanup's `down -v`.
+    projects: Vec<(PathBuf, String)>,
+    calls: std::cell::Cell<u32>,
+}
+
+impl Daemon {
+    fn start(tag: &str) -> Daemon {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the compose up tests need root (CI runs them as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("flt-cu-{tag}-"))
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        let runtime = Runtime::new(&root).unwrap();
+        let cg_prefix = runtime.prefix().to_string();
+        let net_prefix: String = cg_prefix.chars().take(4).collect();
+        fs::write(dir.path().join("daemon.toml"), "").unwrap();
+        let mut d = Daemon {
+            child: None,
+            socket: dir.path().join("run/flotilla.sock"),
+            dir: Some(dir),
+            root,
+            cg_prefix,
+            net_prefix,
+            projects: Vec::new(),
+            calls: std::cell::Cell::new(0),
+        };
+        let tar = d.path().join("busybox-rootfs.tar");
+        fs::write(&tar, common::registry::busybox_layer()).unwrap();
+        let out = d.run_at(
+            d.path(),
+            &["image", "import", tar.to_str().unwrap(), IMAGE],
+            TIMEOUT,
+        );
+        assert!(out.ok(), "image import:\n{}", out.text());
+        d.spawn();
+        d
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path().join("daemon.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("daemon")
+            .arg("--data-root")
+            .arg(&self.root)
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
+            .arg("--config")
+            .arg(self.path().join("daemon.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env_remove("FLOTILLA_HOST")
+            .env_remove("FLOTILLA_ROOT")
+            .env("RUST_LOG", "info")
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("the daemon exited ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "no socket:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn daemon_pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` of the daemon (by its pid).
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM to the daemon; waits for it to exit and returns its exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let pid = rustix::process::Pid::from_raw(child.id() as i32)?;
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Writes `yaml` (with `IMG` replaced by the test image) as `<tmp>/<project>/<file>` and
+    /// returns the stack dir. The stack file's `name:` must be `project`.
+    fn stack(&mut self, project: &str, yaml: &str) -> PathBuf {
+        self.stack_file(project, "compose.yaml", yaml)
+    }
+
+    fn stack_file(&mut self, project: &str, file: &str, yaml: &str) -> PathBuf {
+        let dir = self.path().join(project);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(file), yaml.replace("IMG", IMAGE)).unwrap();
+        if !self.projects.iter().any(|(_, p)| p == project) {
+            self.projects.push((dir.clone(), project.to_string()));
+        }
+        dir
+    }
+
+    fn command(&self, cwd: &Path, args: &[&str]) -> Running {
+        let n = self.calls.get() + 1;
+        self.calls.set(n);
+        let stdout = self.path().join(format!("cli-{n}.out"));
+        let stderr = self.path().join(format!("cli-{n}.err"));
+        let child = Command::new(BIN)
+            .arg("--data-root")
+            .arg(&self.root)
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .env_remove("FLOTILLA_HOST")
+            .env_remove("FLOTILLA_ROOT")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROFILES")
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            stdout,
+            stderr,
+            started: Instant::now(),
+        }
+    }
+
+    fn run_at(&self, cwd: &Path, args: &[&str], limit: Duration) -> Out {
+        self.command(cwd, args).finish(limit)
+    }
+
+    /// Runs the CLI in `cwd`; it must succeed.
+    fn ok(&self, cwd: &Path, args: &[&str]) -> Out {
+        let out = self.run_at(cwd, args, TIMEOUT);
+        assert!(
+            out.ok(),
+            "flotilla {args:?} failed:\n{}\n--- daemon log (tail)\n{}",
+            out.text(),
+            tail(&self.log(), 30)
+        );
+        out
+    }
+
+    /// Runs the CLI in `cwd`; it must fail (exit code ≠ 0, not killed by the deadline).
+    fn fails(&self, cwd: &Path, args: &[&str]) -> Out {
+        let out = self.run_at(cwd, args, TIMEOUT);
+        assert!(
+            out.code.is_some_and(|c| c != 0),
+            "flotilla {args:?} should have failed:\n{}",
+            out.text()
+        );
+        out
+    }
+
+    /// `ps -a --format json` in the stack dir, by container name.
+    fn ps(&self, dir: &Path) -> BTreeMap<String, Row> {
+        let out = self.ok(dir, &["ps", "-a", "--format", "json"]);
+        let rows: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+        rows.iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                let row = Row {
+                    id: s("ID"),
+                    service: s("Service"),
+                    state: s("State"),
+                    health: s("Health"),
+                    exit_code: r["ExitCode"].as_i64().unwrap_or(-1),
+                };
+                (s("Name"), row)
+            })
+            .collect()
+    }
+
+    /// All events of this daemon so far, in sequence order.
+    fn events(&self) -> Vec<Ev> {
+        let out = self.ok(
+            self.path(),
+            &[
+                "events", "--since", "0", "--until", "0s", "--format", "json",
+            ],
+        );
+        let mut list: Vec<Ev> = out
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                Ev {
+                    seq: v["seq"].as_u64().unwrap(),
+                    action: v["action"].as_str().unwrap_or_default().to_string(),
+                    name: v["name"].as_str().unwrap_or_default().to_string(),
+                    id: v["id"].as_str().unwrap_or_default().to_string(),
+                    exit_code: v["attributes"]["exitCode"].as_str().map(String::from),
+                }
+            })
+            .collect();
+        list.sort_by_key(|e| e.seq);
+        list
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// The shim's record of container `id`.
+    fn state(&self, id: &str) -> state::State {
+        state::read(&self.container_dir(id)).unwrap()
+    }
+
+    fn state_dirs(&self) -> Vec<String> {
+        fs::read_dir(self.root.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.len() == 64)
+            .collect()
+    }
+
+    /// Names of the daemon's volumes (through the API).
+    fn volumes(&self) -> Vec<String> {
+        let client = Client::new(Host::Unix(self.socket.clone()), None);
+        block_on(client.list_volumes(None))
+            .unwrap()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect()
+    }
+
+    /// Host links of this daemon's network prefix.
+    fn links(&self) -> Vec<String> {
+        let start = format!("flt{}-", self.net_prefix);
+        fs::read_dir("/sys/class/net")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&start))
+            .collect()
+    }
+
+    /// Child cgroups under `flotilla-<prefix>`, in any hierarchy.
+    fn cgroups(&self) -> Vec<PathBuf> {
+        let top = cgroup::prefix_dir(&self.cg_prefix);
+        let bases = std::iter::once(PathBuf::from("/sys/fs/cgroup")).chain(
+            fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        let mut out = Vec::new();
+        for base in bases {
+            for e in fs::read_dir(base.join(&top))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    /// Everything of this daemon still on the host (its own process aside).
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        left.extend(self.links().into_iter().map(|l| format!("link {l}")));
+        for e in fs::read_dir(self.root.join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            left.push(format!("netns file {}", e.path().display()));
+        }
+        for m in lifecycle::mounts_under(&self.root) {
+            left.push(format!("mount {}", m.display()));
+        }
+        for c in self.cgroups() {
+            left.push(format!("cgroup {}", c.display()));
+        }
+        for pid in processes_naming(&self.root, self.daemon_pid()) {
+            let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            left.push(format!(
+                "process {pid}: {}",
+                String::from_utf8_lossy(&cmd).replace('\0', " ")
+            ));
+        }
+        for id in self.state_dirs() {
+            left.push(format!("container state dir {id}"));
+        }
+        let table = format!("flt{}", self.net_prefix);
+        let nft = Command::new("nft")
+            .args(["list", "table", "inet", &table])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if nft.is_ok_and(|s| s.success()) {
+            left.push(format!("nftables table inet {table}"));
+        }
+        left
+    }
+}
+
+/// Processes (other than `except`) whose command line names `root`: shims, helpers.
+fn processes_naming(root: &Path, except: Option<u32>) -> Vec<u32> {
+    let needle = root.display().to_string();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| Some(*pid) != except)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn kill9_pid(pid: i32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            for (dir, project) in self.projects.clone() {
+                let _ = self
+                    .command(&dir, &["-p", &project, "down", "-v", "-t", "0"])
+                    .finish(Duration::from_secs(30));
+            }
+        }
+        self.kill9();
+        for id in self.state_dirs() {
+            if let Ok(st) = state::read(&self.container_dir(&id)) {
+                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
+                    kill9_pid(pid);
+                }
+            }
+            let path = format!("{}/{id}", cgroup::prefix_dir(&self.cg_prefix));
+            if let Ok(cg) = Cgroup::open(&path) {
+                let _ = cg.destroy(true);
+            }
+        }
+        // Helpers (health probes, netns setup) that outlived their shim.
+        for pid in processes_naming(&self.root, None) {
+            kill9_pid(pid as i32);
+        }
+        let _ = cgroup::cleanup_prefix(&self.cg_prefix);
+        let _ = flotilla::network::cleanup_prefix(&self.net_prefix, &self.root);
+        for m in lifecycle::mounts_under(&self.root).iter().rev() {
+            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
+        }
+        if std::thread::panicking() && self.dir.is_some() {
+            eprintln!("--- daemon log (tail)\n{}", tail(&self.log(), 60));
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+}
+
+/// One `ps --format json` row.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    id: String,
+    service: String,
+    state: String,
+    health: String,
+    exit_code: i64,
+}
+
+/// One event.
+#[derive(Debug, Clone)]
+struct Ev {
+    seq: u64,
+    action: String,
+    name: String,
+    id: String,
+    exit_code: Option<String>,
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `f` until it returns `Some`, at most `limit`.
+fn until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The sequence number of the first event `action` of container `name` (after `after`).
+fn seq_of(events: &[Ev], name: &str, action: &str, after: u64) -> u64 {
+    events
+        .iter()
+        .find(|e| e.seq > after && e.name == name && e.action == action)
+        .map(|e| e.seq)
+        .unwrap_or_else(|| panic!("no {action} event of {name} after {after}: {events:#?}"))
+}
+
+fn names(ps: &BTreeMap<String, Row>) -> Vec<String> {
+    ps.keys().cloned().collect()
+}
+
+/// The four-service stack of the issue (without its published port and DNS, see the TODO at
+/// the top). db becomes healthy only after a while; migrate checks db's volume and writes to
+/// it; api refuses to start (exit 9) unless the migration ran; web depends on api.
+fn four_services(project: &str, api_mode: &str) -> String {
+    format!(
+        r#"name: {project}
+services:
+  db:
+    image: IMG
+    command: ["sh", "-c", "sleep 0.5; echo ok > /data/ready; {SERVE}"]
+    volumes: ["data:/data"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /data/ready"]
+      interval: 1s
+      start_period: 30s
+      start_interval: 100ms
+  migrate:
+    image: IMG
+    command: ["sh", "-c", "test -f /data/ready && echo done > /data/migrated"]
+    volumes: ["data:/data"]
+    depends_on:
+      db: {{condition: service_healthy}}
+  api:
+    image: IMG
+    command: ["sh", "-c", "test -f /data/migrated || exit 9; {SERVE}"]
+    volumes: ["data:/data:ro"]
+    environment:
+      MODE: {api_mode}
+    depends_on:
+      migrate: {{condition: service_completed_successfully}}
+      db: {{condition: service_healthy}}
+  web:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    depends_on: [api]
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+#[test]
+fn four_service_stack_comes_up_in_order_and_a_second_up_changes_nothing() {
+    let mut d = Daemon::start("order");
+    let p = "cuorder";
+    let dir = d.stack(p, &four_services(p, "one"));
+    d.ok(&dir, &["up", "-d", "--wait"]);
+
+    let ps = d.ps(&dir);
+    assert_eq!(
+        names(&ps),
+        [
+            "cuorder-api-1",
+            "cuorder-db-1",
+            "cuorder-migrate-1",
+            "cuorder-web-1"
+        ]
+    );
+    assert_eq!(ps["cuorder-db-1"].state, "running");
+    assert_eq!(ps["cuorder-db-1"].health, "healthy");
+    assert_eq!(ps["cuorder-migrate-1"].state, "exited");
+    assert_eq!(ps["cuorder-migrate-1"].exit_code, 0);
+    assert_eq!(ps["cuorder-api-1"].state, "running");
+    assert_eq!(ps["cuorder-web-1"].state, "running");
+
+    // The order, from the daemon's events.
+    let ev = d.events();
+    let db_start = seq_of(&ev, "cuorder-db-1", "start", 0);
+    let db_healthy = seq_of(&ev, "cuorder-db-1", "health_status: healthy", 0);
+    let migrate_start = seq_of(&ev, "cuorder-migrate-1", "start", 0);
+    let migrate_die = seq_of(&ev, "cuorder-migrate-1", "die", 0);
+    let api_start = seq_of(&ev, "cuorder-api-1", "start", 0);
+    let web_start = seq_of(&ev, "cuorder-web-1", "start", 0);
+    let die = ev.iter().find(|e| e.seq == migrate_die).unwrap();
+    assert_eq!(die.exit_code.as_deref(), Some("0"), "{die:?}");
+    assert!(db_start < db_healthy, "{ev:#?}");
+    assert!(
+        db_healthy < migrate_start,
+        "migrate before db healthy: {ev:#?}"
+    );
+    assert!(migrate_start < migrate_die, "{ev:#?}");
+    assert!(
+        migrate_die < api_start,
+        "api before migrate's exit: {ev:#?}"
+    );
+    assert!(db_healthy < api_start, "api before db healthy: {ev:#?}");
+    assert!(api_start < web_start, "web before api: {ev:#?}");
+    assert!(
+        ev.iter()
+            .all(|e| e.action != "die" || e.name == "cuorder-migrate-1"),
+        "only the one-shot job may have exited: {ev:#?}"
+    );
+
+    // A second `up`: nothing planned, recreated, started or stopped.
+    let started: BTreeMap<String, Option<String>> = ps
+        .iter()
+        .map(|(n, r)| (n.clone(), d.state(&r.id).started_at))
+        .collect();
+    let last = ev.last().map_or(0, |e| e.seq);
+    let plan = d.ok(&dir, &["up", "-d", "--dry-run"]);
+    d.ok(&dir, &["up", "-d"]);
+    let again = d.ps(&dir);
+    for (name, row) in &ps {
+        assert_eq!(again[name].id, row.id, "{name} was recreated");
+    }
+    for name in ["cuorder-db-1", "cuorder-api-1", "cuorder-web-1"] {
+        assert_eq!(
+            d.state(&again[name].id).started_at,
+            started[name],
+            "{name} was restarted"
+        );
+    }
+    // The one-shot job exited 0 with an unchanged configuration: it is not run again.
+    assert_eq!(
+        plan.stdout.trim(),
+        "",
+        "zero actions planned:\n{}",
+        plan.text()
+    );
+    let new: Vec<Ev> = d.events().into_iter().filter(|e| e.seq > last).collect();
+    assert!(new.is_empty(), "the second up changed something: {new:#?}");
+    let st = d.state(&again["cuorder-migrate-1"].id);
+    assert_eq!(st.started_at, started["cuorder-migrate-1"]);
+    assert_eq!((st.status, st.exit_code), (Status::Exited, Some(0)));
+}
+
+#[test]
+fn editing_one_services_environment_recreates_only_that_service() {
+    let mut d = Daemon::start("env");
+    let p = "cuenv";
+    let dir = d.stack(p, &four_services(p, "one"));
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    let before = d.ps(&dir);
+    let started: BTreeMap<String, Option<String>> = before
+        .iter()
+        .map(|(n, r)| (n.clone(), d.state(&r.id).started_at))
+        .collect();
+    let last = d.events().last().map_or(0, |e| e.seq);
+
+    d.stack(p, &four_services(p, "two"));
+    let plan = d.ok(&dir, &["up", "-d", "--dry-run"]);
+    let recreates: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| l.contains("recreate"))
+        .collect();
+    assert_eq!(
+        recreates,
+        ["api: recreate cuenv-api-1 (environment changed)"],
+        "{}",
+        plan.text()
+    );
+    // The dry run changed nothing.
+    assert_eq!(d.ps(&dir), before);
+
+    let up = d.ok(&dir, &["up", "-d", "--wait", "--verbose"]);
+    assert!(
+        up.stdout
+            .contains("cuenv-api-1  Recreate (environment changed)"),
+        "{}",
+        up.text()
+    );
+    let after = d.ps(&dir);
+    assert_eq!(names(&after), names(&before));
+    assert_ne!(after["cuenv-api-1"].id, before["cuenv-api-1"].id);
+    assert_eq!(after["cuenv-api-1"].state, "running");
+    for name in ["cuenv-db-1", "cuenv-migrate-1", "cuenv-web-1"] {
+        assert_eq!(after[name].id, before[name].id, "{name} was recreated");
+    }
+    for name in ["cuenv-db-1", "cuenv-web-1"] {
+        assert_eq!(
+            d.state(&after[name].id).started_at,
+            started[name],
+            "{name} was restarted"
+        );
+    }
+    let ev = d.events();
+    let changed: BTreeSet<(&str, &str)> = ev
+        .iter()
+        .filter(|e| e.seq > last && matches!(e.action.as_str(), "create" | "destroy"))
+        .map(|e| (e.name.as_str(), e.action.as_str()))
+        .collect();
+    assert_eq!(
+        changed,
+        BTreeSet::from([("cuenv-api-1", "create"), ("cuenv-api-1", "destroy")]),
+        "{ev:#?}"
+    );
+    let ids = |action: &str| -> Vec<&str> {
+        ev.iter()
+            .filter(|e| e.seq > last && e.action == action)
+            .map(|e| e.id.as_str())
+            .collect()
+    };
+    assert_eq!(ids("destroy"), [before["cuenv-api-1"].id.as_str()]);
+    assert_eq!(ids("create"), [after["cuenv-api-1"].id.as_str()]);
+    // The new container has the new environment.
+    let config = fs::read_to_string(
+        d.container_dir(&after["cuenv-api-1"].id)
+            .join("config.json"),
+    )
+    .unwrap();
+    assert!(config.contains("MODE=two"), "{config}");
+}
+
+#[test]
+fn scale_one_to_five_to_two_keeps_the_lowest_replicas() {
+    let mut d = Daemon::start("scale");
+    let p = "cuscale";
+    let dir = d.stack(
+        p,
+        &format!(
+            "name: {p}\nservices:\n  web:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n"
+        ),
+    );
+    let replicas = |ps: &BTreeMap<String, Row>| -> Vec<String> {
+        ps.iter()
+            .filter(|(_, r)| r.state == "running")
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let want = |n: u32| -> Vec<String> { (1..=n).map(|i| format!("cuscale-web-{i}")).collect() };
+
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    let one = d.ps(&dir);
+    assert_eq!(names(&one), want(1));
+
+    d.ok(&dir, &["up", "-d", "--wait", "--scale", "web=5"]);
+    let five = d.ps(&dir);
+    assert_eq!(names(&five), want(5));
+    assert_eq!(replicas(&five), want(5));
+    assert_eq!(five["cuscale-web-1"].id, one["cuscale-web-1"].id);
+    assert!(five.values().all(|r| r.service == "web"));
+
+    let plan = d.ok(&dir, &["up", "-d", "--scale", "web=2", "--dry-run"]);
+    let removed: Vec<&str> = plan
+        .stdout
+        .lines()
+        .filter(|l| l.contains("remove"))
+        .collect();
+    assert_eq!(
+        removed,
+        [
+            "web: remove cuscale-web-5",
+            "web: remove cuscale-web-4",
+            "web: remove cuscale-web-3"
+        ],
+        "highest numbers first:\n{}",
+        plan.text()
+    );
+    d.ok(&dir, &["up", "-d", "--wait", "--scale", "web=2"]);
+    let two = d.ps(&dir);
+    assert_eq!(names(&two), want(2));
+    assert_eq!(replicas(&two), want(2));
+    for name in want(2) {
+        assert_eq!(two[&name].id, five[&name].id, "{name} was recreated");
+    }
+    let gone: BTreeSet<String> = ["3", "4", "5"]
+        .iter()
+        .map(|n| five[&format!("cuscale-web-{n}")].id.clone())
+        .collect();
+    let dirs: BTreeSet<String> = d.state_dirs().into_iter().collect();
+    assert!(gone.is_disjoint(&dirs), "removed replicas left state dirs");
+}
+
+#[test]
+fn on_failure_3_restarts_three_times_then_leaves_it_exited() {
+    let mut d = Daemon::start("onfail");
+    let p = "cuonfail";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  crash:
+    image: IMG
+    command: ["sh", "-c", "echo boom; exit 3"]
+    restart: on-failure:3
+  fine:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    restart: on-failure:3
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d"]);
+    let count = |ev: &[Ev], action: &str| {
+        ev.iter()
+            .filter(|e| e.name == "cuonfail-crash-1" && e.action == action)
+            .count()
+    };
+    let ev = until("4 die events of crash", TIMEOUT, || {
+        let ev = d.events();
+        (count(&ev, "die") >= 4).then_some(ev)
+    });
+    assert!(
+        ev.iter()
+            .filter(|e| e.action == "die")
+            .all(|e| e.exit_code.as_deref() == Some("3")),
+        "{ev:#?}"
+    );
+    // The back-off doubles from 100 ms: after the fourth exit a fifth start would come within
+    // 800 ms; give it well over that.
+    let quiet = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < quiet {
+        let ps = d.ps(&dir);
+        assert_eq!(ps["cuonfail-crash-1"].state, "exited", "{ps:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ev = d.events();
+    assert_eq!(count(&ev, "die"), 4, "{ev:#?}");
+    assert_eq!(count(&ev, "start"), 4, "{ev:#?}");
+    let ps = d.ps(&dir);
+    assert_eq!(ps["cuonfail-crash-1"].exit_code, 3);
+    assert_eq!(ps["cuonfail-fine-1"].state, "running");
+}
+
+#[test]
+fn always_comes_back_after_a_daemon_kill9_and_restart() {
+    let mut d = Daemon::start("always");
+    let p = "cualways";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  always:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    restart: always
+  steady:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    restart: always
+  never:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    restart: "no"
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    let ps = d.ps(&dir);
+    let id = |s: &str| ps[&format!("cualways-{s}-1")].id.clone();
+    let (always, steady, never) = (id("always"), id("steady"), id("never"));
+    let before = |id: &str| d.state(id);
+    let (always0, steady0) = (before(&always), before(&steady));
+
+    // The daemon dies; meanwhile the containers of `always` and `never` are killed.
+    d.kill9();
+    for id in [&always, &never] {
+        kill9_pid(d.state(id).pid.unwrap());
+    }
+    for id in [&always, &never] {
+        until("the shim to record the exit", TIMEOUT, || {
+            (d.state(id).status == Status::Exited).then_some(())
+        });
+    }
+    d.spawn();
+
+    let back = until("always to run again", TIMEOUT, || {
+        let st = d.state(&always);
+        (st.status == Status::Running && st.pid != always0.pid).then_some(st)
+    });
+    assert_ne!(back.started_at, always0.started_at);
+    let ps = d.ps(&dir);
+    assert_eq!(
+        ps["cualways-always-1"].id, always,
+        "restarted, not recreated"
+    );
+    assert_eq!(ps["cualways-always-1"].state, "running");
+    // The untouched container still runs, the same process.
+    let st = d.state(&steady);
+    assert_eq!(st.status, Status::Running);
+    assert_eq!(st.pid, steady0.pid);
+    assert_eq!(st.started_at, steady0.started_at);
+    // `restart: "no"` stays down, with the exit the shim recorded.
+    assert_eq!(ps["cualways-never-1"].state, "exited");
+    assert_eq!(ps["cualways-never-1"].exit_code, 137);
+    let ev = d.events();
+    assert!(
+        ev.iter().any(|e| e.name == "cualways-never-1"
+            && e.action == "die"
+            && e.exit_code.as_deref() == Some("137")),
+        "the exit seen at restore has its die event: {ev:#?}"
+    );
+
+    // The restarted daemon supervises it too.
+    kill9_pid(back.pid.unwrap());
+    until("always to run again (daemon up)", TIMEOUT, || {
+        let st = d.state(&always);
+        (st.status == Status::Running && st.pid != back.pid).then_some(())
+    });
+}
+
+#[test]
+fn down_keeps_the_named_volume_down_v_removes_it_and_nothing_is_left() {
+    let mut d = Daemon::start("down");
+    let p = "cudown";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  keeper:
+    image: IMG
+    command: ["sh", "-c", "echo run >> /data/runs; {SERVE}"]
+    volumes: ["data:/data"]
+  other:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    depends_on: [keeper]
+volumes:
+  data: {{}}
+"#
+        ),
+    );
+    let volume = "cudown_data";
+    let runs = d.root.join("volumes").join(volume).join("_data/runs");
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    assert_eq!(d.ps(&dir).len(), 2);
+    assert!(!d.links().is_empty(), "no bridge/veth links of the project");
+    assert!(d.volumes().contains(&volume.to_string()));
+    let running = d.leftovers();
+    for kind in ["link ", "netns file ", "mount ", "cgroup ", "process "] {
+        assert!(
+            running.iter().any(|l| l.starts_with(kind)),
+            "the leftover check sees no {kind}while the stack runs: {running:#?}"
+        );
+    }
+    until("keeper to write to its volume", TIMEOUT, || {
+        (fs::read_to_string(&runs).ok()? == "run\n").then_some(())
+    });
+
+    d.ok(&dir, &["down"]);
+    assert!(d.ps(&dir).is_empty());
+    let out = d.ok(&dir, &["ls", "-q"]);
+    assert!(!out.stdout.contains(p), "{}", out.text());
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    assert_eq!(d.volumes(), [volume]);
+
+    // The volume's content survives into the next `up`.
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    until("keeper to append to the kept volume", TIMEOUT, || {
+        (fs::read_to_string(&runs).ok()? == "run\nrun\n").then_some(())
+    });
+
+    d.ok(&dir, &["down", "-v"]);
+    assert!(d.ps(&dir).is_empty());
+    assert!(d.volumes().is_empty(), "{:?}", d.volumes());
+    assert!(!d.root.join("volumes").join(volume).exists());
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+
+    // And after the daemon has gone, nothing of it runs.
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn bad_stack_files_and_unknown_services_are_refused_before_anything_runs() {
+    let mut d = Daemon::start("badin");
+    let p = "cubadin";
+    let dir = d.stack(
+        p,
+        &format!(
+            "name: {p}\nservices:\n  web:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n"
+        ),
+    );
+    let out = d.fails(&dir, &["up", "-d", "nosuch"]);
+    assert!(
+        out.stderr.contains("no such service: nosuch"),
+        "{}",
+        out.text()
+    );
+    assert!(out.stderr.contains(p), "names the project: {}", out.text());
+
+    d.stack_file(
+        p,
+        "broken.yaml",
+        &format!("name: {p}\nservices:\n  web:\n    image: IMG\n    colour: red\n"),
+    );
+    let out = d.fails(&dir, &["-f", "broken.yaml", "up", "-d"]);
+    assert!(
+        out.stderr.contains("broken.yaml:5:5") && out.stderr.contains("colour"),
+        "file:line:col and the key: {}",
+        out.text()
+    );
+    assert_eq!(out.code, Some(1));
+
+    // Neither touched anything.
+    assert!(d.ps(&dir).is_empty());
+    assert!(d.links().is_empty(), "{:?}", d.links());
+    assert!(d.events().is_empty());
+    // The good stack still comes up.
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    assert_eq!(d.ps(&dir)["cubadin-web-1"].state, "running");
+}
+
+#[test]
+fn a_dependency_that_never_becomes_healthy_is_named_with_its_last_output() {
+    let mut d = Daemon::start("sick");
+    // Unhealthy after two failed checks: the dependent is not started.
+    let p = "cusick";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  db:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    healthcheck:
+      test: ["CMD-SHELL", "echo db-is-down; exit 1"]
+      interval: 200ms
+      retries: 2
+  api:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    depends_on:
+      db: {{condition: service_healthy}}
+  solo:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+"#
+        ),
+    );
+    let out = d.fails(&dir, &["up", "-d", "--wait", "--wait-timeout", "3"]);
+    assert!(
+        out.stderr.contains("cusick-db-1 is unhealthy") && out.stderr.contains("db-is-down"),
+        "names the dependency and its last health output: {}",
+        out.text()
+    );
+    assert!(out.stderr.contains("api"), "{}", out.text());
+    let ps = d.ps(&dir);
+    assert_eq!(ps["cusick-db-1"].health, "unhealthy");
+    assert_eq!(ps["cusick-api-1"].state, "created", "{ps:?}");
+    assert_eq!(ps["cusick-solo-1"].state, "running", "{ps:?}");
+
+    // Never healthy within --wait-timeout (still in its start period): `--wait` gives up after
+    // the timeout, naming the service and its last health output.
+    let p = "cuslow";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  slow:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    healthcheck:
+      test: ["CMD-SHELL", "echo still-starting; exit 1"]
+      interval: 1s
+      start_period: 120s
+      start_interval: 100ms
+"#
+        ),
+    );
+    let out = d.fails(&dir, &["up", "-d", "--wait", "--wait-timeout", "3"]);
+    assert!(
+        out.stderr.contains("service slow")
+            && out.stderr.contains("wait timeout")
+            && out.stderr.contains("still-starting"),
+        "{}",
+        out.text()
+    );
+    assert!(
+        out.took >= Duration::from_secs(3) && out.took < Duration::from_secs(20),
+        "{:?}",
+        out.took
+    );
+    assert_eq!(d.ps(&dir)["cuslow-slow-1"].state, "running");
+}
+
+#[test]
+fn an_image_that_cannot_be_pulled_fails_fast_and_independent_services_come_up() {
+    let mut d = Daemon::start("pull");
+    let p = "cupull";
+    // 127.0.0.1:1: a closed loopback port, the connection is refused at once.
+    let broken = "127.0.0.1:1/flotilla-test/missing:1";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  broken:
+    image: {broken}
+  needs:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    depends_on: [broken]
+  solo:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+"#
+        ),
+    );
+    let out = d.fails(&dir, &["up", "-d"]);
+    assert!(
+        out.stderr.contains(broken),
+        "names the image: {}",
+        out.text()
+    );
+    assert!(out.took < Duration::from_secs(15), "{:?}", out.took);
+    let ps = d.ps(&dir);
+    assert_eq!(ps["cupull-solo-1"].state, "running", "{ps:?}");
+    assert!(!ps.contains_key("cupull-broken-1"), "{ps:?}");
+    assert!(
+        ps.get("cupull-needs-1")
+            .is_none_or(|r| r.state != "running"),
+        "{ps:?}"
+    );
+
+    // Again: the same error, the running service left alone.
+    let again = d.fails(&dir, &["up", "-d"]);
+    assert!(again.stderr.contains(broken), "{}", again.text());
+    let ps2 = d.ps(&dir);
+    assert_eq!(ps2["cupull-solo-1"].id, ps["cupull-solo-1"].id);
+    assert_eq!(
+        d.state(&ps2["cupull-solo-1"].id).started_at,
+        d.state(&ps["cupull-solo-1"].id).started_at
+    );
+}
+
+#[test]
+fn a_second_up_at_once_on_one_project_is_refused() {
+    let mut d = Daemon::start("twice");
+    let p = "cutwice";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  slow:
+    image: IMG
+    command: ["sh", "-c", "sleep 3; echo > /tmp/ready; {SERVE}"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready"]
+      interval: 1s
+      start_period: 60s
+      start_interval: 100ms
+"#
+        ),
+    );
+    let first = d.command(&dir, &["up", "-d", "--wait"]);
+    until("the first up to create its container", TIMEOUT, || {
+        d.events()
+            .iter()
+            .any(|e| e.name == "cutwice-slow-1" && e.action == "start")
+            .then_some(())
+    });
+    let second = d.fails(&dir, &["up", "-d"]);
+    assert!(
+        second.stderr.contains("project cutwice") && second.stderr.contains("another up"),
+        "{}",
+        second.text()
+    );
+    let first = first.finish(TIMEOUT);
+    assert!(first.ok(), "the first up completes:\n{}", first.text());
+    let ps = d.ps(&dir);
+    assert_eq!(ps.len(), 1, "{ps:?}");
+    assert_eq!(ps["cutwice-slow-1"].health, "healthy");
+    // Once it is done, `up` is accepted again (and changes nothing).
+    let id = ps["cutwice-slow-1"].id.clone();
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(d.ps(&dir)["cutwice-slow-1"].id, id);
+}
