@@ -71,7 +71,8 @@ impl Daemon {
         let root = dir.path().join("root");
         fs::create_dir_all(&root).unwrap();
         image_root(&root);
-        fs::write(dir.path().join("daemon.toml"), "").unwrap();
+        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
+        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
         let prefix = Runtime::new(&root).unwrap().prefix().to_string();
         let net = prefix.chars().take(4).collect();
         let socket = dir.path().join("run/flotilla.sock");

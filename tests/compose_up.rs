@@ -111,6 +111,8 @@ struct Daemon {
     /// (stack dir, project) of every stack written, for the cleanup's `down -v`.
     projects: Vec<(PathBuf, String)>,
     calls: std::cell::Cell<u32>,
+    /// Extra environment of every CLI call.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -128,7 +130,8 @@ impl Daemon {
         let runtime = Runtime::new(&root).unwrap();
         let cg_prefix = runtime.prefix().to_string();
         let net_prefix: String = cg_prefix.chars().take(4).collect();
-        fs::write(dir.path().join("daemon.toml"), "").unwrap();
+        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
+        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
         let mut d = Daemon {
             child: None,
             socket: dir.path().join("run/flotilla.sock"),
@@ -138,6 +141,7 @@ impl Daemon {
             net_prefix,
             projects: Vec::new(),
             calls: std::cell::Cell::new(0),
+            env: Vec::new(),
         };
         let tar = d.path().join("busybox-rootfs.tar");
         fs::write(&tar, common::registry::busybox_layer()).unwrap();
@@ -259,6 +263,7 @@ impl Daemon {
             .env_remove("COMPOSE_PROJECT_NAME")
             .env_remove("COMPOSE_FILE")
             .env_remove("COMPOSE_PROFILES")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .unwrap();
         Running {
@@ -1225,4 +1230,56 @@ services:
     let id = ps["cutwice-slow-1"].id.clone();
     d.ok(&dir, &["up", "-d"]);
     assert_eq!(d.ps(&dir)["cutwice-slow-1"].id, id);
+}
+
+/// The README's example (examples/hello, as scripts/example brings it up): `web` serves its
+/// page on the published port, and its CGI reaches `api` by its name through the network's
+/// embedded DNS; a second `up` changes nothing; `down` leaves nothing.
+#[test]
+fn the_hello_example_serves_its_page_and_reaches_api_by_name() {
+    use std::io::{Read, Write};
+    let mut d = Daemon::start("hello");
+    let tar = d.path().join("busybox-rootfs.tar");
+    d.ok(
+        d.path(),
+        &[
+            "image",
+            "import",
+            tar.to_str().unwrap(),
+            "localhost/flotilla/busybox:1",
+        ],
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d.env.push(("HELLO_PORT".into(), port.to_string()));
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
+    d.projects.push((example.clone(), "hello".into()));
+    d.ok(&example, &["up", "-d", "--wait", "--wait-timeout", "50"]);
+    let get = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    };
+    assert!(get("/").contains("Hello from flotilla"));
+    let answer = until("web to reach api by name", TIMEOUT, || {
+        let body = get("/cgi-bin/api");
+        body.contains("\"hello\":\"world\"").then_some(body)
+    });
+    assert!(answer.contains("application/json"), "{answer}");
+    let again = d.ok(&example, &["up", "-d", "--dry-run"]);
+    assert!(again.stdout.trim().is_empty(), "{}", again.text());
+    d.ok(&example, &["down"]);
+    d.projects.retain(|(_, p)| p != "hello");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the published port is still open after down"
+    );
+    let left = d.leftovers();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -156,7 +156,9 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
 // --- test images --------------------------------------------------------------------------
 
 /// The busybox applets linked in test images.
-pub const APPLETS: &[&str] = &["sh", "ls", "cat", "echo", "sleep", "true", "wget", "httpd"];
+pub const APPLETS: &[&str] = &[
+    "sh", "ls", "cat", "echo", "sleep", "true", "wget", "httpd", "mkdir",
+];
 
 /// An image as blobs: gzip layers, config and manifest.
 pub struct TestImage {
