@@ -4,8 +4,9 @@
 //! through `ps --format json`: `logs` (prefixes, services, merged order, `--no-log-prefix`),
 //! `stop`, `start`, `restart`, `kill`, `pause`, `unpause`, `rm`, `wait`, `compose events`,
 //! `compose images`, unknown services; attached `up` stopped by SIGINT, `--exit-code-from`,
-//! and an attached `up` whose containers all exit by themselves. Each test ends with `down`,
-//! then kills its daemon by pid and checks that no container, netns file or link of its
+//! and an attached `up` whose containers all exit by themselves; published ports in `ps`,
+//! `port`, `scale` and `exec` (on a loopback port the test found free). Each test ends with
+//! `down`, then kills its daemon by pid and checks that no container, netns file or link of its
 //! network prefix is left; a drop guard cleans up the same way when a test fails.
 
 mod common;
@@ -709,5 +710,168 @@ services:
     assert!(out.contains("\ntwo here\n"), "{out}");
     assert!(out.contains("two-1 exited with code 0"), "{out}");
     assert!(!out.contains('\x1b'), "{out:?}");
+    d.finish();
+}
+
+/// A loopback port free right now (bound, read, released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// `ps` shows the published ports (table and json), `port` prints where a private port is
+/// published, `scale` sets the replicas (3 then 1), and `exec` runs in a service's container
+/// with the command's exit code; unknown services, unpublished ports and missing replicas fail.
+#[test]
+fn ports_scale_and_exec() {
+    let mut d = Daemon::start();
+    let name = project("p");
+    let port = free_port();
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  front:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    ports: ["127.0.0.1:{port}:80"]
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d"]);
+    let published = format!("127.0.0.1:{port}->80/tcp");
+
+    // ps: the PORTS column and the Publishers.
+    let out = d.ok(&dir, &["ps"]);
+    let header = out.lines().next().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        [
+            "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"
+        ],
+        "{out}"
+    );
+    let front_row = out.lines().find(|l| l.contains("-front-1")).unwrap();
+    assert!(front_row.ends_with(&published), "{out}");
+    let web_row = out.lines().find(|l| l.contains("-web-1")).unwrap();
+    assert!(!web_row.contains("->"), "{out}");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&d.ok(&dir, &["ps", "--format", "json"])).unwrap();
+    let front = rows.iter().find(|r| r["Service"] == "front").unwrap();
+    assert_eq!(front["Ports"], published.as_str());
+    assert_eq!(
+        front["Publishers"],
+        serde_json::json!([{"URL": "127.0.0.1", "TargetPort": 80, "PublishedPort": port,
+            "Protocol": "tcp"}])
+    );
+    let web = rows.iter().find(|r| r["Service"] == "web").unwrap();
+    assert_eq!(web["Publishers"], serde_json::json!([]));
+
+    // port: the host address; unpublished ports, other protocols and unknown services fail.
+    assert_eq!(
+        d.ok(&dir, &["port", "front", "80"]),
+        format!("127.0.0.1:{port}\n")
+    );
+    for (args, want) in [
+        (&["port", "front", "81"][..], "port 81/tcp is not published"),
+        (&["port", "--protocol", "udp", "front", "80"], "port 80/udp"),
+        (&["port", "web", "80"], "port 80/tcp is not published"),
+        (&["port", "nope", "80"], "no such service: nope"),
+        (
+            &["port", "--index", "2", "front", "80"],
+            "no container with index 2",
+        ),
+    ] {
+        let o = d.cli(&dir, args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+    }
+
+    // scale: 3 replicas of web, then 1; front is left alone.
+    let ids = |service: &str| -> Vec<(String, String)> {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&d.ok(&dir, &["ps", "--format", "json"])).unwrap();
+        rows.iter()
+            .filter(|r| r["Service"] == service)
+            .map(|r| {
+                (
+                    r["Name"].as_str().unwrap().to_string(),
+                    r["ID"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let front_before = ids("front");
+    d.ok(&dir, &["scale", "web=3"]);
+    let names: Vec<String> = ids("web").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        (1..=3)
+            .map(|i| format!("{name}-web-{i}"))
+            .collect::<Vec<_>>()
+    );
+    d.ok(&dir, &["scale", "web=1"]);
+    let names: Vec<String> = ids("web").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec![format!("{name}-web-1")]);
+    assert_eq!(ids("front"), front_before);
+    let o = d.cli(&dir, &["scale", "nope=2"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(text(&o.stderr).contains("no such service: nope"), "{o:?}");
+
+    // exec: output, the command's exit code, -e and -w; hyphenated words are the command's.
+    let o = d.cli(&dir, &["exec", "web", "sh", "-c", "echo in web; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(text(&o.stdout), "in web\n");
+    let out = d.ok(
+        &dir,
+        &[
+            "exec",
+            "-T",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/tmp",
+            "web",
+            "sh",
+            "-c",
+            "echo $GREETING $(pwd)",
+        ],
+    );
+    assert_eq!(out, "hi /tmp\n");
+    let out = d.ok(&dir, &["compose", "exec", "front", "cat", "/etc/hostname"]);
+    assert!(!out.trim().is_empty(), "{out:?}");
+    d.ok(
+        &dir,
+        &["exec", "-d", "web", "sh", "-c", "echo detached > /tmp/mark"],
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while d.cli(&dir, &["exec", "web", "cat", "/tmp/mark"]).stdout != b"detached\n" {
+        assert!(Instant::now() < deadline, "exec -d did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = d.cli(&dir, &["exec", "web", "nonexistent-command"]);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    for (args, want) in [
+        (&["exec", "nope", "true"][..], "no such service: nope"),
+        (
+            &["exec", "--index", "2", "web", "true"],
+            "no container with index 2",
+        ),
+    ] {
+        let o = d.cli(&dir, args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    d.ok(&dir, &["stop", "web"]);
+    let o = d.cli(&dir, &["exec", "web", "true"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(text(&o.stderr).contains("is not running"), "{o:?}");
     d.finish();
 }

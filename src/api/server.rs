@@ -27,8 +27,8 @@ use utoipa::OpenApi;
 use super::error::{ApiError, JsonBody, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
-    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, ProjectDown, ProjectProgress,
-    ProjectSummary, ProjectUp, PullProgress, Version, Volume, VolumeCreate,
+    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Port, ProjectDown,
+    ProjectProgress, ProjectSummary, ProjectUp, PullProgress, Version, Volume, VolumeCreate,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -448,7 +448,7 @@ impl utoipa::Modify for Tidy {
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
         projects::list, images::list, images::inspect,
         images::remove, images::pull, openapi_json),
-    components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit,
+    components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
         ProjectUp, ProjectDown, ProjectProgress, ProjectSummary)),
     modifiers(&Tidy)

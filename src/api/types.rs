@@ -271,6 +271,31 @@ pub struct Container {
     pub stop_signal: String,
     pub stop_timeout_ms: u64,
     pub state: ContainerState,
+    /// The published ports as bound (while the container runs).
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+/// A published port as bound: Docker's `80/tcp -> 0.0.0.0:8080`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Port {
+    /// The host address it is bound on (`0.0.0.0`, `127.0.0.1`, `::`).
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+}
+
+impl From<crate::network::proxy::PortBinding> for Port {
+    fn from(b: crate::network::proxy::PortBinding) -> Self {
+        Port {
+            host_ip: b.host_ip.to_string(),
+            host_port: b.host_port,
+            container_port: b.container_port,
+            protocol: b.protocol.to_string(),
+        }
+    }
 }
 
 impl From<crate::runtime::lifecycle::Container> for Container {
@@ -309,6 +334,7 @@ impl From<crate::runtime::lifecycle::Container> for Container {
                 error: s.error,
                 health: None,
             },
+            ports: Vec::new(),
         }
     }
 }

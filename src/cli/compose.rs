@@ -1,11 +1,12 @@
 //! The Compose commands on a project: `up`, `down`, `ps`, `ls` here; `logs` and attached `up`
 //! in [`logs`] and [`attach`]; `start`, `stop`, `restart`, `kill`, `pause`, `unpause`, `rm`,
-//! `wait`, and `compose events` / `compose images` in [`ops`]. The stack is loaded here, in the
-//! client (like `docker compose`: paths, `.env` and the process environment are the user's), and
-//! sent to the daemon as its canonical model; the daemon plans and converges, and streams each
-//! step back (`api::types::ProjectProgress`), rendered as Compose's plain lines. The other
-//! commands find the project's containers by their Compose labels and act on each through the
-//! container API, all at once.
+//! `wait`, and `compose events` / `compose images` in [`ops`]; `port`, `scale` and `exec` in
+//! [`service`]. The stack is loaded here, in the client (like `docker compose`: paths, `.env`
+//! and the process environment are the user's), and sent to the daemon as its canonical
+//! model; the daemon plans and converges, and streams each step back
+//! (`api::types::ProjectProgress`), rendered as Compose's plain lines. The other commands find
+//! the project's containers by their Compose labels and act on each through the container API,
+//! all at once.
 //!
 //! Every command is also under `flotilla compose …`, so `alias docker-compose='flotilla
 //! compose'` works; `events` and `images` are only there (the top-level names are Docker's).
@@ -13,6 +14,7 @@
 mod attach;
 mod logs;
 mod ops;
+mod service;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -22,7 +24,9 @@ use clap::{Args, Subcommand};
 use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out, warn};
 use crate::api::client::{Client, block_on};
-use crate::api::types::{Container, ContainerStatus, ProjectDown, ProjectProgress, ProjectUp};
+use crate::api::types::{
+    Container, ContainerStatus, Port, ProjectDown, ProjectProgress, ProjectUp,
+};
 use crate::plan::labels;
 use crate::spec::load::{self, Loaded};
 
@@ -55,6 +59,12 @@ pub enum ProjectCommand {
     Rm(ops::RmArgs),
     /// Wait until the services' containers stop; exit with the first one's code
     Wait(ops::WaitArgs),
+    /// Print the host address a service's private port is published on
+    Port(service::PortArgs),
+    /// Set the number of replicas of services (`SERVICE=N`)
+    Scale(service::ScaleArgs),
+    /// Run a command in a service's running container
+    Exec(service::ExecArgs),
 }
 
 /// `flotilla compose …`: every project command under Compose's own group.
@@ -96,6 +106,9 @@ pub fn run(
         ProjectCommand::Unpause(args) => ops::pause(engine, hosts, project, args, false),
         ProjectCommand::Rm(args) => ops::rm(engine, hosts, project, args),
         ProjectCommand::Wait(args) => ops::wait(engine, hosts, project, args),
+        ProjectCommand::Port(args) => done(service::port(engine, hosts, project, args)),
+        ProjectCommand::Scale(args) => service::scale(engine, hosts, project, args),
+        ProjectCommand::Exec(args) => service::exec(engine, hosts, project, args),
     };
     exit(result)
 }
@@ -623,6 +636,36 @@ fn status_text(c: &Container) -> String {
     }
 }
 
+/// A published port's host side as Compose prints it: `0.0.0.0:8080`, `[::]:8080`.
+fn host_address(p: &Port) -> String {
+    match p.host_ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, p.host_port).to_string(),
+        Err(_) => format!("{}:{}", p.host_ip, p.host_port),
+    }
+}
+
+/// Compose's PORTS column: `127.0.0.1:8080->80/tcp, 0.0.0.0:5353->53/udp`.
+fn ports_text(c: &Container) -> String {
+    c.ports
+        .iter()
+        .map(|p| format!("{}->{}/{}", host_address(p), p.container_port, p.protocol))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Compose's `Publishers` of `ps --format json`.
+fn publishers(c: &Container) -> Vec<serde_json::Value> {
+    c.ports
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "URL": p.host_ip, "TargetPort": p.container_port,
+                "PublishedPort": p.host_port, "Protocol": p.protocol,
+            })
+        })
+        .collect()
+}
+
 pub fn ps(
     engine: &EngineArgs,
     hosts: &HostArgs,
@@ -679,7 +722,7 @@ pub fn ps(
                     "Project": name, "Service": service(c), "State": c.state.status.to_string(),
                     "Health": c.state.health.clone().unwrap_or_default(),
                     "ExitCode": c.state.exit_code.unwrap_or(0), "Status": status_text(c),
-                    "Labels": c.labels,
+                    "Labels": c.labels, "Ports": ports_text(c), "Publishers": publishers(c),
                 })
             })
             .collect();
@@ -704,10 +747,13 @@ pub fn ps(
                 service(c),
                 created,
                 status_text(c),
+                ports_text(c),
             ]);
         }
         super::human::table(
-            &["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS"],
+            &[
+                "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+            ],
             &rows,
         )
     } else {
@@ -742,4 +788,57 @@ pub fn ls(engine: &EngineArgs, hosts: &HostArgs, args: &LsArgs) -> Result<(), St
         super::human::table(&["NAME", "STATUS", "CONFIG FILES"], &rows)
     };
     out(&text).map_err(|e| format!("ls: write: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_as_compose_prints_them() {
+        let port = |ip: &str, host: u16, container: u16, proto: &str| Port {
+            host_ip: ip.into(),
+            host_port: host,
+            container_port: container,
+            protocol: proto.into(),
+        };
+        let c = Container {
+            id: "0".repeat(64),
+            name: "p-web-1".into(),
+            image: None,
+            image_id: None,
+            created: String::new(),
+            command: Vec::new(),
+            labels: BTreeMap::new(),
+            tty: false,
+            open_stdin: false,
+            stop_signal: "SIGTERM".into(),
+            stop_timeout_ms: 10_000,
+            state: crate::api::types::ContainerState {
+                status: ContainerStatus::Running,
+                pid: None,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                signal: None,
+                oom_killed: false,
+                error: None,
+                health: None,
+            },
+            ports: vec![
+                port("127.0.0.1", 8080, 80, "tcp"),
+                port("::", 8080, 80, "tcp"),
+                port("0.0.0.0", 5353, 53, "udp"),
+            ],
+        };
+        assert_eq!(
+            ports_text(&c),
+            "127.0.0.1:8080->80/tcp, [::]:8080->80/tcp, 0.0.0.0:5353->53/udp"
+        );
+        assert_eq!(
+            publishers(&c)[2],
+            serde_json::json!({"URL": "0.0.0.0", "TargetPort": 53, "PublishedPort": 5353,
+                "Protocol": "udp"})
+        );
+    }
 }

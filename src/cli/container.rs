@@ -852,6 +852,13 @@ fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
             "container {id} is paused: unpause it before exec"
         )));
     }
+    exec_at(&rt.dir(&id), &id, args).map_err(fail)
+}
+
+/// Runs `args.command` in container `id`, whose state dir is `dir` (found and checked not to be
+/// paused by the caller): the command's exit code (128 + signal when killed), or 0 at once when
+/// detached. Shared by `container exec` and Compose's `exec`.
+pub(super) fn exec_at(dir: &Path, id: &str, args: &ExecArgs) -> Result<u8, String> {
     let options = ExecOptions {
         args: args.command.clone(),
         env: args.env.iter().filter_map(|e| env_entry(e)).collect(),
@@ -860,8 +867,7 @@ fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
         tty: args.tty,
         exe: None,
     };
-    let dir = rt.dir(&id);
-    let mut cmd = exec::command(&dir, &options).map_err(fail)?;
+    let mut cmd = exec::command(dir, &options).map_err(|e| e.to_string())?;
     if !args.interactive {
         cmd.stdin(std::process::Stdio::null());
     }
@@ -869,12 +875,12 @@ fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         cmd.spawn()
-            .map_err(|e| fail(format!("container {id}: exec: {e}")))?;
+            .map_err(|e| format!("container {id}: exec: {e}"))?;
         return Ok(0);
     }
     let status = cmd
         .status()
-        .map_err(|e| fail(format!("container {id}: exec: {e}")))?;
+        .map_err(|e| format!("container {id}: exec: {e}"))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => (code & 0xff) as u8,

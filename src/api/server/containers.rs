@@ -61,10 +61,17 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
     })
 }
 
-/// Adds the healthcheck's status (the daemon's monitor keeps it in the state dir).
+/// Adds the healthcheck's status (the daemon's monitor keeps it in the state dir) and the
+/// published ports as bound.
 fn with_health(state: &ServerState, mut c: Container) -> Container {
     c.state.health =
         crate::engine::health::read(&state.containers.dir(&c.id)).map(|h| h.status.to_string());
+    c.ports = state
+        .containers
+        .ports(&c.id)
+        .into_iter()
+        .map(Into::into)
+        .collect();
     c
 }
 
