@@ -347,6 +347,15 @@ impl Daemon {
         list
     }
 
+    /// The nameserver of a container's resolv.conf: its first network's gateway.
+    fn nameserver(&self, id: &str) -> std::net::Ipv4Addr {
+        let text = fs::read_to_string(self.container_dir(id).join("resolv.conf")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("nameserver "))
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no IPv4 nameserver in {text}"))
+    }
+
     fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
     }
@@ -796,6 +805,18 @@ fn scale_one_to_five_to_two_keeps_the_lowest_replicas() {
     let five = d.ps(&dir);
     assert_eq!(names(&five), want(5));
     assert_eq!(replicas(&five), want(5));
+    // The network's DNS server (on the gateway every container's resolv.conf names) answers
+    // the service's name with every replica.
+    let gateway = d.nameserver(&five["cuscale-web-1"].id);
+    let answer = |n: usize| {
+        until("DNS to answer every replica", TIMEOUT, || {
+            let ips = dns_a(gateway, "web");
+            (ips.len() == n).then_some(ips)
+        })
+    };
+    let ips: BTreeSet<std::net::Ipv4Addr> = answer(5).into_iter().collect();
+    assert_eq!(ips.len(), 5, "five distinct addresses: {ips:?}");
+    assert_eq!(dns_a(gateway, "cuscale-web-3").len(), 1);
     assert_eq!(five["cuscale-web-1"].id, one["cuscale-web-1"].id);
     assert!(five.values().all(|r| r.service == "web"));
 
@@ -822,6 +843,8 @@ fn scale_one_to_five_to_two_keeps_the_lowest_replicas() {
     for name in want(2) {
         assert_eq!(two[&name].id, five[&name].id, "{name} was recreated");
     }
+    assert_eq!(answer(2).len(), 2, "DNS follows the scale-down");
+    assert!(dns_a(gateway, "cuscale-web-3").is_empty());
     let gone: BTreeSet<String> = ["3", "4", "5"]
         .iter()
         .map(|n| five[&format!("cuscale-web-{n}")].id.clone())
@@ -1282,4 +1305,51 @@ fn the_hello_example_serves_its_page_and_reaches_api_by_name() {
     );
     let left = d.leftovers();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The A records the DNS server at `server` (the gateway of the test's own network, asked from
+/// the host) gives for `name`; empty on NXDOMAIN.
+fn dns_a(server: std::net::Ipv4Addr, name: &str) -> Vec<std::net::Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    socket.send_to(&q, (server, 53)).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).unwrap();
+    let r = &buf[..n];
+    assert_eq!(&r[..2], &[0x12, 0x34], "the answer keeps the id");
+    let answers = u16::from_be_bytes([r[6], r[7]]);
+    // Skip the question: its name, type and class.
+    let mut i = 12;
+    while r[i] != 0 {
+        i += 1 + r[i] as usize;
+    }
+    i += 5;
+    let mut out = Vec::new();
+    for _ in 0..answers {
+        // A name: a pointer or labels.
+        if r[i] & 0xc0 == 0xc0 {
+            i += 2;
+        } else {
+            while r[i] != 0 {
+                i += 1 + r[i] as usize;
+            }
+            i += 1;
+        }
+        let kind = u16::from_be_bytes([r[i], r[i + 1]]);
+        let len = u16::from_be_bytes([r[i + 8], r[i + 9]]) as usize;
+        i += 10;
+        if kind == 1 && len == 4 {
+            out.push(std::net::Ipv4Addr::new(r[i], r[i + 1], r[i + 2], r[i + 3]));
+        }
+        i += len;
+    }
+    out
 }

@@ -6,7 +6,8 @@
 //! - Isolation: with IP forwarding on, the host would route between two bridges; the forward
 //!   chain drops traffic from one flotilla bridge (`flt*`, any daemon's) to another.
 //! - `internal` networks: nothing is forwarded out of or into their bridge.
-//! - Other networks: traffic from their subnet leaving through another link is masqueraded.
+//! - Other networks: traffic from their subnet leaving through another link is masqueraded
+//!   (not what stays on the host: the host talking to its own gateway address keeps its source).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -63,7 +64,7 @@ pub fn render(table: &str, networks: &[NftNetwork]) -> String {
     );
     for n in networks.iter().filter(|n| !n.internal) {
         s.push_str(&format!(
-            "    ip saddr {} oifname != \"{}\" masquerade\n",
+            "    ip saddr {} oifname != \"{}\" oifname != \"lo\" masquerade\n",
             n.subnet, n.bridge
         ));
     }
@@ -120,7 +121,7 @@ mod tests {
                 internal: true,
             },
         ];
-        let want = "table inet fltab\ndelete table inet fltab\ntable inet fltab {\n  chain forward {\n    type filter hook forward priority -1; policy accept;\n    iifname \"fltab-b1\" oifname \"flt*\" oifname != \"fltab-b1\" drop\n    oifname \"fltab-b1\" iifname \"flt*\" iifname != \"fltab-b1\" drop\n    iifname \"fltab-b2\" oifname != \"fltab-b2\" drop\n    oifname \"fltab-b2\" iifname != \"fltab-b2\" drop\n  }\n  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n    ip saddr 10.89.0.0/24 oifname != \"fltab-b1\" masquerade\n  }\n}\n";
+        let want = "table inet fltab\ndelete table inet fltab\ntable inet fltab {\n  chain forward {\n    type filter hook forward priority -1; policy accept;\n    iifname \"fltab-b1\" oifname \"flt*\" oifname != \"fltab-b1\" drop\n    oifname \"fltab-b1\" iifname \"flt*\" iifname != \"fltab-b1\" drop\n    iifname \"fltab-b2\" oifname != \"fltab-b2\" drop\n    oifname \"fltab-b2\" iifname != \"fltab-b2\" drop\n  }\n  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n    ip saddr 10.89.0.0/24 oifname != \"fltab-b1\" oifname != \"lo\" masquerade\n  }\n}\n";
         assert_eq!(render("fltab", &nets), want);
     }
 
