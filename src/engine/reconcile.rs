@@ -587,34 +587,35 @@ impl Reconciler {
         stop_timeout: Option<Duration>,
         report: &Report,
     ) -> Result<(), String> {
-        let engine = self.engine.clone();
         let pname = project.name.clone();
         match action {
             Action::CreateNetwork { key, name } => {
-                report.send("network", name, None, "Creating", None);
-                let net = project.networks.get(key).cloned().unwrap_or_default();
-                let key = key.clone();
-                blocking(move || {
-                    engine
-                        .ensure_network(&pname, &key, &net)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
+                let (net, key) = (network_of(project, key), key.clone());
+                self.engine_step(
+                    report,
+                    ("network", name),
+                    ("Creating", "Created"),
+                    move |e| {
+                        e.ensure_network(&pname, &key, &net)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await?;
-                report.send("network", name, None, "Created", None);
             }
             Action::CreateVolume { key, name } => {
-                report.send("volume", name, None, "Creating", None);
-                let vol = project.volumes.get(key).cloned().unwrap_or_default();
-                let key = key.clone();
-                blocking(move || {
-                    engine
-                        .ensure_volume(&pname, &key, &vol)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
+                let (vol, key) = (volume_of(project, key), key.clone());
+                self.engine_step(
+                    report,
+                    ("volume", name),
+                    ("Creating", "Created"),
+                    move |e| {
+                        e.ensure_volume(&pname, &key, &vol)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await?;
-                report.send("volume", name, None, "Created", None);
             }
             Action::PullImage { image, policy, .. } => {
                 // Pulled before this plan was made; still missing means the pull failed.
@@ -732,33 +733,54 @@ impl Reconciler {
                 report.send("container", name, Some(service), "Restarted", None);
             }
             Action::RemoveNetwork { key, name } => {
-                report.send("network", name, None, "Removing", None);
                 self.containers.network_removed(name).await;
-                let net = project.networks.get(key).cloned().unwrap_or_default();
-                let key = key.clone();
-                blocking(move || {
-                    engine
-                        .remove_network(&pname, &key, &net)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
+                let (net, key) = (network_of(project, key), key.clone());
+                self.engine_step(
+                    report,
+                    ("network", name),
+                    ("Removing", "Removed"),
+                    move |e| {
+                        e.remove_network(&pname, &key, &net)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await?;
-                report.send("network", name, None, "Removed", None);
             }
             Action::RemoveVolume { key, name } => {
-                report.send("volume", name, None, "Removing", None);
-                let vol = project.volumes.get(key).cloned().unwrap_or_default();
-                let key = key.clone();
-                blocking(move || {
-                    engine
-                        .remove_volume(&pname, &key, &vol)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
+                let (vol, key) = (volume_of(project, key), key.clone());
+                self.engine_step(
+                    report,
+                    ("volume", name),
+                    ("Removing", "Removed"),
+                    move |e| {
+                        e.remove_volume(&pname, &key, &vol)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await?;
-                report.send("volume", name, None, "Removed", None);
             }
         }
+        Ok(())
+    }
+
+    /// Runs `op` on the compose engine off the async threads, between two progress lines
+    /// (`before`, `after`) of the object (`kind`, `name`).
+    async fn engine_step<F>(
+        &self,
+        report: &Report,
+        (kind, name): (&str, &str),
+        (before, after): (&str, &str),
+        op: F,
+    ) -> Result<(), String>
+    where
+        F: FnOnce(&ProjectEngine) -> Result<(), String> + Send + 'static,
+    {
+        report.send(kind, name, None, before, None);
+        let engine = self.engine.clone();
+        blocking(move || op(&engine)).await?;
+        report.send(kind, name, None, after, None);
         Ok(())
     }
 
@@ -1013,6 +1035,16 @@ impl Reconciler {
             Err(format!("not everything was removed: {}", failed.join(", ")))
         }
     }
+}
+
+/// A network of the stack (`default` and others the stack does not spell out: defaults).
+fn network_of(project: &Project, key: &str) -> crate::spec::model::Network {
+    project.networks.get(key).cloned().unwrap_or_default()
+}
+
+/// A named volume of the stack.
+fn volume_of(project: &Project, key: &str) -> crate::spec::model::Volume {
+    project.volumes.get(key).cloned().unwrap_or_default()
 }
 
 fn condition_text(c: Condition) -> &'static str {

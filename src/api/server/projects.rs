@@ -3,6 +3,7 @@
 //! containers' labels.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -11,11 +12,29 @@ use tokio::sync::mpsc;
 use super::{ServerState, ndjson};
 use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{ProjectDown, ProjectProgress, ProjectSummary, ProjectUp};
+use crate::engine::reconcile::Reconciler;
 use crate::plan::labels;
 use crate::spec::units::check_project_name;
 
 fn checked(name: &str) -> Result<(), ApiError> {
     check_project_name(name).map_err(|e| ApiError::bad_request(format!("project name: {e}")))
+}
+
+/// Checks the name and that the project is free, then runs `op` (an `up` or a `down`) in the
+/// background and streams its progress.
+fn streamed<F, Fut>(state: &ServerState, name: String, op: F) -> Result<Response, ApiError>
+where
+    F: FnOnce(Arc<Reconciler>, String, mpsc::Sender<ProjectProgress>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    checked(&name)?;
+    state
+        .reconciler
+        .check_free(&name)
+        .map_err(ApiError::conflict)?;
+    let (tx, rx) = mpsc::channel::<ProjectProgress>(1024);
+    tokio::spawn(op(state.reconciler.clone(), name, tx));
+    Ok(ndjson(rx, state.shutdown.clone()))
 }
 
 /// Converges a project to the stack sent: creates, recreates, starts and removes what the
@@ -32,14 +51,7 @@ pub(super) async fn up(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<ProjectUp>,
 ) -> Result<Response, ApiError> {
-    checked(&name)?;
-    state
-        .reconciler
-        .check_free(&name)
-        .map_err(ApiError::conflict)?;
-    let (tx, rx) = mpsc::channel::<ProjectProgress>(1024);
-    tokio::spawn(state.reconciler.clone().up(name, req, tx));
-    Ok(ndjson(rx, state.shutdown.clone()))
+    streamed(&state, name, |r, name, tx| r.up(name, req, tx))
 }
 
 /// Stops and removes a project's containers and networks (and with `volumes` its volumes).
@@ -55,14 +67,7 @@ pub(super) async fn down(
     Path(name): Path<String>,
     JsonBody(req): JsonBody<ProjectDown>,
 ) -> Result<Response, ApiError> {
-    checked(&name)?;
-    state
-        .reconciler
-        .check_free(&name)
-        .map_err(ApiError::conflict)?;
-    let (tx, rx) = mpsc::channel::<ProjectProgress>(1024);
-    tokio::spawn(state.reconciler.clone().down(name, req, tx));
-    Ok(ndjson(rx, state.shutdown.clone()))
+    streamed(&state, name, |r, name, tx| r.down(name, req, tx))
 }
 
 /// The projects that have containers, by name (Compose's `ls -a`).
