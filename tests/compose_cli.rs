@@ -264,7 +264,22 @@ impl Daemon {
             Vec::<PathBuf>::new(),
             "netns files left"
         );
-        assert_eq!(self.links(), Vec::<String>::new(), "links left");
+        // A removed network namespace is torn down by the kernel asynchronously (its veths
+        // with it): give it a moment before calling what is left a leak.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.links().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let links = self.links();
+        if !links.is_empty() {
+            let detail = Command::new("ip")
+                .args(["-d", "link", "show"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            eprintln!("--- links\n{detail}\n--- daemon log\n{}", self.log());
+        }
+        assert_eq!(links, Vec::<String>::new(), "links left");
     }
 }
 
