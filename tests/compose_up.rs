@@ -1353,3 +1353,45 @@ fn dns_a(server: std::net::Ipv4Addr, name: &str) -> Vec<std::net::Ipv4Addr> {
     }
     out
 }
+
+/// `create` makes the containers of `up` without starting them; `compose pull` pulls through
+/// the daemon and names an image it cannot get (`--ignore-pull-failures` carries on).
+#[test]
+fn create_then_start_and_compose_pull_failures() {
+    let mut d = Daemon::start("create");
+    let p = "cucreate";
+    let dir = d.stack(
+        p,
+        &format!(
+            "name: {p}\nservices:\n  web:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n  \
+             gone:\n    image: 127.0.0.1:1/nothing/here:1\n    profiles: [never]\n"
+        ),
+    );
+    d.ok(&dir, &["create"]);
+    let ps = d.ps(&dir);
+    assert_eq!(names(&ps), [format!("{p}-web-1")]);
+    assert_eq!(ps[&format!("{p}-web-1")].state, "created");
+    d.ok(&dir, &["start"]);
+    until("web to run", TIMEOUT, || {
+        (d.ps(&dir)[&format!("{p}-web-1")].state == "running").then_some(())
+    });
+    // Only `gone` (a closed loopback port): `web`'s image name would be looked up in DNS.
+    let o = d.fails(&dir, &["--profile", "never", "compose", "pull", "gone"]);
+    assert!(
+        o.stderr.contains("127.0.0.1:1/nothing/here:1"),
+        "{}",
+        o.text()
+    );
+    assert!(o.took < Duration::from_secs(30), "a closed port fails fast");
+    d.ok(
+        &dir,
+        &[
+            "--profile",
+            "never",
+            "compose",
+            "pull",
+            "--ignore-pull-failures",
+            "gone",
+        ],
+    );
+}

@@ -14,6 +14,7 @@
 mod attach;
 mod logs;
 mod ops;
+mod pull;
 mod service;
 
 use std::collections::BTreeMap;
@@ -65,6 +66,8 @@ pub enum ProjectCommand {
     Scale(service::ScaleArgs),
     /// Run a command in a service's running container
     Exec(service::ExecArgs),
+    /// Create the stack's containers without starting them (`up --no-start`)
+    Create(pull::CreateArgs),
 }
 
 /// `flotilla compose …`: every project command under Compose's own group.
@@ -82,6 +85,8 @@ pub enum ComposeCommand {
     Events(ops::EventsArgs),
     /// List the images the stack's containers use
     Images(ops::ImagesArgs),
+    /// Pull the images of the stack's services through the daemon
+    Pull(pull::PullArgs),
 }
 
 /// Runs a project command; its exit code (1 with the message on standard error on failure).
@@ -109,6 +114,7 @@ pub fn run(
         ProjectCommand::Port(args) => done(service::port(engine, hosts, project, args)),
         ProjectCommand::Scale(args) => service::scale(engine, hosts, project, args),
         ProjectCommand::Exec(args) => service::exec(engine, hosts, project, args),
+        ProjectCommand::Create(args) => pull::create(engine, hosts, project, args),
     };
     exit(result)
 }
@@ -124,6 +130,7 @@ pub fn run_group(
         ComposeCommand::Project(command) => run(engine, hosts, project, command),
         ComposeCommand::Events(a) => exit(ops::events(engine, hosts, project, a)),
         ComposeCommand::Images(a) => exit(ops::images(engine, hosts, project, a)),
+        ComposeCommand::Pull(a) => exit(pull::pull(engine, hosts, project, a)),
     }
 }
 

@@ -1,0 +1,143 @@
+//! `create` (the containers of `up`, not started) and `flotilla compose pull` (the stack's
+//! images through the daemon, one line per image, like Compose's plain progress).
+
+use std::collections::BTreeSet;
+
+use clap::Args;
+
+use super::{UpArgs, check_service, declared_services, load_stack};
+use crate::api::client::block_on;
+use crate::api::types::ImagePull;
+use crate::cli::system::{HostArgs, engine_client};
+use crate::cli::{EngineArgs, ProjectArgs, out};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateArgs {
+    /// Recreate containers even when nothing changed
+    #[arg(long, conflicts_with = "no_recreate")]
+    pub force_recreate: bool,
+    /// Keep existing containers even when their configuration changed
+    #[arg(long)]
+    pub no_recreate: bool,
+    /// Pull images: always, missing, never (default: each service's pull_policy)
+    #[arg(long, value_name = "POLICY")]
+    pub pull: Option<String>,
+    /// Remove containers of services the stack file no longer has
+    #[arg(long)]
+    pub remove_orphans: bool,
+    /// `SERVICE=N`: N replicas of SERVICE (repeatable)
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
+    /// Only these services (and their dependencies)
+    pub services: Vec<String>,
+}
+
+/// `create`: `up --no-start`.
+pub fn create(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &CreateArgs,
+) -> Result<u8, String> {
+    let up = UpArgs {
+        detach: true,
+        no_start: true,
+        force_recreate: args.force_recreate,
+        no_recreate: args.no_recreate,
+        pull: args.pull.clone(),
+        remove_orphans: args.remove_orphans,
+        scale: args.scale.clone(),
+        services: args.services.clone(),
+        ..UpArgs::default()
+    };
+    super::up(engine, hosts, project, &up)
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct PullArgs {
+    /// Print nothing but errors
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Go on when an image cannot be pulled (the exit code stays 0)
+    #[arg(long)]
+    pub ignore_pull_failures: bool,
+    /// Only these services' images
+    pub services: Vec<String>,
+}
+
+/// `compose pull`: every image of the (selected) services, each once.
+pub fn pull(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &PullArgs,
+) -> Result<u8, String> {
+    let loaded = load_stack(project)?;
+    let declared = declared_services(&loaded);
+    for s in &args.services {
+        check_service("pull", &loaded.name, &declared, s)?;
+    }
+    let services = loaded
+        .config
+        .get("services")
+        .and_then(|s| s.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let images: BTreeSet<String> = services
+        .iter()
+        .filter(|(name, _)| args.services.is_empty() || args.services.contains(name))
+        .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()).map(String::from))
+        .collect();
+    let client = engine_client(engine, hosts)?;
+    let say = |line: String| {
+        if !args.quiet {
+            let _ = out(&line);
+        }
+    };
+    let mut failed = Vec::new();
+    block_on(async {
+        for image in &images {
+            say(format!(" Image {image}  Pulling\n"));
+            let req = ImagePull {
+                reference: image.clone(),
+                platform: None,
+            };
+            let mut last = None;
+            match client.pull_image(&req).await {
+                Ok(mut stream) => {
+                    while let Some(item) = stream.next().await {
+                        match item {
+                            Ok(p) => last = Some(p),
+                            Err(e) => {
+                                last = None;
+                                failed.push(format!("{image}: {e}"));
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => failed.push(format!("{image}: {e}")),
+            }
+            match last {
+                Some(p) if p.status == "done" => say(format!(" Image {image}  Pulled\n")),
+                Some(p) => {
+                    let why = p.message.unwrap_or_else(|| p.status.clone());
+                    eprintln!(" Image {image}  Error: {why}");
+                    failed.push(format!("{image}: {why}"));
+                }
+                None => {}
+            }
+        }
+    })
+    .map_err(|e| format!("start a runtime: {e}"))?;
+    if failed.is_empty() || args.ignore_pull_failures {
+        Ok(0)
+    } else {
+        Err(format!(
+            "pull: project {}: {} image(s) could not be pulled: {}",
+            loaded.name,
+            failed.len(),
+            failed.join("; ")
+        ))
+    }
+}
