@@ -1395,3 +1395,92 @@ fn create_then_start_and_compose_pull_failures() {
         ],
     );
 }
+
+#[test]
+fn run_makes_a_one_off_container_after_its_dependencies() {
+    let mut d = Daemon::start("run");
+    let p = "curun";
+    let dir = d.stack(
+        p,
+        &format!(
+            "name: {p}\nservices:\n  db:\n    image: IMG\n    command: [\"sh\", \"-c\", \
+             \"{SERVE}\"]\n  app:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n    \
+             restart: always\n    ports: [\"127.0.0.1::80\"]\n    depends_on: [db]\n"
+        ),
+    );
+    let before = d.state_dirs().len();
+
+    // Attached: the output as it comes, the command's exit code; `--rm` removes it after.
+    let out = d.run_at(
+        &dir,
+        &[
+            "run",
+            "--rm",
+            "-e",
+            "GREETING=hi",
+            "app",
+            "sh",
+            "-c",
+            "echo $GREETING; exit 7",
+        ],
+        TIMEOUT,
+    );
+    assert_eq!(out.code, Some(7), "{}", out.text());
+    assert_eq!(out.stdout, "hi\n", "{}", out.text());
+    // db was brought up first; app was not (only its one-off ran, and it is not listed).
+    let ps = d.ps(&dir);
+    assert_eq!(names(&ps), ["curun-db-1"], "{ps:#?}");
+    assert_eq!(ps["curun-db-1"].state, "running");
+    assert_eq!(
+        d.state_dirs().len(),
+        before + 1,
+        "the one-off container was not removed"
+    );
+
+    // Detached: its name is printed; it is one-off (ps leaves it out) and has no ports.
+    let out = d.ok(
+        &dir,
+        &["run", "-d", "--name", "curun-once", "--no-deps", "app"],
+    );
+    assert_eq!(out.stdout.trim(), "curun-once", "{}", out.text());
+    let client = Client::new(Host::Unix(d.socket.clone()), None);
+    let c = block_on(client.inspect_container("curun-once"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.labels["com.docker.compose.oneoff"], "True");
+    assert_eq!(c.labels["com.docker.compose.service"], "app");
+    assert!(c.ports.is_empty(), "{:?}", c.ports);
+    assert_eq!(names(&d.ps(&dir)), ["curun-db-1"]);
+
+    // Unknown services are named, by the CLI and by the API (400).
+    let out = d.fails(&dir, &["run", "nope"]);
+    assert!(
+        out.stderr.contains("no such service: nope"),
+        "{}",
+        out.text()
+    );
+    let config = d.ok(&dir, &["config", "--format", "json"]);
+    let req = flotilla::api::types::ProjectRun {
+        project: serde_json::from_str(&config.stdout).unwrap(),
+        service: "nope".into(),
+        ..Default::default()
+    };
+    match block_on(client.project_run(p, &req)).unwrap() {
+        Err(flotilla::api::client::ClientError::Api {
+            status: 400,
+            message,
+            ..
+        }) => assert!(message.contains("no such service: \"nope\""), "{message}"),
+        other => panic!("expected a 400: {other:?}"),
+    }
+
+    // The planner ignores one-off containers: `up` creates app's own container, and a second
+    // `up` plans nothing.
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(names(&d.ps(&dir)), ["curun-app-1", "curun-db-1"]);
+    let plan = d.ok(&dir, &["up", "-d", "--dry-run"]);
+    assert_eq!(plan.stdout.trim(), "", "{}", plan.text());
+    block_on(client.remove_container_with("curun-once", true, true))
+        .unwrap()
+        .unwrap();
+}

@@ -20,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::host::Host;
 use super::types::{
     Container, ContainerCreate, ContainerExit, ErrorBody, ErrorCode, Event, Image, ImagePull,
-    ImageRemoved, Info, LogLine, ProjectDown, ProjectProgress, ProjectSummary, ProjectUp,
-    PullProgress, Version, Volume, VolumeCreate,
+    ImageRemoved, Info, LogLine, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary,
+    ProjectUp, PullProgress, Version, Volume, VolumeCreate,
 };
 
 /// How long a one-shot request may take before the client gives up on the daemon.
@@ -423,12 +423,23 @@ impl Client {
     /// `POST /v1/containers/{id}/wait`: blocks until the container has exited (no timeout).
     pub async fn wait_container(&self, id: &str) -> Result<ContainerExit> {
         let path = format!("/v1/containers/{}/wait", query_escape(id));
-        let (status, body) = self.send(Method::POST, &path, None).await?;
+        self.untimed(Method::POST, &path, None).await
+    }
+
+    /// A one-shot request without [`TIMEOUT`], for those that last as long as they must.
+    async fn untimed<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<T> {
+        let path = path.to_string();
+        let (status, body) = self.send(method.clone(), &path, body).await?;
         let bytes = body
             .collect()
             .await
             .map_err(|source| ClientError::Body {
-                method: Method::POST,
+                method: method.clone(),
                 path: path.clone(),
                 source,
             })?
@@ -437,7 +448,7 @@ impl Client {
             return Err(api_error(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
-            method: Method::POST,
+            method: method.clone(),
             path,
             source,
         })
@@ -524,6 +535,14 @@ impl Client {
         let path = format!("/v1/projects/{}/down", query_escape(name));
         let body = Self::encode(&Method::POST, &path, req)?;
         self.stream(Method::POST, &path, Some(body)).await
+    }
+
+    /// `POST /v1/projects/{name}/run`: the one-off container, created and started (no
+    /// timeout: the dependencies may take their time to come up).
+    pub async fn project_run(&self, name: &str, req: &ProjectRun) -> Result<Container> {
+        let path = format!("/v1/projects/{}/run", query_escape(name));
+        let body = Self::encode(&Method::POST, &path, req)?;
+        self.untimed(Method::POST, &path, Some(body)).await
     }
 
     /// `GET /v1/projects`.

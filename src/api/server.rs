@@ -28,7 +28,8 @@ use super::error::{ApiError, JsonBody, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
     ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Port, ProjectDown,
-    ProjectProgress, ProjectSummary, ProjectUp, PullProgress, Version, Volume, VolumeCreate,
+    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, Version, Volume,
+    VolumeCreate,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -76,6 +77,7 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/projects", get(projects::list))
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
+        .route("/v1/projects/{name}/run", post(projects::run))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route(
@@ -446,11 +448,11 @@ impl utoipa::Modify for Tidy {
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
-        projects::list, images::list, images::inspect,
+        projects::run, projects::list, images::list, images::inspect,
         images::remove, images::pull, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
-        ProjectUp, ProjectDown, ProjectProgress, ProjectSummary)),
+        ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;

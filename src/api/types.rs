@@ -507,6 +507,48 @@ pub struct ProjectDown {
     pub dry_run: bool,
 }
 
+/// `POST /v1/projects/{name}/run`: a one-off container of a service (Compose's `run`),
+/// created and started; its dependencies are brought up first unless `no_deps`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectRun {
+    /// The project as the client loaded it (like [`ProjectUp::project`]).
+    #[schema(value_type = Object)]
+    pub project: serde_json::Value,
+    /// The stack files (absolute), recorded on the containers.
+    #[serde(default)]
+    pub config_files: Vec<String>,
+    /// The project directory, recorded on the containers.
+    #[serde(default)]
+    pub working_dir: String,
+    /// The service to run.
+    pub service: String,
+    /// The command, instead of the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// The entrypoint, instead of the service's (empty: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` environment variables over the service's.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// The container's name; default `<project>-<service>-run-<12 hex digits>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Do not start the service's dependencies.
+    #[serde(default)]
+    pub no_deps: bool,
+    /// Publish the service's ports (none by default).
+    #[serde(default)]
+    pub service_ports: bool,
+    /// The user, instead of the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The working directory inside the container, instead of the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir_override: Option<String>,
+}
+
 /// One line of the `up` / `down` stream: an object changed state, or the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProjectProgress {

@@ -15,6 +15,7 @@ mod attach;
 mod logs;
 mod ops;
 mod pull;
+mod run;
 mod service;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub enum ProjectCommand {
     Exec(service::ExecArgs),
     /// Create the stack's containers without starting them (`up --no-start`)
     Create(pull::CreateArgs),
+    /// Run a one-off command in a new container of a service
+    Run(run::RunArgs),
 }
 
 /// `flotilla compose …`: every project command under Compose's own group.
@@ -115,6 +118,7 @@ pub fn run(
         ProjectCommand::Scale(args) => service::scale(engine, hosts, project, args),
         ProjectCommand::Exec(args) => service::exec(engine, hosts, project, args),
         ProjectCommand::Create(args) => pull::create(engine, hosts, project, args),
+        ProjectCommand::Run(args) => run::run(engine, hosts, project, args),
     };
     exit(result)
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::api::types::{ProjectDown, ProjectProgress, ProjectUp};
+use crate::api::types::{ProjectDown, ProjectProgress, ProjectRun, ProjectUp};
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
 use crate::engine::events::Event;
@@ -35,7 +35,7 @@ use crate::plan::hash::ServiceConfig;
 use crate::plan::labels::{self, ProjectMeta};
 use crate::plan::up::{ImageDigests, UpOptions, image_ref, plan_up};
 use crate::runtime::state::Status;
-use crate::spec::model::Project;
+use crate::spec::model::{Project, Service};
 
 /// How often conditions and `--wait` look at the containers.
 const POLL: Duration = Duration::from_millis(50);
@@ -393,7 +393,7 @@ impl Reconciler {
                         .await
                     {
                         Ok(()) => {
-                            me.run(
+                            me.run_action(
                                 &step.action,
                                 &project,
                                 &meta,
@@ -578,7 +578,7 @@ impl Reconciler {
     }
 
     /// One action.
-    async fn run(
+    async fn run_action(
         &self,
         action: &Action,
         project: &Arc<Project>,
@@ -648,7 +648,7 @@ impl Reconciler {
                 name,
             } => {
                 report.send("container", name, Some(service), "Creating", None);
-                let id = self.create(project, meta, service, *number).await?;
+                let id = self.create(project, meta, service, *number, false).await?;
                 if let Ok(mut c) = created.lock() {
                     c.insert(name.clone(), id);
                 }
@@ -670,7 +670,7 @@ impl Reconciler {
                     Some(reasons.join(", ")),
                 );
                 self.remove(old_id, false, None).await?;
-                let id = self.create(project, meta, service, *number).await?;
+                let id = self.create(project, meta, service, *number, false).await?;
                 if let Ok(mut c) = created.lock() {
                     c.insert(name.clone(), id);
                 }
@@ -784,14 +784,15 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Creates replica `number` of `service` with the planner's labels, its healthcheck and
-    /// its restart policy; returns its id.
+    /// Creates replica `number` of `service` (a one-off `run` container when `oneoff`) with
+    /// the planner's labels, its healthcheck and its restart policy; returns its id.
     async fn create(
         &self,
         project: &Arc<Project>,
         meta: &ProjectMeta,
         service: &str,
         number: u32,
+        oneoff: bool,
     ) -> Result<String, String> {
         let svc = project
             .services
@@ -804,7 +805,7 @@ impl Reconciler {
         let digest = digests.get(service).cloned().flatten();
         let config =
             ServiceConfig::new(service, &svc, digest.as_deref()).map_err(|e| e.to_string())?;
-        let labels = labels::container_labels(meta, service, &svc, number, false, &config);
+        let labels = labels::container_labels(meta, service, &svc, number, oneoff, &config);
         let create = ServiceCreate {
             replica: number,
             image: None,
@@ -964,6 +965,147 @@ impl Reconciler {
         Ok(())
     }
 
+    /// `run`: a one-off container of `req.service` (Compose's `run`). Unless `no_deps`, the
+    /// service's dependencies are brought up first as `up` would (and its `depends_on`
+    /// conditions waited for); the service's networks, volumes and image are made ready; then
+    /// the container is created from the overridden service, labelled one-off (the planner
+    /// ignores it), and started.
+    pub async fn run(
+        self: &Arc<Self>,
+        name: &str,
+        req: ProjectRun,
+    ) -> Result<crate::runtime::lifecycle::Container, RunError> {
+        let project = Project::from_config(&req.project).map_err(|e| {
+            RunError::Invalid(format!("the project sent is not a valid stack: {e}"))
+        })?;
+        if project.name != name {
+            return Err(RunError::Invalid(format!(
+                "the project sent is named {:?}, not {name:?}",
+                project.name
+            )));
+        }
+        let service = req.service.clone();
+        let original = project.services.get(&service).cloned().ok_or_else(|| {
+            let known: Vec<&str> = project.services.keys().map(String::as_str).collect();
+            RunError::Invalid(format!(
+                "no such service: {service:?} (project {name} has {})",
+                if known.is_empty() {
+                    "no services".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })?;
+        let suffix = crate::store::new_id()
+            .map_err(|e| RunError::Failed(e.to_string()))?
+            .chars()
+            .take(12)
+            .collect::<String>();
+        let svc = oneoff_service(&project.name, &service, original, &req, &suffix)
+            .map_err(RunError::Invalid)?;
+        let mut conditions = Vec::new();
+        if !req.no_deps {
+            for (dep, d) in &svc.depends_on {
+                if !project.services.contains_key(dep) {
+                    continue;
+                }
+                let condition = Condition::parse(&d.condition).ok_or_else(|| {
+                    RunError::Invalid(format!(
+                        "services.{service}.depends_on.{dep}.condition: unknown condition {:?}",
+                        d.condition
+                    ))
+                })?;
+                conditions.push(ServiceCondition {
+                    service: dep.clone(),
+                    condition,
+                    required: d.required,
+                });
+            }
+        }
+        let _busy = self.claim(name).map_err(RunError::Busy)?;
+        // Nobody reads the progress; the receiver lives so that waits do not see a client gone.
+        let (tx, _rx) = mpsc::channel(1024);
+        let report = Report {
+            tx,
+            started: Instant::now(),
+            deadline: None,
+        };
+        if !conditions.is_empty() {
+            let up = ProjectUp {
+                project: req.project.clone(),
+                config_files: req.config_files.clone(),
+                working_dir: req.working_dir.clone(),
+                services: conditions.iter().map(|c| c.service.clone()).collect(),
+                ..ProjectUp::default()
+            };
+            self.up_claimed(name, up, &report)
+                .await
+                .map_err(|e| RunError::Failed(format!("the dependencies of {service}: {e}")))?;
+        }
+        let meta = ProjectMeta {
+            name: project.name.clone(),
+            config_files: req.config_files.clone(),
+            working_dir: req.working_dir.clone(),
+        };
+        let mut project = project;
+        self.oneoff_resources(&Arc::new(project.clone()), &service, &meta, &report)
+            .await
+            .map_err(RunError::Failed)?;
+        self.conditions(name, &conditions, &report)
+            .await
+            .map_err(RunError::Failed)?;
+        project.services.insert(service.clone(), svc);
+        let project = Arc::new(project);
+        let id = self
+            .create(&project, &meta, &service, 1, true)
+            .await
+            .map_err(RunError::Failed)?;
+        match self.containers.start(&id).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                // A one-off container that never ran is of no use: nothing is left behind.
+                let _ = self.remove(&id, true, None).await;
+                Err(RunError::Failed(format!(
+                    "start the {service} container: {e}"
+                )))
+            }
+        }
+    }
+
+    /// The networks, named volumes and image of `service` (and nothing else of `up`'s plan for
+    /// it): what its one-off container needs.
+    async fn oneoff_resources(
+        self: &Arc<Self>,
+        project: &Arc<Project>,
+        service: &str,
+        meta: &ProjectMeta,
+        report: &Report,
+    ) -> Result<(), String> {
+        let options = UpOptions {
+            services: vec![service.to_string()],
+            no_deps: true,
+            ..UpOptions::default()
+        };
+        let mut plan = self.plan(project, &options).await?;
+        let pulls: Vec<Step> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::PullImage { .. }))
+            .cloned()
+            .collect();
+        if !pulls.is_empty() {
+            self.pull_all(&pulls, report).await;
+            plan = self.plan(project, &options).await?;
+        }
+        let plan = only_resources(plan);
+        let failed = self.execute(&plan, project, meta, None, report).await;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not ready: {}", failed.join(", ")))
+        }
+    }
+
     /// `down`: stops and removes the project's containers, then its networks (and with
     /// `volumes` its named volumes).
     pub async fn down(
@@ -1035,6 +1177,111 @@ impl Reconciler {
             Err(format!("not everything was removed: {}", failed.join(", ")))
         }
     }
+}
+
+/// Why a `run` failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// The request: unknown service, bad override, invalid stack.
+    Invalid(String),
+    /// Another `up`, `down` or `run` is under way on the project.
+    Busy(String),
+    /// Dependencies, resources, create or start.
+    Failed(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Invalid(m) | RunError::Busy(m) | RunError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The service as its one-off container runs it: `req`'s overrides, no published ports unless
+/// `service_ports`, no restart policy, its own name (`<project>-<service>-run-<suffix>` unless
+/// `req.name`).
+fn oneoff_service(
+    project: &str,
+    name: &str,
+    mut svc: Service,
+    req: &ProjectRun,
+    suffix: &str,
+) -> Result<Service, String> {
+    if let Some(command) = &req.command {
+        svc.command = Some(command.clone());
+    }
+    if let Some(entrypoint) = &req.entrypoint {
+        svc.entrypoint = Some(entrypoint.clone());
+    }
+    for e in &req.env {
+        match e.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                svc.environment.insert(k.to_string(), Some(v.to_string()));
+            }
+            _ => return Err(format!("env {e:?}: expected KEY=VALUE")),
+        }
+    }
+    if let Some(user) = &req.user {
+        svc.user = Some(user.clone());
+    }
+    if let Some(dir) = &req.working_dir_override {
+        if !dir.starts_with('/') {
+            return Err(format!(
+                "working directory {dir:?}: must be an absolute path"
+            ));
+        }
+        svc.working_dir = Some(dir.clone());
+    }
+    if !req.service_ports {
+        svc.ports.clear();
+    }
+    svc.restart = None;
+    svc.scale = None;
+    if let Some(deploy) = &mut svc.deploy {
+        deploy.restart_policy = None;
+        deploy.replicas = None;
+    }
+    svc.container_name = Some(match &req.name {
+        Some(n) if crate::runtime::lifecycle::valid_name(n) => n.clone(),
+        Some(n) => {
+            return Err(format!(
+                "name {n:?}: not a valid container name ([a-zA-Z0-9][a-zA-Z0-9_.-]*, at most \
+                 128 characters)"
+            ));
+        }
+        None => format!("{project}-{name}-run-{suffix}"),
+    });
+    Ok(svc)
+}
+
+/// The plan's network, volume and pull steps alone (their waits renumbered).
+fn only_resources(plan: Plan) -> Plan {
+    let keep = |a: &Action| {
+        matches!(
+            a,
+            Action::CreateNetwork { .. } | Action::CreateVolume { .. } | Action::PullImage { .. }
+        )
+    };
+    let mut new_id: HashMap<usize, usize> = HashMap::new();
+    let mut steps = Vec::new();
+    for step in plan.steps {
+        if !keep(&step.action) {
+            continue;
+        }
+        let id = steps.len();
+        new_id.insert(step.id, id);
+        steps.push(Step {
+            id,
+            after: step
+                .after
+                .iter()
+                .filter_map(|a| new_id.get(a).copied())
+                .collect(),
+            ..step
+        });
+    }
+    Plan { steps, ..plan }
 }
 
 /// A network of the stack (`default` and others the stack does not spell out: defaults).

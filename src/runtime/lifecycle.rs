@@ -260,7 +260,7 @@ pub struct Runtime {
 }
 
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))

@@ -1,6 +1,6 @@
 //! `/v1/projects`: `up` and `down` of a project (the reconciler, streamed as newline-delimited
-//! [`ProjectProgress`] lines, the last one `done`), and the projects known by their
-//! containers' labels.
+//! [`ProjectProgress`] lines, the last one `done`), `run` (a one-off container, answered once
+//! started), and the projects known by their containers' labels.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 
 use super::{ServerState, ndjson};
 use crate::api::error::{ApiError, JsonBody};
-use crate::api::types::{ProjectDown, ProjectProgress, ProjectSummary, ProjectUp};
-use crate::engine::reconcile::Reconciler;
+use crate::api::types::{
+    Container, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
+};
+use crate::engine::reconcile::{Reconciler, RunError};
 use crate::plan::labels;
 use crate::spec::units::check_project_name;
 
@@ -68,6 +70,31 @@ pub(super) async fn down(
     JsonBody(req): JsonBody<ProjectDown>,
 ) -> Result<Response, ApiError> {
     streamed(&state, name, |r, name, tx| r.down(name, req, tx))
+}
+
+/// Creates and starts a one-off container of a service (Compose's `run`), after bringing up
+/// its dependencies unless `no_deps`; answers the started container.
+#[utoipa::path(post, path = "/v1/projects/{name}/run", tag = "projects", request_body = ProjectRun,
+    params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "the one-off container, started", body = Container),
+        (status = 400, description = "unknown service, bad override, invalid stack",
+            body = crate::api::types::ErrorBody),
+        (status = 409, description = "another up, down or run runs on the project",
+            body = crate::api::types::ErrorBody),
+        (status = 500, description = "a dependency, the create or the start failed",
+            body = crate::api::types::ErrorBody)))]
+pub(super) async fn run(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<ProjectRun>,
+) -> Result<axum::Json<Container>, ApiError> {
+    checked(&name)?;
+    match state.reconciler.run(&name, req).await {
+        Ok(c) => Ok(axum::Json(c.into())),
+        Err(RunError::Invalid(m)) => Err(ApiError::bad_request(m)),
+        Err(RunError::Busy(m)) => Err(ApiError::conflict(m)),
+        Err(RunError::Failed(m)) => Err(ApiError::internal(m)),
+    }
 }
 
 /// The projects that have containers, by name (Compose's `ls -a`).
