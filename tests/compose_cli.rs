@@ -18,8 +18,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flotilla::image::store::Store;
-use flotilla::image::unpack::UnpackOptions;
 use flotilla::runtime::lifecycle::{self, Runtime};
 use flotilla::runtime::state;
 use flotilla::runtime::sys::cgroup;
@@ -40,25 +38,6 @@ struct Daemon {
     stacks: Vec<PathBuf>,
 }
 
-fn image_root(root: &Path) {
-    let store = Store::open(root).unwrap();
-    let image = common::registry::busybox_image("amd64");
-    let record = image.import(&store, IMAGE);
-    let mut parent = None;
-    for layer in &record.layers {
-        let blob = store.open_blob(&layer.blob.digest).unwrap();
-        store
-            .unpack_layer(
-                parent.as_ref(),
-                &layer.diff_id,
-                BufReader::new(blob),
-                &UnpackOptions::default(),
-            )
-            .unwrap();
-        parent = Some(layer.chain_id.clone());
-    }
-}
-
 impl Daemon {
     fn start() -> Daemon {
         assert!(
@@ -71,29 +50,20 @@ impl Daemon {
             .unwrap();
         let root = dir.path().join("root");
         fs::create_dir_all(&root).unwrap();
-        image_root(&root);
+        common::daemon::import_busybox(&root, IMAGE);
         // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
         fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
         let prefix = Runtime::new(&root).unwrap().prefix().to_string();
         let net = prefix.chars().take(4).collect();
         let socket = dir.path().join("run/flotilla.sock");
-        let log = fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("daemon")
-            .arg("--data-root")
-            .arg(&root)
-            .arg("--host")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--config")
-            .arg(dir.path().join("daemon.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .env_remove("FLOTILLA_HOST")
-            .env("RUST_LOG", "info")
-            .spawn()
-            .unwrap();
-        let mut d = Daemon {
+        let child = common::daemon::spawn(
+            &root,
+            &socket,
+            &dir.path().join("daemon.toml"),
+            &dir.path().join("daemon.log"),
+            TIMEOUT,
+        );
+        Daemon {
             child: Some(child),
             dir: Some(dir),
             root,
@@ -101,16 +71,7 @@ impl Daemon {
             prefix,
             net,
             stacks: Vec::new(),
-        };
-        let deadline = Instant::now() + TIMEOUT;
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            if let Some(Ok(Some(status))) = d.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited ({status}):\n{}", d.log());
-            }
-            assert!(Instant::now() < deadline, "no socket:\n{}", d.log());
-            std::thread::sleep(Duration::from_millis(20));
         }
-        d
     }
 
     fn path(&self) -> &Path {

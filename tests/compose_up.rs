@@ -160,36 +160,13 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path().join("daemon.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("daemon")
-            .arg("--data-root")
-            .arg(&self.root)
-            .arg("--host")
-            .arg(format!("unix://{}", self.socket.display()))
-            .arg("--config")
-            .arg(self.path().join("daemon.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .env_remove("FLOTILLA_HOST")
-            .env_remove("FLOTILLA_ROOT")
-            .env("RUST_LOG", "info")
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + TIMEOUT;
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no socket:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(common::daemon::spawn(
+            &self.root,
+            &self.socket,
+            &self.path().join("daemon.toml"),
+            &self.path().join("daemon.log"),
+            TIMEOUT,
+        ));
     }
 
     fn daemon_pid(&self) -> Option<u32> {

@@ -16,15 +16,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flotilla::api::client::{Autostart, Client, EventsQuery, LogsQuery, connect_or_start};
 use flotilla::api::host::Host;
 use flotilla::api::types::{ContainerCreate, ContainerStatus, ErrorCode, Event, ImagePull};
 use flotilla::engine::events::EventFilter;
-use flotilla::image::store::Store;
-use flotilla::image::unpack::UnpackOptions;
 use flotilla::runtime::lifecycle::{self, Runtime};
 use flotilla::runtime::state::{self, Status};
 use flotilla::runtime::sys::cgroup::{self, Cgroup};
@@ -42,25 +40,6 @@ struct Daemon {
     prefix: String,
 }
 
-fn image_root(root: &Path) {
-    let store = Store::open(root).unwrap();
-    let image = common::registry::busybox_image("amd64");
-    let record = image.import(&store, IMAGE);
-    let mut parent = None;
-    for layer in &record.layers {
-        let blob = store.open_blob(&layer.blob.digest).unwrap();
-        store
-            .unpack_layer(
-                parent.as_ref(),
-                &layer.diff_id,
-                std::io::BufReader::new(blob),
-                &UnpackOptions::default(),
-            )
-            .unwrap();
-        parent = Some(layer.chain_id.clone());
-    }
-}
-
 impl Daemon {
     fn start() -> Daemon {
         assert!(
@@ -73,7 +52,7 @@ impl Daemon {
             .unwrap();
         let root = dir.path().join("root");
         fs::create_dir_all(&root).unwrap();
-        image_root(&root);
+        common::daemon::import_busybox(&root, IMAGE);
         fs::write(dir.path().join("daemon.toml"), "").unwrap();
         let prefix = Runtime::new(&root).unwrap().prefix().to_string();
         let mut d = Daemon {
@@ -92,35 +71,13 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path().join("daemon.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .arg("daemon")
-            .arg("--data-root")
-            .arg(&self.root)
-            .arg("--host")
-            .arg(format!("unix://{}", self.socket.display()))
-            .arg("--config")
-            .arg(self.path().join("daemon.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .env_remove("FLOTILLA_HOST")
-            .env("RUST_LOG", "info")
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + TIMEOUT;
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("the daemon exited ({status}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "no socket:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(common::daemon::spawn(
+            &self.root,
+            &self.socket,
+            &self.path().join("daemon.toml"),
+            &self.path().join("daemon.log"),
+            TIMEOUT,
+        ));
     }
 
     fn log(&self) -> String {

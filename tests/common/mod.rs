@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod images;
 pub mod registry;
 pub mod shim;
