@@ -593,6 +593,12 @@ impl Containers {
             Ok(c)
         })
         .await?;
+        // A removed container is no longer watched, whatever its watcher task is still doing
+        // (it may be sleeping before a retry; it finds the container gone and ends).
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&c.meta.id);
         // The entry stays (a watcher that read the exit before the removal must not publish
         // it again); entries of removed containers are dropped in bulk now and then.
         let mut exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
