@@ -1461,3 +1461,97 @@ fn run_makes_a_one_off_container_after_its_dependencies() {
         .unwrap()
         .unwrap();
 }
+
+#[test]
+fn secrets_configs_and_volumes_from_are_mounted_read_only_and_leave_nothing() {
+    let mut d = Daemon::start("files");
+    let p = "cufiles";
+    let dir = d.stack(
+        p,
+        &format!(
+            r#"name: {p}
+services:
+  store:
+    image: IMG
+    command: ["sh", "-c", "echo kept > /data/f; {SERVE}"]
+    volumes: ["data:/data"]
+  app:
+    image: IMG
+    command: ["sh", "-c", "{SERVE}"]
+    depends_on: [store]
+    volumes_from: ["store:ro"]
+    secrets:
+      - db_pass
+      - source: token
+        target: tok
+      - source: db_pass
+        target: /etc/pw
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - source: cfg
+        target: /etc/app.conf
+secrets:
+  db_pass: {{file: ./pass.txt}}
+  token: {{environment: FLT_TEST_TOKEN}}
+configs:
+  cfg: {{content: "hello config"}}
+volumes:
+  data: {{}}
+"#
+        ),
+    );
+    fs::write(dir.join("pass.txt"), "s3cret\n").unwrap();
+
+    // An environment-sourced secret whose variable is unset is refused, naming it.
+    let out = d.fails(&dir, &["up", "-d"]);
+    assert!(
+        out.stderr.contains("FLT_TEST_TOKEN") && out.stderr.contains("secrets[1]"),
+        "{}",
+        out.text()
+    );
+    d.ok(&dir, &["down", "-v"]);
+
+    d.env.push(("FLT_TEST_TOKEN".into(), "tv-123".into()));
+    // `config` never prints the value.
+    let out = d.ok(&dir, &["config"]);
+    assert!(!out.stdout.contains("tv-123"), "{}", out.text());
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    let exec = |cmd: &str| d.ok(&dir, &["exec", "app", "sh", "-c", cmd]).stdout;
+    assert_eq!(exec("cat /run/secrets/db_pass"), "s3cret\n");
+    assert_eq!(exec("cat /run/secrets/tok"), "tv-123");
+    assert_eq!(exec("stat -c '%a %u %g' /run/secrets/tok"), "444 0 0\n");
+    assert_eq!(
+        exec("cat /etc/pw; stat -c '%a %u %g' /etc/pw"),
+        "s3cret\n400 1000 1001\n"
+    );
+    assert_eq!(exec("cat /etc/app.conf"), "hello config");
+    // Read-only: neither a secret nor the shared volume can be written from `app`.
+    let o = d.run_at(
+        &dir,
+        &["exec", "app", "sh", "-c", "echo x > /run/secrets/db_pass"],
+        TIMEOUT,
+    );
+    assert_ne!(o.code, Some(0), "{}", o.text());
+    until("store to write its volume", TIMEOUT, || {
+        let o = d.run_at(&dir, &["exec", "app", "cat", "/data/f"], TIMEOUT);
+        (o.stdout == "kept\n").then_some(())
+    });
+    let o = d.run_at(
+        &dir,
+        &["exec", "app", "sh", "-c", "echo x > /data/g"],
+        TIMEOUT,
+    );
+    assert_ne!(o.code, Some(0), "{}", o.text());
+    // The host file was bound, not copied; the others were written under the data root only.
+    let files = d.root.join("files");
+    let made: Vec<_> = fs::read_dir(&files).unwrap().flatten().collect();
+    assert_eq!(made.len(), 1, "one files dir for app");
+    let secrets_in_logs = fs::read_to_string(d.path().join("daemon.log")).unwrap();
+    assert!(!secrets_in_logs.contains("tv-123"));
+
+    d.ok(&dir, &["down", "-v"]);
+    assert_eq!(fs::read_dir(&files).unwrap().count(), 0, "files dir left");
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}

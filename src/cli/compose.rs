@@ -407,7 +407,7 @@ pub fn up(
         check_service("up", &loaded.name, &declared, s)?;
     }
     let req = ProjectUp {
-        project: loaded.config.clone(),
+        project: loaded.config_with_values(),
         config_files: config_files(&loaded),
         working_dir: loaded.project_dir.display().to_string(),
         services: args.services.clone(),

@@ -4,7 +4,7 @@
 //! profiles and hands the merged tree to [`super::normalize`]. Every problem of every file is
 //! collected and returned at once, located.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -69,6 +69,56 @@ pub struct Loaded {
     pub profiles: Vec<String>,
     /// Every profile named by any service (for `config --profiles`).
     pub all_profiles: Vec<String>,
+    /// Values of the environment variables that top-level `secrets` and `configs` name with
+    /// `environment:` (only those, and only the ones set). Kept out of [`Loaded::config`] so
+    /// that `flotilla config` never prints a secret; see [`Loaded::config_with_values`].
+    pub secret_env: BTreeMap<String, String>,
+}
+
+impl Loaded {
+    /// The canonical stack with every `environment:`-sourced secret and config turned into its
+    /// `content:` (what the daemon needs to mount it, since it cannot see this environment).
+    /// Never print this.
+    pub fn config_with_values(&self) -> serde_json::Value {
+        let mut config = self.config.clone();
+        for section in ["secrets", "configs"] {
+            let Some(objects) = config.get_mut(section).and_then(|v| v.as_object_mut()) else {
+                continue;
+            };
+            for object in objects.values_mut() {
+                let Some(o) = object.as_object_mut() else {
+                    continue;
+                };
+                let value = o
+                    .get("environment")
+                    .and_then(|v| v.as_str())
+                    .and_then(|var| self.secret_env.get(var));
+                if let Some(value) = value.cloned() {
+                    o.remove("environment");
+                    o.insert("content".into(), serde_json::Value::String(value));
+                }
+            }
+        }
+        config
+    }
+}
+
+/// The values of the variables `secrets.*.environment` and `configs.*.environment` name.
+fn secret_env(config: &serde_json::Value, env: &Env) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for section in ["secrets", "configs"] {
+        let Some(objects) = config.get(section).and_then(|v| v.as_object()) else {
+            continue;
+        };
+        for object in objects.values() {
+            if let Some(var) = object.get("environment").and_then(|v| v.as_str())
+                && let Some(value) = env.get(var)
+            {
+                out.insert(var.to_string(), value);
+            }
+        }
+    }
+    out
 }
 
 /// The environment a stack is interpolated with.
@@ -606,9 +656,11 @@ pub fn load(opts: &Options) -> Result<Loaded, SpecErrors> {
     warnings.extend(out.warnings);
     let mut seen = HashSet::new();
     files_read.retain(|f| seen.insert(f.clone()));
+    let secret_env = secret_env(&out.config, &env);
     Ok(Loaded {
         name,
         project_dir,
+        secret_env,
         config: out.config,
         files: files_read,
         warnings,

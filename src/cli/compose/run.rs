@@ -93,7 +93,7 @@ fn request(project: &ProjectArgs, args: &RunArgs) -> Result<(String, ProjectRun)
         None => None,
     };
     let req = ProjectRun {
-        project: loaded.config.clone(),
+        project: loaded.config_with_values(),
         config_files: config_files(&loaded),
         working_dir: loaded.project_dir.display().to_string(),
         service: args.service.clone(),

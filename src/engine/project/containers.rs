@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::translate::{Input, NetworkPlan, Translated};
+use super::translate::{FileMount, FileSource, Input, NetworkPlan, Translated, VolumesFromSource};
 use super::{ProjectEngine, ProjectError, Result, ServiceCreate, labels, translate};
 use crate::image::record::{self, ImageRecord};
 use crate::image::reference::Reference;
@@ -21,6 +21,8 @@ use crate::volume::{Volume, VolumeError};
 /// Undo steps of a create, run in reverse when a later step fails.
 enum Undo {
     Dir(PathBuf),
+    /// A directory made whole by the create, removed with its content.
+    Tree(PathBuf),
     Volume(String),
     Netns(String),
 }
@@ -145,6 +147,9 @@ impl ProjectEngine {
         for step in undo.into_iter().rev() {
             match step {
                 Undo::Dir(d) => dirs.push(d),
+                Undo::Tree(d) => {
+                    let _ = std::fs::remove_dir_all(&d);
+                }
                 Undo::Volume(v) => {
                     let _ = self.volumes.remove(&v, true, &|_| Vec::new());
                 }
@@ -269,6 +274,124 @@ impl ProjectEngine {
                 read_only: v.read_only,
             });
         }
+        // 2b. volumes_from: the bind and volume mounts of other containers.
+        for v in &t.volumes_from {
+            let source = match &v.source {
+                VolumesFromSource::Service(other) => self
+                    .list_project(&project.name)?
+                    .into_iter()
+                    .filter(|c| {
+                        c.meta.labels.get(labels::SERVICE) == Some(other)
+                            && c.meta.labels.get(labels::ONEOFF).map(String::as_str) != Some("True")
+                    })
+                    .min_by_key(|c| {
+                        c.meta
+                            .labels
+                            .get(labels::CONTAINER_NUMBER)
+                            .and_then(|n| n.parse::<u32>().ok())
+                            .unwrap_or(u32::MAX)
+                    })
+                    .ok_or_else(|| {
+                        field(&v.field, format!("service {other:?} has no container yet"))
+                    })?,
+                VolumesFromSource::Container(other) => {
+                    let id = self.runtime.resolve(other).map_err(|_| {
+                        field(&v.field, format!("container {other:?}: no such container"))
+                    })?;
+                    self.runtime.inspect(&id)?
+                }
+            };
+            let shared: Vec<SharedMount> = source
+                .meta
+                .labels
+                .get(labels::MOUNTS)
+                .map(|m| serde_json::from_str(m))
+                .transpose()
+                .map_err(|e| {
+                    field(
+                        &v.field,
+                        format!(
+                            "container {}: unreadable mounts label: {e}",
+                            source.meta.name
+                        ),
+                    )
+                })?
+                .unwrap_or_default();
+            for m in shared {
+                if t.options.config.binds.iter().any(|b| b.target == m.target) {
+                    // The service's own mount at that path wins (Docker's rule).
+                    continue;
+                }
+                t.options.config.binds.push(BindMount {
+                    source: m.source,
+                    target: m.target,
+                    read_only: v.read_only || m.read_only,
+                });
+            }
+            for name in labels::list(source.meta.labels.get(labels::VOLUMES)) {
+                if !used.contains(&name) {
+                    used.push(name);
+                }
+            }
+        }
+        let shared: Vec<SharedMount> = t
+            .options
+            .config
+            .binds
+            .iter()
+            .map(|b| SharedMount {
+                source: b.source.clone(),
+                target: b.target.clone(),
+                read_only: b.read_only,
+            })
+            .collect();
+        if !shared.is_empty()
+            && let Ok(text) = serde_json::to_string(&shared)
+        {
+            t.options.labels.insert(labels::MOUNTS.into(), text);
+        }
+
+        // 2c. Secrets and configs: host files bound read-only as they are, the others written
+        // (with their owner and mode) into a directory of the container's own.
+        let mut files_dir = None;
+        for (i, f) in t.files.iter().enumerate() {
+            let source = if f.is_plain_bind() {
+                let FileSource::Path(p) = &f.source else {
+                    continue;
+                };
+                if !p.is_file() {
+                    return Err(field(
+                        &f.field,
+                        format!("{} does not exist or is not a file", p.display()),
+                    ));
+                }
+                p.clone()
+            } else {
+                let dir = match &files_dir {
+                    Some((_, d)) => PathBuf::clone(d),
+                    None => {
+                        let (id, d) = self.files_dir().map_err(|e| {
+                            field(&f.field, format!("make a directory for it: {e}"))
+                        })?;
+                        undo.push(Undo::Tree(d.clone()));
+                        files_dir = Some((id, d.clone()));
+                        d
+                    }
+                };
+                let path = dir.join(i.to_string());
+                write_file_mount(f, &path).map_err(|reason| field(&f.field, reason))?;
+                path
+            };
+            t.options.config.binds.push(BindMount {
+                source,
+                target: f.target.clone(),
+                read_only: true,
+            });
+        }
+        if let Some((id, _)) = files_dir {
+            t.options.labels.insert(labels::FILES.into(), id);
+        }
+
         // Parents before children.
         t.options
             .config
@@ -419,6 +542,18 @@ impl ProjectEngine {
         meta: &crate::runtime::lifecycle::Meta,
         anonymous_volumes: bool,
     ) -> Result<()> {
+        if let Some(id) = meta.labels.get(labels::FILES)
+            && !id.is_empty()
+            && !id.contains('/')
+            && id != ".."
+        {
+            let dir = self.root.join("files").join(id);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(dir = %dir.display(), error = %e, "remove a container's secrets");
+            }
+        }
         if let Some(netns) = meta.labels.get(labels::NETNS) {
             self.networks
                 .remove_netns(netns)
@@ -441,6 +576,60 @@ impl ProjectEngine {
         }
         Ok(())
     }
+}
+
+/// One mount `volumes_from` shares (the [`labels::MOUNTS`] label).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedMount {
+    source: PathBuf,
+    target: String,
+    #[serde(default)]
+    read_only: bool,
+}
+
+impl ProjectEngine {
+    /// A new private directory for one container's secrets and configs: its id and path.
+    fn files_dir(&self) -> std::io::Result<(String, PathBuf)> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = self.root.join("files");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&base)?;
+        let id = crate::store::new_id().map_err(std::io::Error::other)?;
+        let dir = base.join(&id);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok((id, dir))
+    }
+}
+
+/// Writes a secret's or config's content to `path` with its owner (default root) and mode
+/// (default 0444), created exclusively and synced.
+fn write_file_mount(f: &FileMount, path: &Path) -> std::result::Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let content = match &f.source {
+        FileSource::Content(c) => c.as_bytes().to_vec(),
+        FileSource::Path(p) => {
+            std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()))?
+        }
+    };
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("write it: {e}"))?;
+    out.write_all(&content)
+        .and_then(|()| out.sync_all())
+        .map_err(|e| format!("write it: {e}"))?;
+    std::os::unix::fs::chown(path, Some(f.uid.unwrap_or(0)), Some(f.gid.unwrap_or(0)))
+        .map_err(|e| format!("set its owner: {e}"))?;
+    std::fs::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(f.mode.unwrap_or(0o444)),
+    )
+    .map_err(|e| format!("set its mode: {e}"))
 }
 
 /// Copies the image's content at `target` into a still-empty volume: from the topmost layer

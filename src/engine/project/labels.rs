@@ -18,6 +18,13 @@ pub const ANONYMOUS_PROJECT: &str = "io.flotilla.anonymous.project";
 /// On an anonymous volume: the container it was made for.
 pub const ANONYMOUS_CONTAINER: &str = "io.flotilla.anonymous.container";
 
+/// The container's bind and volume mounts as a JSON list of `{source, target, read_only}`:
+/// what `volumes_from` of another container shares.
+pub const MOUNTS: &str = "io.flotilla.mounts";
+/// The id of the directory holding the container's materialized secrets and configs
+/// (`<root>/files/<id>`); removed with it.
+pub const FILES: &str = "io.flotilla.files";
+
 /// Splits a comma-separated list label.
 pub fn list(value: Option<&String>) -> Vec<String> {
     value

@@ -59,6 +59,69 @@ pub struct VolumeUse {
     pub field: String,
 }
 
+/// Where a secret's or config's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A host file (`file:`).
+    Path(PathBuf),
+    /// The value itself (`content:`, or `environment:` resolved by the client).
+    Content(String),
+}
+
+/// A secret or config mounted read-only at `target` as a single file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileMount {
+    pub source: FileSource,
+    pub target: String,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: Option<u32>,
+    /// Where it comes from (`secrets[0]`).
+    pub field: String,
+}
+
+impl std::fmt::Debug for FileMount {
+    // Never prints a secret's content.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match &self.source {
+            FileSource::Path(p) => p.display().to_string(),
+            FileSource::Content(_) => "<content>".into(),
+        };
+        f.debug_struct("FileMount")
+            .field("source", &source)
+            .field("target", &self.target)
+            .field("field", &self.field)
+            .finish()
+    }
+}
+
+impl FileMount {
+    /// A host file mounted as it is (no ownership or mode asked): bound directly, like Compose.
+    pub fn is_plain_bind(&self) -> bool {
+        matches!(self.source, FileSource::Path(_))
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.mode.is_none()
+    }
+}
+
+/// The mounts of another container to share (`volumes_from`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumesFrom {
+    /// The first container of this service of the project, or a container by name or id.
+    pub source: VolumesFromSource,
+    /// `:ro` (else each mount keeps its own access).
+    pub read_only: bool,
+    /// Where it comes from (`volumes_from[0]`).
+    pub field: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumesFromSource {
+    Service(String),
+    Container(String),
+}
+
 /// One network the container joins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -95,6 +158,9 @@ pub struct Translated {
     pub options: CreateOptions,
     pub host_binds: Vec<HostBind>,
     pub volumes: Vec<VolumeUse>,
+    /// Secrets and configs.
+    pub files: Vec<FileMount>,
+    pub volumes_from: Vec<VolumesFrom>,
     pub network: NetworkPlan,
 }
 
@@ -197,15 +263,6 @@ pub fn translate(input: Input<'_>) -> Result<Translated, ProjectError> {
     // Fields the runtime cannot honour yet.
     if svc.privileged == Some(true) {
         return Err(unsupported("privileged"));
-    }
-    if !svc.volumes_from.is_empty() {
-        return Err(unsupported("volumes_from"));
-    }
-    if !svc.secrets.is_empty() {
-        return Err(unsupported("secrets"));
-    }
-    if !svc.configs.is_empty() {
-        return Err(unsupported("configs"));
     }
     if svc.shm_size.is_some_and(|s| s != 64 << 20) {
         return Err(field(
@@ -444,6 +501,28 @@ pub fn translate(input: Input<'_>) -> Result<Translated, ProjectError> {
             }
         }
     }
+    // secrets: and configs:
+    let mut files = Vec::new();
+    for (kind, refs, defs) in [
+        ("secrets", &svc.secrets, &project.secrets),
+        ("configs", &svc.configs, &project.configs),
+    ] {
+        for (i, r) in refs.iter().enumerate() {
+            let f = format!("{kind}[{i}]");
+            let mount = file_mount(kind, r, defs, &f).map_err(|reason| field(&f, reason))?;
+            if !targets.insert(mount.target.clone()) {
+                return Err(field(&f, format!("{} is mounted twice", mount.target)));
+            }
+            files.push(mount);
+        }
+    }
+    // volumes_from:
+    let mut volumes_from = Vec::new();
+    for (i, v) in svc.volumes_from.iter().enumerate() {
+        let f = format!("volumes_from[{i}]");
+        volumes_from.push(parse_volumes_from(v, &f).map_err(|reason| field(&f, reason))?);
+    }
+
     // The image's VOLUMEs that the service does not mount: anonymous volumes (Docker's rule).
     if let Some(image_volumes) = &c.volumes {
         for target in image_volumes.keys() {
@@ -503,7 +582,124 @@ pub fn translate(input: Input<'_>) -> Result<Translated, ProjectError> {
         },
         host_binds,
         volumes,
+        files,
+        volumes_from,
         network,
+    })
+}
+
+/// A service's `secrets[i]`/`configs[i]` against the project's top-level definitions.
+fn file_mount(
+    kind: &str,
+    r: &model::FileRef,
+    defs: &indexmap::IndexMap<String, model::FileObject>,
+    field: &str,
+) -> Result<FileMount, String> {
+    let what = if kind == "secrets" {
+        "secret"
+    } else {
+        "config"
+    };
+    let def = defs.get(&r.source).ok_or_else(|| {
+        format!(
+            "{what} {:?} is not defined in the top-level {kind}",
+            r.source
+        )
+    })?;
+    let source = if def.external {
+        return Err(format!(
+            "{what} {:?} is external (a Swarm object); use file, environment or content",
+            r.source
+        ));
+    } else if let Some(file) = &def.file {
+        FileSource::Path(PathBuf::from(file))
+    } else if let Some(content) = &def.content {
+        FileSource::Content(content.clone())
+    } else if let Some(var) = &def.environment {
+        return Err(format!(
+            "{what} {:?} takes its value from the environment variable {var}, which is not set",
+            r.source
+        ));
+    } else {
+        return Err(format!(
+            "{what} {:?} has no source (file, environment or content)",
+            r.source
+        ));
+    };
+    let base = if kind == "secrets" {
+        "/run/secrets/"
+    } else {
+        "/"
+    };
+    let target = match r.target.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with('/') => t.to_string(),
+        Some(t) => format!("{base}{t}"),
+        None => format!("{base}{}", r.source),
+    };
+    if target.split('/').any(|c| c == "..") {
+        return Err(format!("target {target:?} must not contain .."));
+    }
+    let id = |v: &Option<String>, name: &str| -> Result<Option<u32>, String> {
+        v.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| format!("{name} {s:?} must be a numeric id"))
+            })
+            .transpose()
+    };
+    let uid = id(&r.uid, "uid")?;
+    let gid = id(&r.gid, "gid")?;
+    if let Some(m) = r.mode
+        && m > 0o7777
+    {
+        return Err(format!("mode {m:o} is not a file mode"));
+    }
+    Ok(FileMount {
+        source,
+        target,
+        uid,
+        gid,
+        mode: r.mode,
+        field: field.to_string(),
+    })
+}
+
+/// `volumes_from` entries: `service`, `service:ro`, `container:name`, `container:name:rw`.
+fn parse_volumes_from(text: &str, field: &str) -> Result<VolumesFrom, String> {
+    let (source, rest) = match text.strip_prefix("container:") {
+        Some(rest) => {
+            let (name, mode) = match rest.split_once(':') {
+                Some((n, m)) => (n, Some(m)),
+                None => (rest, None),
+            };
+            (VolumesFromSource::Container(name.to_string()), mode)
+        }
+        None => {
+            let (name, mode) = match text.split_once(':') {
+                Some((n, m)) => (n, Some(m)),
+                None => (text, None),
+            };
+            (VolumesFromSource::Service(name.to_string()), mode)
+        }
+    };
+    let empty = match &source {
+        VolumesFromSource::Service(n) | VolumesFromSource::Container(n) => n.is_empty(),
+    };
+    if empty {
+        return Err(format!(
+            "{text:?}: expected SERVICE[:ro|rw] or container:NAME[:ro|rw]"
+        ));
+    }
+    let read_only = match rest {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(m) => return Err(format!("{text:?}: unknown mode {m:?} (ro or rw)")),
+    };
+    Ok(VolumesFrom {
+        source,
+        read_only,
+        field: field.to_string(),
     })
 }
 
@@ -976,5 +1172,78 @@ mod tests {
         assert!(parse_tmpfs("t").is_err());
         assert!(parse_tmpfs("/t:mode=99").is_err());
         assert_eq!(parse_tmpfs("/t:rw,size=2k").unwrap().size, Some(2048));
+    }
+
+    #[test]
+    fn secrets_and_configs_get_compose_targets_and_never_print_their_content() {
+        let p = project(
+            "services:\n  s:\n    image: busybox\n    secrets:\n      - pw\n      - {source: pw, target: other}\n      - {source: tok, target: /etc/tok, uid: '7', mode: 0400}\n    configs:\n      - cfg\n      - {source: cfg, target: conf.d/x}\nsecrets:\n  pw: {file: /etc/hostname}\n  tok: {content: topsecret}\nconfigs:\n  cfg: {content: hello}\n",
+        );
+        let t = tr(&p, "s", 1).unwrap();
+        let targets: Vec<&str> = t.files.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/run/secrets/pw",
+                "/run/secrets/other",
+                "/etc/tok",
+                "/cfg",
+                "/conf.d/x"
+            ]
+        );
+        assert!(t.files[0].is_plain_bind());
+        assert_eq!(t.files[0].source, FileSource::Path("/etc/hostname".into()));
+        assert!(!t.files[2].is_plain_bind());
+        assert_eq!(
+            (t.files[2].uid, t.files[2].gid, t.files[2].mode),
+            (Some(7), None, Some(0o400))
+        );
+        assert_eq!(t.files[3].source, FileSource::Content("hello".into()));
+        assert!(!format!("{t:?}").contains("topsecret"));
+        assert_eq!(t.files[2].field, "secrets[2]");
+    }
+
+    #[test]
+    fn bad_secrets_and_volumes_from_name_the_entry() {
+        for (yaml, want) in [
+            ("secrets: [env]", "TOKEN_X, which is not set"),
+            (
+                "secrets: [{source: f, uid: bob}]",
+                "services.s.secrets[0]: uid \"bob\"",
+            ),
+            (
+                "secrets: [f, {source: f, target: f}]",
+                "services.s.secrets[1]: /run/secrets/f is mounted twice",
+            ),
+            (
+                "configs: [ext]",
+                "services.s.configs[0]: config \"ext\" is external",
+            ),
+            (
+                "volumes_from: ['container:c:rx']",
+                "services.s.volumes_from[0]: \"container:c:rx\": unknown mode",
+            ),
+            (
+                "volumes_from: ['container:']",
+                "services.s.volumes_from[0]: ",
+            ),
+        ] {
+            let p = project(&format!(
+                "services:\n  s:\n    image: busybox\n    {yaml}\nsecrets:\n  f: {{file: /etc/hostname}}\n  env: {{environment: TOKEN_X}}\nconfigs:\n  ext: {{external: true}}\n"
+            ));
+            let err = tr(&p, "s", 1).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn volumes_from_forms() {
+        let v = parse_volumes_from("db:ro", "f").unwrap();
+        assert_eq!(v.source, VolumesFromSource::Service("db".into()));
+        assert!(v.read_only);
+        let v = parse_volumes_from("container:c1:rw", "f").unwrap();
+        assert_eq!(v.source, VolumesFromSource::Container("c1".into()));
+        assert!(!v.read_only);
+        assert!(parse_volumes_from("", "f").is_err());
     }
 }
