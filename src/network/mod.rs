@@ -422,26 +422,28 @@ impl Networks {
         Ok(())
     }
 
-    /// Subnets in use: the host's routes and this daemon's networks.
+    /// Subnets in use: this daemon's networks (first, so an overlap names the network rather
+    /// than its bridge's route) and the host's routes.
     fn taken(&self, nl: &Netlink) -> Result<Vec<Taken>> {
-        let mut taken: Vec<Taken> = nl
-            .routes()
-            .map_err(NetworkError::Routes)?
-            .into_iter()
-            .map(|r| Taken {
-                subnet: r.destination,
-                owner: match r.dev {
-                    Some(dev) => format!("host route on {dev}"),
-                    None => "host route".to_string(),
-                },
-            })
-            .collect();
+        let mut taken = Vec::new();
         for rec in self.store.list::<NetworkRecord>()? {
             taken.push(Taken {
                 subnet: body_of(&rec)?.subnet,
                 owner: format!("network {}", rec.name),
             });
         }
+        taken.extend(
+            nl.routes()
+                .map_err(NetworkError::Routes)?
+                .into_iter()
+                .map(|r| Taken {
+                    subnet: r.destination,
+                    owner: match r.dev {
+                        Some(dev) => format!("host route on {dev}"),
+                        None => "host route".to_string(),
+                    },
+                }),
+        );
         Ok(taken)
     }
 
