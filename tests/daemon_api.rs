@@ -237,12 +237,15 @@ async fn version_info_and_volumes_through_the_socket() {
     let req = VolumeCreate {
         name: Some("data".into()),
         labels: [("app".to_string(), "web".to_string())].into(),
+        ..Default::default()
     };
     let vol = c.create_volume(&req).await.unwrap();
     assert_eq!(vol.name, "data");
     assert_eq!(vol.id.len(), 64);
     let anon = c.create_volume(&VolumeCreate::default()).await.unwrap();
-    assert_eq!(anon.name, anon.id);
+    // A volume made without a name gets 64 hex digits, like Docker's anonymous volumes.
+    assert_eq!(anon.name.len(), 64);
+    assert!(anon.labels.contains_key("com.docker.volume.anonymous"));
     assert_eq!(c.inspect_volume("data").await.unwrap(), vol);
     assert_eq!(c.inspect_volume(&vol.id).await.unwrap(), vol);
     assert_eq!(c.list_volumes(None).await.unwrap().len(), 2);

@@ -24,6 +24,9 @@ use super::types::{
     ProjectUp, PullProgress, Version, Volume, VolumeCreate,
 };
 
+mod networks;
+pub use networks::NetworkFilter;
+
 /// How long a one-shot request may take before the client gives up on the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 

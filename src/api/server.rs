@@ -5,8 +5,11 @@
 //! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
 
 mod containers;
+mod df;
 mod images;
+mod networks;
 mod projects;
+mod volumes;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,12 +27,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use utoipa::OpenApi;
 
-use super::error::{ApiError, JsonBody, MAX_BODY};
+use super::error::{ApiError, MAX_BODY};
 use super::types::{
-    Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
-    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, Version, Volume,
-    VolumeCreate,
+    Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, DiskUsage,
+    ErrorBody, ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Network,
+    NetworkContainer, NetworkCreate, NetworkIpam, NetworksPruned, Port, ProjectDown,
+    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, UsageSummary, Version,
+    Volume, VolumeCreate, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -84,11 +88,19 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
             "/v1/images/{name}",
             get(images::inspect).delete(images::remove),
         )
-        .route("/v1/volumes", get(list_volumes).post(create_volume))
+        .route("/v1/volumes", get(volumes::list).post(volumes::create))
+        .route("/v1/volumes/prune", post(volumes::prune))
         .route(
             "/v1/volumes/{name}",
-            get(inspect_volume).delete(remove_volume),
+            get(volumes::inspect).delete(volumes::remove),
         )
+        .route("/v1/networks", get(networks::list).post(networks::create))
+        .route("/v1/networks/prune", post(networks::prune))
+        .route(
+            "/v1/networks/{name}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/v1/system/df", get(df::df))
         .route("/openapi.json", get(openapi_json))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -311,106 +323,6 @@ pub(crate) fn ndjson<T: Serialize + Send + 'static>(
         .into_response()
 }
 
-/// Volume names: like Docker's, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-fn valid_volume_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-        && name.len() <= 255
-}
-
-/// Creates a volume record (the directory arrives with the volumes issue).
-#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", request_body = VolumeCreate,
-    responses((status = 201, body = Volume), (status = 400, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
-async fn create_volume(
-    State(state): State<ServerState>,
-    JsonBody(req): JsonBody<VolumeCreate>,
-) -> Result<(StatusCode, axum::Json<Volume>), ApiError> {
-    if let Some(name) = &req.name
-        && !valid_volume_name(name)
-    {
-        return Err(ApiError::bad_request(format!(
-            "volume name {name:?}: expected [a-zA-Z0-9][a-zA-Z0-9_.-]*"
-        )));
-    }
-    let rec = with_store(&state, move |s| {
-        let mut rec = VolumeRecord::new("", req.labels)?;
-        rec.name = req.name.unwrap_or_else(|| rec.id.clone());
-        s.insert(&rec)?;
-        Ok(rec)
-    })
-    .await?;
-    state
-        .events
-        .publish(Event::now("volume", "create", &rec.id, &rec.name));
-    Ok((StatusCode::CREATED, axum::Json(rec.into())))
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    /// `key` or `key=value`: only objects carrying this label.
-    label: Option<String>,
-}
-
-/// Every volume, by name.
-#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", params(ListQuery),
-    responses((status = 200, body = Vec<Volume>)))]
-async fn list_volumes(
-    State(state): State<ServerState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<Vec<Volume>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let records = with_store(&state, move |s| match &query.label {
-        Some(l) => match l.split_once('=') {
-            Some((k, v)) => s.list_by_label::<VolumeRecord>(k, Some(v)),
-            None => s.list_by_label::<VolumeRecord>(l, None),
-        },
-        None => s.list::<VolumeRecord>(),
-    })
-    .await?;
-    Ok(axum::Json(records.into_iter().map(Volume::from).collect()))
-}
-
-/// One volume, by name or id.
-#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes",
-    params(("name" = String, Path, description = "volume name or id")),
-    responses((status = 200, body = Volume), (status = 404, body = ErrorBody)))]
-async fn inspect_volume(
-    State(state): State<ServerState>,
-    Path(name): Path<String>,
-) -> Result<axum::Json<Volume>, ApiError> {
-    let key = name.clone();
-    match with_store(&state, move |s| s.find::<VolumeRecord>(&key)).await? {
-        Some(rec) => Ok(axum::Json(rec.into())),
-        None => Err(ApiError::not_found(format!("volume {name:?} not found"))),
-    }
-}
-
-/// Removes a volume record.
-#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes",
-    params(("name" = String, Path, description = "volume name or id")),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn remove_volume(
-    State(state): State<ServerState>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let key = name.clone();
-    let removed = with_store(&state, move |s| match s.find::<VolumeRecord>(&key)? {
-        Some(rec) => s.remove::<VolumeRecord>(&rec.id).map(Some),
-        None => Ok(None),
-    })
-    .await?;
-    let Some(rec) = removed else {
-        return Err(ApiError::not_found(format!("volume {name:?} not found")));
-    };
-    state
-        .events
-        .publish(Event::now("volume", "remove", &rec.id, &rec.name));
-    Ok(StatusCode::NO_CONTENT)
-}
-
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
     responses((status = 200, description = "the OpenAPI document")))]
@@ -444,7 +356,9 @@ impl utoipa::Modify for Tidy {
                        request needs `Authorization: Bearer <token>` (the `[api] token` of the \
                        daemon's config). Errors are `{\"code\", \"message\"}` with a stable code."
     ),
-    paths(version, info, events, create_volume, list_volumes, inspect_volume, remove_volume,
+    paths(version, info, events, volumes::create, volumes::list, volumes::inspect,
+        volumes::remove, volumes::prune, networks::create, networks::list, networks::inspect,
+        networks::remove, networks::prune, df::df,
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
@@ -452,7 +366,9 @@ impl utoipa::Modify for Tidy {
         images::remove, images::pull, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
-        ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary)),
+        ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,
+        VolumeCreate, VolumesPruned, Network, NetworkCreate, NetworkIpam, NetworkContainer,
+        NetworksPruned, DiskUsage, UsageSummary)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;
@@ -465,15 +381,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn volume_names() {
-        assert!(valid_volume_name("data"));
-        assert!(valid_volume_name("app_db-1.x"));
-        assert!(!valid_volume_name(""));
-        assert!(!valid_volume_name("_x"));
-        assert!(!valid_volume_name("a/b"));
-    }
 
     #[test]
     fn token_comparison() {
@@ -503,6 +410,11 @@ mod tests {
             "/v1/images",
             "/v1/images/{name}",
             "/v1/images/pull",
+            "/v1/volumes/prune",
+            "/v1/networks",
+            "/v1/networks/{name}",
+            "/v1/networks/prune",
+            "/v1/system/df",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }

@@ -9,6 +9,9 @@ use utoipa::ToSchema;
 
 pub use crate::engine::events::Event;
 
+mod networks;
+pub use networks::*;
+
 /// `GET /v1/version`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Version {
@@ -80,6 +83,12 @@ pub struct VolumeCreate {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Only `local` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// The `local` driver's options: none, or `type=none`, `o=bind`, `device=<dir>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 /// A volume, as `GET /v1/volumes` and `POST /v1/volumes` return it.
@@ -91,15 +100,27 @@ pub struct Volume {
     pub labels: BTreeMap<String, String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created: u64,
+    /// `local`.
+    #[serde(default)]
+    pub driver: String,
+    /// The host directory mounted into containers.
+    #[serde(default)]
+    pub mountpoint: String,
+    /// The driver options given at creation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
-impl From<crate::store::VolumeRecord> for Volume {
-    fn from(r: crate::store::VolumeRecord) -> Self {
+impl From<crate::volume::Volume> for Volume {
+    fn from(v: crate::volume::Volume) -> Self {
         Volume {
-            id: r.id,
-            name: r.name,
-            labels: r.labels,
-            created: r.created,
+            id: v.id,
+            name: v.name,
+            labels: v.labels,
+            created: v.created,
+            driver: v.driver,
+            mountpoint: v.mountpoint.display().to_string(),
+            options: v.options,
         }
     }
 }

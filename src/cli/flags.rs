@@ -80,6 +80,8 @@ fn rule(path: &[&str]) -> Option<Rule> {
                 (&[("-f", "--follow")], false)
             }
             ["rm"] | ["compose", "rm"] => (&[("-f", "--force")], false),
+            ["network" | "volume", "rm" | "remove" | "prune"] => (&[("-f", "--force")], false),
+            ["network" | "volume", "ls" | "list"] => (&[("-f", "--filter")], false),
             _ => return None,
         };
     Some(Rule {
@@ -93,7 +95,7 @@ fn rule(path: &[&str]) -> Option<Rule> {
 pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
     let words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
     // The command path: the first word that is neither an option nor a global option's value,
-    // and its subcommand for the `image`, `container` and `compose` groups.
+    // and its subcommand for the `image`, `container`, `compose`, `network` and `volume` groups.
     let mut i = 1;
     let mut path: Vec<&str> = Vec::new();
     while i < words.len() && path.len() < 2 {
@@ -108,7 +110,7 @@ pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
             Some(w) => {
                 path.push(w);
                 i += 1;
-                if !matches!(w, "image" | "container" | "compose") {
+                if !matches!(w, "image" | "container" | "compose" | "network" | "volume") {
                     break;
                 }
             }

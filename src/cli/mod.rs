@@ -15,7 +15,9 @@ mod flags;
 mod human;
 mod image;
 mod login;
+mod network;
 mod system;
+mod volume;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -139,6 +141,12 @@ pub enum Command {
     Version(system::FormatArgs),
     /// Show the daemon's events, live or from --since
     Events(events::EventsArgs),
+    /// Manage networks
+    Network(network::NetworkArgs),
+    /// Manage volumes
+    Volume(volume::VolumeArgs),
+    /// Disk usage of the engine (`system df`)
+    System(system::SystemArgs),
     #[command(flatten)]
     Project(compose::ProjectCommand),
     /// The Compose commands under their group (`compose up`, `compose logs`, …), with
@@ -235,6 +243,9 @@ pub fn main() -> ExitCode {
         Command::Info(args) => system::info(&cli.engine, &cli.host, args),
         Command::Version(args) => system::version(&cli.engine, &cli.host, args),
         Command::Events(args) => events::run(&cli.engine, &cli.host, args),
+        Command::Network(args) => network::run(&cli.engine, &cli.host, args),
+        Command::Volume(args) => volume::run(&cli.engine, &cli.host, args),
+        Command::System(args) => system::system(&cli.engine, &cli.host, args),
         Command::Project(c) => return compose::run(&cli.engine, &cli.host, &cli.project, c),
         Command::Compose(a) => {
             return compose::run_group(&cli.engine, &cli.host, &cli.project, a);

@@ -4,12 +4,12 @@
 //! commands reach the daemon through [`engine_client`], which starts one in the background when
 //! none answers on the default socket (never for an explicit `--host`); `version` does not.
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 
-use super::{EngineArgs, out};
+use super::{EngineArgs, human, out};
 use crate::api::client::{Autostart, Client, ClientError, block_on, connect_or_start};
 use crate::api::host::Host;
-use crate::api::types::{Info, Version};
+use crate::api::types::{DiskUsage, Info, UsageSummary, Version};
 use crate::engine::config::DaemonConfig;
 use crate::engine::daemon::{self, DaemonOptions};
 
@@ -179,4 +179,100 @@ pub fn info(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<
         info.pid,
     );
     out(&text).map_err(|e| e.to_string())
+}
+
+/// `flotilla system …`.
+#[derive(Args, Debug)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    pub command: SystemCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show the disk space images, containers and volumes take
+    Df(FormatArgs),
+}
+
+/// Runs `flotilla system …`.
+pub fn system(engine: &EngineArgs, hosts: &HostArgs, args: &SystemArgs) -> Result<(), String> {
+    match &args.command {
+        SystemCommand::Df(a) => df(engine, hosts, a),
+    }
+}
+
+/// Docker's RECLAIMABLE cell: `1.2MB (40%)`, without the share when nothing is there.
+fn reclaimable(u: &UsageSummary) -> String {
+    let size = human::size(u.reclaimable);
+    match u.reclaimable.saturating_mul(100).checked_div(u.size) {
+        Some(pct) => format!("{size} ({pct}%)"),
+        None => size,
+    }
+}
+
+/// The rows of `system df`: (type, usage).
+fn df_rows(du: &DiskUsage) -> [(&'static str, &UsageSummary); 3] {
+    [
+        ("Images", &du.images),
+        ("Containers", &du.containers),
+        ("Local Volumes", &du.volumes),
+    ]
+}
+
+/// `flotilla system df`: Docker's table, or one JSON object per type.
+fn df(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<(), String> {
+    let client = engine_client(engine, hosts)?;
+    let du = block_on(client.system_df())
+        .map_err(|e| format!("start a runtime: {e}"))?
+        .map_err(|e| format!("error: system df: {e}"))?;
+    let text = match args.format {
+        Format::Json => df_rows(&du)
+            .iter()
+            .map(|(kind, u)| {
+                let v = serde_json::json!({
+                    "Type": kind,
+                    "TotalCount": u.count,
+                    "Active": u.active,
+                    "Size": human::size(u.size),
+                    "Reclaimable": reclaimable(u),
+                    "SizeBytes": u.size,
+                    "ReclaimableBytes": u.reclaimable,
+                });
+                format!("{v}\n")
+            })
+            .collect(),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = df_rows(&du)
+                .iter()
+                .map(|(kind, u)| {
+                    vec![
+                        kind.to_string(),
+                        u.count.to_string(),
+                        u.active.to_string(),
+                        human::size(u.size),
+                        reclaimable(u),
+                    ]
+                })
+                .collect();
+            human::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
+        }
+    };
+    out(&text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaimable_cells() {
+        let u = UsageSummary {
+            count: 2,
+            active: 1,
+            size: 1000,
+            reclaimable: 400,
+        };
+        assert_eq!(reclaimable(&u), "400B (40%)");
+        assert_eq!(reclaimable(&UsageSummary::default()), "0B");
+    }
 }

@@ -45,6 +45,10 @@ pub enum IpamError {
     },
     #[error("address {address} of subnet {subnet} is already in use")]
     InUse { address: Ipv4Addr, subnet: Ipv4Net },
+    #[error("ip range {range} is not inside the subnet {subnet}")]
+    RangeOutside { range: Ipv4Net, subnet: Ipv4Net },
+    #[error("ip range {range} has no address left for endpoints")]
+    RangeExhausted { range: Ipv4Net },
 }
 
 /// An IPv4 network in CIDR form; the address is always the network address (host bits zero).
@@ -198,7 +202,11 @@ pub fn choose_subnet(pool: Ipv4Net, prefix: u8, taken: &[Taken]) -> Result<Ipv4N
 }
 
 /// Why `address` cannot be given to an endpoint of `subnet` regardless of what is in use.
-fn check_assignable(subnet: Ipv4Net, address: Ipv4Addr) -> Result<(), IpamError> {
+fn check_assignable(
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    address: Ipv4Addr,
+) -> Result<(), IpamError> {
     if !subnet.contains(address) {
         return Err(IpamError::OutsideSubnet { address, subnet });
     }
@@ -206,7 +214,7 @@ fn check_assignable(subnet: Ipv4Net, address: Ipv4Addr) -> Result<(), IpamError>
         "network address"
     } else if address == subnet.broadcast() {
         "broadcast address"
-    } else if address == subnet.gateway() {
+    } else if address == gateway {
         "gateway"
     } else {
         return Ok(());
@@ -225,19 +233,90 @@ pub fn allocate(
     used: &BTreeSet<Ipv4Addr>,
     requested: Option<Ipv4Addr>,
 ) -> Result<Ipv4Addr, IpamError> {
+    allocate_within(
+        &Pool {
+            subnet,
+            gateway: subnet.gateway(),
+            range: None,
+        },
+        used,
+        requested,
+    )
+}
+
+/// Where a network's endpoints get their addresses: its subnet, its gateway (any address of
+/// the subnet but the network and broadcast ones) and, optionally, a narrower range that
+/// automatically chosen addresses come from (Docker's `--ip-range`; a requested address may
+/// lie anywhere in the subnet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub range: Option<Ipv4Net>,
+}
+
+/// Checks a network's addressing: the gateway inside the subnet and not its network or
+/// broadcast address, the range inside the subnet with at least one address besides the
+/// gateway.
+pub fn check_pool(pool: &Pool) -> Result<(), IpamError> {
+    let subnet = pool.subnet;
+    let address = pool.gateway;
+    if !subnet.contains(address) {
+        return Err(IpamError::OutsideSubnet { address, subnet });
+    }
+    if address == subnet.network || address == subnet.broadcast() {
+        return Err(IpamError::Reserved {
+            address,
+            subnet,
+            what: if address == subnet.network {
+                "network address"
+            } else {
+                "broadcast address"
+            },
+        });
+    }
+    if let Some(range) = pool.range {
+        if range.prefix < subnet.prefix || !subnet.contains(range.network) {
+            return Err(IpamError::RangeOutside { range, subnet });
+        }
+        if candidates(pool).next().is_none() {
+            return Err(IpamError::RangeExhausted { range });
+        }
+    }
+    Ok(())
+}
+
+/// The addresses automatic allocation may hand out, lowest first.
+fn candidates(pool: &Pool) -> impl Iterator<Item = Ipv4Addr> + use<> {
+    let p = *pool;
+    let span = p.range.unwrap_or(p.subnet);
+    let first = u32::from(span.network);
+    let last = u32::from(span.broadcast());
+    (first..=last)
+        .map(Ipv4Addr::from)
+        .filter(move |a| *a != p.gateway && *a != p.subnet.network && *a != p.subnet.broadcast())
+}
+
+/// [`allocate`] for a pool with any gateway and an optional range.
+pub fn allocate_within(
+    pool: &Pool,
+    used: &BTreeSet<Ipv4Addr>,
+    requested: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, IpamError> {
+    let subnet = pool.subnet;
     if let Some(address) = requested {
-        check_assignable(subnet, address)?;
+        check_assignable(subnet, pool.gateway, address)?;
         if used.contains(&address) {
             return Err(IpamError::InUse { address, subnet });
         }
         return Ok(address);
     }
-    let first = u32::from(subnet.gateway()).saturating_add(1);
-    let last = u32::from(subnet.broadcast()).saturating_sub(1);
-    (first..=last)
-        .map(Ipv4Addr::from)
+    candidates(pool)
         .find(|a| !used.contains(a))
-        .ok_or(IpamError::SubnetExhausted { subnet })
+        .ok_or(match pool.range {
+            Some(range) => IpamError::RangeExhausted { range },
+            None => IpamError::SubnetExhausted { subnet },
+        })
 }
 
 /// Docker's MAC address for an endpoint: `02:42` followed by the four bytes of its address
@@ -451,5 +530,76 @@ mod tests {
         assert_eq!(j, "\"10.89.3.0/24\"");
         assert_eq!(serde_json::from_str::<Ipv4Net>(&j).unwrap(), n);
         assert!(serde_json::from_str::<Ipv4Net>("\"10.0.0.1/8\"").is_err());
+    }
+
+    #[test]
+    fn pools_with_a_gateway_and_a_range() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let pool = Pool {
+            subnet: net("10.50.0.0/24"),
+            gateway: a("10.50.0.254"),
+            range: Some(net("10.50.0.128/30")),
+        };
+        check_pool(&pool).unwrap();
+        let mut used = BTreeSet::new();
+        let first = allocate_within(&pool, &used, None).unwrap();
+        assert_eq!(first, a("10.50.0.128"));
+        used.insert(first);
+        for want in ["10.50.0.129", "10.50.0.130", "10.50.0.131"] {
+            let got = allocate_within(&pool, &used, None).unwrap();
+            assert_eq!(got, a(want));
+            used.insert(got);
+        }
+        assert_eq!(
+            allocate_within(&pool, &used, None),
+            Err(IpamError::RangeExhausted {
+                range: net("10.50.0.128/30")
+            })
+        );
+        // A requested address may lie outside the range, never on the gateway.
+        assert_eq!(
+            allocate_within(&pool, &used, Some(a("10.50.0.1"))),
+            Ok(a("10.50.0.1"))
+        );
+        assert!(matches!(
+            allocate_within(&pool, &used, Some(a("10.50.0.254"))),
+            Err(IpamError::Reserved {
+                what: "gateway",
+                ..
+            })
+        ));
+
+        let outside = Pool {
+            gateway: a("10.51.0.1"),
+            ..pool
+        };
+        assert!(matches!(
+            check_pool(&outside),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        let broadcast = Pool {
+            gateway: a("10.50.0.255"),
+            ..pool
+        };
+        assert!(matches!(
+            check_pool(&broadcast),
+            Err(IpamError::Reserved { .. })
+        ));
+        let wide = Pool {
+            range: Some(net("10.50.0.0/23")),
+            ..pool
+        };
+        assert!(matches!(
+            check_pool(&wide),
+            Err(IpamError::RangeOutside { .. })
+        ));
+        let elsewhere = Pool {
+            range: Some(net("10.60.0.0/28")),
+            ..pool
+        };
+        assert!(matches!(
+            check_pool(&elsewhere),
+            Err(IpamError::RangeOutside { .. })
+        ));
     }
 }

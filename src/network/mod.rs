@@ -48,6 +48,13 @@ pub enum NetworkError {
     InvalidPrefix { prefix: String },
     #[error("network name {name:?}: expected letters, digits, '_', '.' or '-', not first")]
     InvalidName { name: String },
+    #[error("network {network}: {field} needs a subnet")]
+    NeedsSubnet {
+        network: String,
+        field: &'static str,
+    },
+    #[error("network {network}: gateway {value:?}: not an IPv4 address")]
+    InvalidGateway { network: String, value: String },
     #[error("network namespace id {id:?}: expected a plain file name")]
     InvalidNetnsId { id: String },
     #[error("network {network:?} not found")]
@@ -113,6 +120,12 @@ type Result<T, E = NetworkError> = std::result::Result<T, E>;
 pub struct NetworkOptions {
     /// `ipam.config[0].subnet`; none: a free subnet of the pool.
     pub subnet: Option<String>,
+    /// The gateway (the bridge's address) inside `subnet`; none: its first address. Needs
+    /// `subnet`.
+    pub gateway: Option<String>,
+    /// The range inside `subnet` that endpoints' addresses are taken from; none: the whole
+    /// subnet. Needs `subnet`.
+    pub ip_range: Option<String>,
     /// No route out: no default route in containers, nothing forwarded in or out.
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
@@ -125,10 +138,14 @@ pub struct Network {
     pub name: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// Where endpoints' addresses come from, when narrower than the subnet.
+    pub ip_range: Option<Ipv4Net>,
     pub bridge: String,
     pub internal: bool,
     pub labels: BTreeMap<String, String>,
     pub endpoints: Vec<Endpoint>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created: u64,
 }
 
 /// A container's (network namespace's) attachment to a network.
@@ -153,10 +170,22 @@ pub struct Endpoint {
 struct NetworkBody {
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ip_range: Option<Ipv4Net>,
     bridge: String,
     internal: bool,
     #[serde(default)]
     endpoints: BTreeMap<Ipv4Addr, EndpointBody>,
+}
+
+impl NetworkBody {
+    fn pool(&self) -> ipam::Pool {
+        ipam::Pool {
+            subnet: self.subnet,
+            gateway: self.gateway,
+            range: self.ip_range,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +235,7 @@ fn network_of(rec: &NetworkRecord) -> Result<Network> {
         name: rec.name.clone(),
         subnet: body.subnet,
         gateway: body.gateway,
+        ip_range: body.ip_range,
         bridge: body.bridge.clone(),
         internal: body.internal,
         labels: rec.labels.clone(),
@@ -214,6 +244,7 @@ fn network_of(rec: &NetworkRecord) -> Result<Network> {
             .iter()
             .map(|(ip, e)| endpoint(&rec.name, &body, *ip, e))
             .collect(),
+        created: rec.created,
     })
 }
 
@@ -391,26 +422,28 @@ impl Networks {
         Ok(())
     }
 
-    /// Subnets in use: the host's routes and this daemon's networks.
+    /// Subnets in use: this daemon's networks (first, so an overlap names the network rather
+    /// than its bridge's route) and the host's routes.
     fn taken(&self, nl: &Netlink) -> Result<Vec<Taken>> {
-        let mut taken: Vec<Taken> = nl
-            .routes()
-            .map_err(NetworkError::Routes)?
-            .into_iter()
-            .map(|r| Taken {
-                subnet: r.destination,
-                owner: match r.dev {
-                    Some(dev) => format!("host route on {dev}"),
-                    None => "host route".to_string(),
-                },
-            })
-            .collect();
+        let mut taken = Vec::new();
         for rec in self.store.list::<NetworkRecord>()? {
             taken.push(Taken {
                 subnet: body_of(&rec)?.subnet,
                 owner: format!("network {}", rec.name),
             });
         }
+        taken.extend(
+            nl.routes()
+                .map_err(NetworkError::Routes)?
+                .into_iter()
+                .map(|r| Taken {
+                    subnet: r.destination,
+                    owner: match r.dev {
+                        Some(dev) => format!("host route on {dev}"),
+                        None => "host route".to_string(),
+                    },
+                }),
+        );
         Ok(taken)
     }
 
@@ -423,13 +456,44 @@ impl Networks {
                 name: name.to_string(),
             });
         }
+        let ipam_err = |source| NetworkError::Ipam {
+            network: name.to_string(),
+            source,
+        };
         let requested = match &options.subnet {
-            Some(s) => Some(s.parse::<Ipv4Net>().map_err(|source| NetworkError::Ipam {
-                network: name.to_string(),
-                source,
-            })?),
+            Some(s) => Some(s.parse::<Ipv4Net>().map_err(ipam_err)?),
             None => None,
         };
+        let needs_subnet = |field| NetworkError::NeedsSubnet {
+            network: name.to_string(),
+            field,
+        };
+        let gateway = match (&options.gateway, requested) {
+            (None, _) => None,
+            (Some(_), None) => return Err(needs_subnet("gateway")),
+            (Some(g), Some(_)) => {
+                Some(
+                    g.parse::<Ipv4Addr>()
+                        .map_err(|_| NetworkError::InvalidGateway {
+                            network: name.to_string(),
+                            value: g.clone(),
+                        })?,
+                )
+            }
+        };
+        let ip_range = match (&options.ip_range, requested) {
+            (None, _) => None,
+            (Some(_), None) => return Err(needs_subnet("ip range")),
+            (Some(r), Some(_)) => Some(r.parse::<Ipv4Net>().map_err(ipam_err)?),
+        };
+        if let Some(subnet) = requested {
+            ipam::check_pool(&ipam::Pool {
+                subnet,
+                gateway: gateway.unwrap_or(subnet.gateway()),
+                range: ip_range,
+            })
+            .map_err(ipam_err)?;
+        }
         let _guard = self.guard();
         if let Some(rec) = self.store.find::<NetworkRecord>(name)? {
             return Err(StoreError::NameConflict {
@@ -442,10 +506,6 @@ impl Networks {
         let _host = host_lock()?;
         let nl = self.netlink(name)?;
         let taken = self.taken(&nl)?;
-        let ipam_err = |source| NetworkError::Ipam {
-            network: name.to_string(),
-            source,
-        };
         let subnet = match requested {
             Some(s) => {
                 ipam::check_subnet(s, &taken).map_err(ipam_err)?;
@@ -456,7 +516,8 @@ impl Networks {
         let mut rec = NetworkRecord::new(name, options.labels.clone())?;
         let body = NetworkBody {
             subnet,
-            gateway: subnet.gateway(),
+            gateway: gateway.unwrap_or(subnet.gateway()),
+            ip_range,
             bridge: format!("{}b{}", link_prefix(&self.prefix), &rec.id[..6]),
             internal: options.internal,
             endpoints: BTreeMap::new(),
@@ -538,9 +599,11 @@ impl Networks {
             });
         }
         let used: BTreeSet<Ipv4Addr> = body.endpoints.keys().copied().collect();
-        let ip = ipam::allocate(body.subnet, &used, ipv4).map_err(|source| NetworkError::Ipam {
-            network: rec.name.clone(),
-            source,
+        let ip = ipam::allocate_within(&body.pool(), &used, ipv4).map_err(|source| {
+            NetworkError::Ipam {
+                network: rec.name.clone(),
+                source,
+            }
         })?;
         let veth = format!("{}v{}", link_prefix(&self.prefix), short_random()?);
         body.endpoints.insert(
@@ -811,6 +874,7 @@ mod tests {
         let body = NetworkBody {
             subnet: "10.89.0.0/24".parse().unwrap(),
             gateway: Ipv4Addr::new(10, 89, 0, 1),
+            ip_range: None,
             bridge: "fltab-b123456".into(),
             internal: false,
             endpoints,

@@ -8,10 +8,12 @@
 //! Containers are not the volume library's business: removal and prune take a callback that
 //! names the containers using a volume, and refuse a volume in use. [`copy_up`] fills a new,
 //! still empty volume with the content the image has at the mount target (Docker's
-//! behaviour), reading the image only through fds confined to its root.
+//! behaviour), reading the image only through fds confined to its root. [`usage`] measures
+//! trees on disk (`system df`).
 
 mod copy_up;
 mod local;
+pub mod usage;
 
 pub use copy_up::{CopyUp, copy_up};
 pub use local::{DRIVER, Volume, VolumeError, Volumes, valid_name};

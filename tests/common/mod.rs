@@ -4,5 +4,6 @@
 
 pub mod daemon;
 pub mod images;
+pub mod netdaemon;
 pub mod registry;
 pub mod shim;

@@ -128,6 +128,7 @@ impl ProjectEngine {
             subnet,
             internal: net.internal,
             labels: crate::plan::labels::network_labels(project, key, &net.labels),
+            ..NetworkOptions::default()
         };
         match self.networks.create_network(&name, &options) {
             Ok(n) => Ok(n),
