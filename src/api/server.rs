@@ -5,6 +5,7 @@
 //! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
 
 mod containers;
+mod image_archive;
 mod images;
 mod projects;
 
@@ -27,9 +28,9 @@ use utoipa::OpenApi;
 use super::error::{ApiError, JsonBody, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
-    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, Version, Volume,
-    VolumeCreate,
+    ErrorCode, Event, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed, ImageRemoved,
+    ImageTag, Info, LogLine, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary,
+    ProjectUp, PullProgress, PushProgress, Version, Volume, VolumeCreate,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -80,10 +81,17 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/projects/{name}/run", post(projects::run))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
+        .route("/v1/images/prune", post(images::prune))
+        .route("/v1/images/save", get(image_archive::save))
+        .route("/v1/images/load", post(image_archive::load))
+        .route("/v1/images/import", post(image_archive::import))
         .route(
             "/v1/images/{name}",
             get(images::inspect).delete(images::remove),
         )
+        .route("/v1/images/{name}/tag", post(images::tag))
+        .route("/v1/images/{name}/push", post(images::push))
+        .route("/v1/images/{name}/history", get(images::history))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route(
             "/v1/volumes/{name}",
@@ -449,9 +457,11 @@ impl utoipa::Modify for Tidy {
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
         projects::run, projects::list, images::list, images::inspect,
-        images::remove, images::pull, openapi_json),
+        images::remove, images::pull, images::tag, images::push, images::prune, images::history,
+        image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
+        ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary)),
     modifiers(&Tidy)
 )]
@@ -503,6 +513,13 @@ mod tests {
             "/v1/images",
             "/v1/images/{name}",
             "/v1/images/pull",
+            "/v1/images/prune",
+            "/v1/images/save",
+            "/v1/images/load",
+            "/v1/images/import",
+            "/v1/images/{name}/tag",
+            "/v1/images/{name}/push",
+            "/v1/images/{name}/history",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }
