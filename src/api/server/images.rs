@@ -266,7 +266,11 @@ pub(super) async fn pull(
     })));
     let root = state.data_root.clone();
     let events = state.events.clone();
-    let watcher = on_disconnect(&tx, move || cancel.cancel());
+    let what = reference.to_string();
+    let watcher = on_disconnect(&tx, move || {
+        tracing::info!(image = %what, "the client went away: pull cancelled");
+        cancel.cancel();
+    });
     // The pull's future is not `Send` (the registry client's closures), so it runs on a
     // current-thread runtime of its own, on the blocking pool.
     tokio::task::spawn_blocking(move || {
@@ -515,7 +519,9 @@ pub(super) async fn push(
         ..PushProgress::status("pushing")
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let what = reference.to_string();
     let watcher = on_disconnect(&tx, move || {
+        tracing::info!(image = %what, "the client went away: push cancelled");
         let _ = stop_tx.send(());
     });
     let root = state.data_root.clone();
