@@ -191,7 +191,7 @@ async fn bad_input_is_answered_with_stable_codes() {
         .into_iter()
         .map(|i| i.name)
         .collect();
-    assert_eq!(names, [format!("{IMAGE}")]);
+    assert_eq!(names, [IMAGE.to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -544,7 +544,7 @@ pub(super) async fn push(
             }
             // The client is gone: nobody reads the last line.
             Ok(None) => return,
-            Err(p) => p,
+            Err(p) => *p,
         };
         let _ = tx.blocking_send(last);
     });
@@ -559,11 +559,13 @@ fn push_blocking(
     reference: &Reference,
     options: &PushOptions,
     stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<Option<ImagePushed>, PushProgress> {
-    let setup = |message: String| PushProgress {
-        message: Some(message),
-        code: Some(ErrorCode::Internal),
-        ..PushProgress::status("error")
+) -> Result<Option<ImagePushed>, Box<PushProgress>> {
+    let setup = |message: String| {
+        Box::new(PushProgress {
+            message: Some(message),
+            code: Some(ErrorCode::Internal),
+            ..PushProgress::status("error")
+        })
     };
     let store = Store::open(root).map_err(|e| setup(format!("open the image store: {e}")))?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -578,7 +580,7 @@ fn push_blocking(
     });
     match report {
         None => Ok(None),
-        Some(Err(e)) => Err(push_error(&e)),
+        Some(Err(e)) => Err(Box::new(push_error(&e))),
         Some(Ok(report)) => Ok(Some(ImagePushed {
             manifest_size: std::fs::metadata(store.blob_path(&report.manifest_digest))
                 .map_or(0, |m| m.len()),
