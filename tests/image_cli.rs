@@ -4,8 +4,9 @@
 //! `docker-registry`, killed on drop): pull output (non-terminal mode), ls, tag, inspect,
 //! history, rm and prune with the daemon's store directories checked, push (and to an
 //! unreachable registry), login/logout against a registry with htpasswd auth (the CLI's
-//! credentials travel as `X-Registry-Auth`), credential helpers, and the daemon config file
-//! (unknown keys, insecure registries).
+//! credentials travel as `X-Registry-Auth`), credential helpers, the daemon config file
+//! (unknown keys, insecure registries), and Ctrl-C of a push stuck on a silent registry (exit
+//! 130, the daemon cancels its push).
 
 mod common;
 
@@ -564,4 +565,62 @@ fn credential_helpers_are_asked_for_credentials() {
         stderr.contains("docker-credential-flt-missing-helper not found in PATH"),
         "{stderr}"
     );
+}
+
+#[test]
+fn ctrl_c_of_push_exits_130_and_the_daemon_cancels_it() {
+    let env = Env::start();
+    common::daemon::import_busybox(&env.root, "flotilla.test/busybox:1");
+    // A "registry" on 127.0.0.1 that accepts connections and never answers: the daemon's push
+    // waits on it until the client goes away.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept() {
+            held.push(stream);
+            if accepted_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let target = format!("127.0.0.1:{port}/test/silent:1");
+    env.ok(&["tag", "flotilla.test/busybox:1", &target]);
+    let mut child = env
+        .command(&["push", &target])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn push");
+    accepted
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the daemon never reached the registry");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the push did not stop after SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("push output");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        format!("push {target}: cancelled")
+    );
+    // The daemon saw the client go and stopped its push (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !env.log().contains("push cancelled") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon's push was not cancelled:\n{}",
+            env.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
