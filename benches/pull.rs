@@ -1,6 +1,7 @@
 //! Benchmark of a cold pull of the ~100 MB, four-layer image from a loopback registry: flotilla's
 //! library pull (fresh data root each run, layers fetched, verified and unpacked), the
-//! `flotilla image pull` command when `FLOTILLA_BIN` names a built binary, and
+//! `flotilla image pull` command (a client of a daemon of its own per run, on a fresh data root)
+//! when `FLOTILLA_BIN` names a built binary, and
 //! `skopeo copy docker://… dir:…` as the baseline when skopeo is installed — all against the same
 //! registry in the same run. Prints the median MB/s over `RUNS` runs (5 by default) for each.
 //!
@@ -136,22 +137,50 @@ fn main() {
     if let Ok(bin) = std::env::var("FLOTILLA_BIN") {
         let mut times = Vec::new();
         for _ in 0..runs {
-            let root = tempfile::tempdir().expect("tempdir");
+            // The CLI is a client: a daemon of its own per run (fresh data root), started
+            // before the clock, stopped by its pid after.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path().join("root");
+            let socket = dir.path().join("flotilla.sock");
+            let config = dir.path().join("daemon.toml");
+            std::fs::write(&config, "[dns]\nupstreams = []\n").expect("daemon.toml");
+            let mut daemon = Command::new(&bin)
+                .arg("daemon")
+                .arg("--data-root")
+                .arg(&root)
+                .arg("--host")
+                .arg(format!("unix://{}", socket.display()))
+                .arg("--config")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the daemon");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+                assert!(Instant::now() < deadline, "the daemon never answered");
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let t = Instant::now();
             let output = Command::new(&bin)
-                .arg("--data-root")
-                .arg(root.path())
+                .arg("--host")
+                .arg(format!("unix://{}", socket.display()))
                 .args(["image", "pull", "-q"])
                 .arg(name.to_string())
                 .output()
                 .expect("run flotilla");
             times.push(t.elapsed());
+            if let Some(pid) = rustix::process::Pid::from_raw(daemon.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let _ = daemon.wait();
             assert!(
                 output.status.success(),
                 "flotilla image pull: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
-            drop_caches_hint(root.path());
+            drop_caches_hint(&root);
         }
         report("flotilla image pull (CLI)", bytes, &times);
     }

@@ -42,7 +42,14 @@ echo 'root:x:0:' > "$R/etc/group"
 tar -C "$R" -cf "$WORK/rootfs.tar" .
 export FLOTILLA_CGROUP_PREFIX=$PREFIX
 F=("$FLOTILLA_BIN" --data-root "$WORK/root")
-"${F[@]}" image import "$WORK/rootfs.tar" bench/run:1 >/dev/null
+# Image commands are clients of a daemon: one of its own, on a private socket, for the import.
+printf '[dns]\nupstreams = []\n' > "$WORK/daemon.toml"
+"${F[@]}" --config "$WORK/daemon.toml" daemon --host "unix://$WORK/flotilla.sock" \
+  >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+for _ in $(seq 300); do [ -S "$WORK/flotilla.sock" ] && break; sleep 0.1; done
+"$FLOTILLA_BIN" --host "unix://$WORK/flotilla.sock" image import "$WORK/rootfs.tar" bench/run:1 >/dev/null
+kill -TERM "$DAEMON"; wait "$DAEMON" || true
 
 # The crun bundle of the same rootfs.
 B=$WORK/bundle

@@ -145,13 +145,14 @@ impl Daemon {
         };
         let tar = d.path().join("busybox-rootfs.tar");
         fs::write(&tar, common::registry::busybox_layer()).unwrap();
+        d.spawn();
+        // Through the daemon, as every image command.
         let out = d.run_at(
             d.path(),
             &["image", "import", tar.to_str().unwrap(), IMAGE],
             TIMEOUT,
         );
         assert!(out.ok(), "image import:\n{}", out.text());
-        d.spawn();
         d
     }
 

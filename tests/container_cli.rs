@@ -47,7 +47,12 @@ impl Fixture {
         };
         let tar = f.root().join("busybox.tar");
         fs::write(&tar, common::registry::busybox_layer()).unwrap();
-        f.ok(&["image", "import", tar.to_str().unwrap(), IMAGE]);
+        // Straight into the store: the image commands are clients of a daemon, these
+        // container commands still run in-process.
+        let store = flotilla::image::store::Store::open(f.root()).unwrap();
+        let reference = flotilla::image::reference::Reference::parse(IMAGE).unwrap();
+        flotilla::image::archive::import(&store, fs::File::open(&tar).unwrap(), &reference)
+            .unwrap();
         f
     }
 
@@ -453,11 +458,14 @@ fn commit_makes_an_image_that_runs_and_image_rm_refuses_an_image_in_use() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "gone\ndir\n");
 
     // The base image is in use by `src`.
-    let err = f.fails(1, &["image", "rm", IMAGE]);
+    let store = flotilla::image::store::Store::open(f.root()).unwrap();
+    let err = flotilla::image::manage::remove(&store, IMAGE, false)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("in use by container(s) src"), "{err}");
     f.ok(&["container", "rm", "-f", "src"]);
-    f.ok(&["image", "rm", "flotilla.test/committed:1"]);
-    f.ok(&["image", "rm", IMAGE]);
+    flotilla::image::manage::remove(&store, "flotilla.test/committed:1", false).unwrap();
+    flotilla::image::manage::remove(&store, IMAGE, false).unwrap();
 }
 
 #[test]

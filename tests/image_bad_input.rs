@@ -3,8 +3,9 @@
 //! HTTP servers written here, 127.0.0.1 only, stopping by themselves), a disk that fills up
 //! during download and during unpack (a small tmpfs as the data root: a clean error and nothing
 //! half-stored), an interrupted pull (cancelled after its first layer) that the next pull
-//! resumes from the complete blobs, and Ctrl-C (SIGINT) of a `flotilla image pull` process
-//! slowed down by a throttling loopback proxy: exit code 130, one line, nothing half-stored.
+//! resumes from the complete blobs, and Ctrl-C (SIGINT) of a `flotilla image pull` client of a
+//! test daemon, slowed down by a throttling loopback proxy: exit code 130, one line, and the
+//! daemon (the client's disconnect cancels its pull) leaves nothing half-stored.
 
 mod common;
 
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::image_daemon::ImageDaemon;
 use common::images::{Tmpfs, big_image, compressible_image, push_test_image};
 use common::registry::Registry;
 use flotilla::image::pull::{Cancel, Progress, PullError, PullEvent, PullOptions, pull};
@@ -501,23 +503,11 @@ fn ctrl_c_of_cli_pull_exits_130_and_leaves_nothing_half_stored() {
     let proxy = SlowProxy::start(registry.host().parse().expect("registry address"));
     let slow = format!("{}/test/ctrl-c-big:1", proxy.addr);
 
-    let root = tempfile::tempdir().expect("data root");
-    let docker = tempfile::tempdir().expect("docker config dir");
-    let config = docker.path().join("daemon.toml");
-    fs::write(&config, "").expect("daemon.toml");
-    let store = Store::open(root.path()).expect("store");
+    let daemon = ImageDaemon::start();
+    let store = Store::open(&daemon.root).expect("store");
     let flotilla = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        let mut command = daemon.command(args);
         command
-            .arg("--data-root")
-            .arg(root.path())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("DOCKER_CONFIG", docker.path())
-            .env_remove("FLOTILLA_ROOT")
-            .env_remove("FLOTILLA_CONFIG")
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         command
@@ -565,10 +555,14 @@ fn ctrl_c_of_cli_pull_exits_130_and_leaves_nothing_half_stored() {
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert_eq!(stderr.trim(), format!("pull {slow}: cancelled"));
 
-    // Nothing half-stored: tmp/ is empty once the process is gone (no wait), no record, every
-    // snapshot complete, every blob complete.
-    let tmp = entries(&store.root().join("tmp"));
-    assert!(tmp.is_empty(), "tmp/ left: {tmp:?}");
+    // Nothing half-stored: tmp/ is empty once the daemon has seen the client go (bounded
+    // wait), no record, every snapshot complete, every blob complete.
+    daemon.wait_tmp_empty();
+    assert!(
+        daemon.log().contains("cancelled"),
+        "the daemon's pull was not cancelled:\n{}",
+        daemon.log()
+    );
     let slow_ref = Reference::parse(&slow).expect("reference");
     assert!(matches!(
         record::load(&store, &slow_ref.to_string()),

@@ -1,108 +1,32 @@
-//! The image commands through the real `flotilla` binary, each test with its own data root, its
-//! own Docker config dir and its own loopback registry (Debian's `docker-registry`, killed on
-//! drop): pull output (non-terminal mode), ls, tag, inspect, rm and prune with the store's
-//! directories checked, login/logout against a registry with htpasswd auth, and the daemon
-//! config file (unknown keys, insecure registries).
+//! The image commands through the real `flotilla` binary as clients of a real daemon
+//! (tests/common/image_daemon.rs: its own data root, socket and config, `--host unix://…`), each
+//! test with its own Docker config dir and its own loopback registry (Debian's
+//! `docker-registry`, killed on drop): pull output (non-terminal mode), ls, tag, inspect,
+//! history, rm and prune with the daemon's store directories checked, push (and to an
+//! unreachable registry), login/logout against a registry with htpasswd auth (the CLI's
+//! credentials travel as `X-Registry-Auth`), credential helpers, the daemon config file
+//! (unknown keys, insecure registries), and Ctrl-C of a push stuck on a silent registry (exit
+//! 130, the daemon cancels its push).
 
 mod common;
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
+use common::image_daemon::{ImageDaemon, QUIET_DNS};
 use common::registry::{Registry, TestImage, busybox_image, files_layer, image_from_layers};
 use flotilla::image::push::{PushOptions, push};
 use flotilla::image::reference::Reference;
 use flotilla::image::registry::RegistryOptions;
 use flotilla::image::store::{Digest, Store};
 
-/// A data root, a Docker config dir and a daemon config file, all private to one test.
-struct Env {
-    root: tempfile::TempDir,
-    docker: tempfile::TempDir,
-    config: PathBuf,
-}
+type Env = ImageDaemon;
 
-impl Env {
-    fn new() -> Env {
-        let root = tempfile::tempdir().expect("data root");
-        let docker = tempfile::tempdir().expect("docker config dir");
-        let config = docker.path().join("daemon.toml");
-        fs::write(&config, "").expect("daemon.toml");
-        Env {
-            root,
-            docker,
-            config,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-        command
-            .arg("--data-root")
-            .arg(self.root.path())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env("DOCKER_CONFIG", self.docker.path())
-            .env_remove("FLOTILLA_ROOT")
-            .env_remove("FLOTILLA_CONFIG")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run flotilla")
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "flotilla {args:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Runs and expects exit code 1; returns standard error.
-    fn fails(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert_eq!(
-            output.status.code(),
-            Some(1),
-            "flotilla {args:?} should fail:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    }
-
-    fn store_dir(&self, part: &str) -> PathBuf {
-        self.root.path().join("image").join(part)
-    }
-
-    fn entries(&self, part: &str) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.store_dir(part))
-            .map(|entries| {
-                entries
-                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    }
-
-    fn has_blob(&self, digest: &Digest) -> bool {
-        self.store_dir("blobs/sha256").join(digest.hex()).is_file()
-    }
+fn has_blob(env: &Env, digest: &Digest) -> bool {
+    env.store_dir("blobs/sha256").join(digest.hex()).is_file()
 }
 
 /// Pushes `image` to `name` with flotilla's push library (through a scratch store).
@@ -137,7 +61,7 @@ fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
 #[test]
 fn pull_ls_tag_inspect_rm() {
     let registry = Registry::start();
-    let env = Env::new();
+    let env = Env::start();
     let image = busybox_image("amd64");
     let name = format!("{}/test/busybox:1", registry.host());
     push_image(&image, &name, None);
@@ -255,6 +179,59 @@ fn pull_ls_tag_inspect_rm() {
     assert_eq!(both.as_array().map(Vec::len), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nope:1"));
 
+    // history: newest step first, the image id on it.
+    let history = env.ok(&["image", "history", &name]);
+    let header = history.lines().next().expect("header");
+    for column in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(header.contains(column), "{history}");
+    }
+    assert!(
+        history
+            .lines()
+            .nth(1)
+            .expect("a step")
+            .starts_with(&short(&config)),
+        "{history}"
+    );
+    assert_eq!(
+        history.lines().count(),
+        1 + image.layer_digests().len(),
+        "{history}"
+    );
+    let quiet = env.ok(&["image", "history", "-q", &short(&config)]);
+    assert_eq!(
+        quiet.lines().next(),
+        Some(short(&config).as_str()),
+        "{quiet}"
+    );
+
+    // push: the manifest goes unchanged (same digest); to a closed port it is a clear error.
+    let pushed = env.ok(&["push", &other]);
+    assert!(
+        pushed.contains(&format!(
+            "The push refers to repository [{}/test/other]",
+            registry.host()
+        )),
+        "{pushed}"
+    );
+    assert!(
+        pushed.contains(&format!("2: digest: {}", image.manifest_digest())),
+        "{pushed}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let nowhere = format!("127.0.0.1:{closed}/test/nowhere:1");
+    env.ok(&["tag", &name, &nowhere]);
+    let error = env.fails(&["push", &nowhere]);
+    assert!(
+        error.contains(&format!("error: push {nowhere}:")),
+        "{error}"
+    );
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    env.ok(&["rmi", &nowhere]);
+
     // rm of an id with two names needs force.
     let error = env.fails(&["image", "rm", &short(&config)]);
     assert!(error.contains("several names"), "{error}");
@@ -263,14 +240,14 @@ fn pull_ls_tag_inspect_rm() {
     let removed = env.ok(&["image", "rm", &other]);
     assert!(removed.contains(&format!("Untagged: {other}")), "{removed}");
     assert!(!removed.contains("Deleted:"), "{removed}");
-    assert!(env.has_blob(&layer) && env.has_blob(&config));
+    assert!(has_blob(&env, &layer) && has_blob(&env, &config));
     assert_eq!(env.entries("layers").len(), 1);
     assert_eq!(env.entries("images").len(), 1);
 
     // rm of the last name: blobs, snapshots and record gone.
     let removed = env.ok(&["rmi", &name]);
     assert!(removed.contains(&format!("Deleted: {config}")), "{removed}");
-    assert!(!env.has_blob(&layer) && !env.has_blob(&config));
+    assert!(!has_blob(&env, &layer) && !has_blob(&env, &config));
     assert_eq!(env.entries("blobs/sha256"), Vec::<String>::new());
     assert_eq!(env.entries("layers"), Vec::<String>::new());
     assert_eq!(env.entries("images"), Vec::<String>::new());
@@ -285,7 +262,7 @@ fn pull_ls_tag_inspect_rm() {
 #[test]
 fn prune_dangling_then_all() {
     let registry = Registry::start();
-    let env = Env::new();
+    let env = Env::start();
     let base = busybox_image("amd64");
     let small = image_from_layers("amd64", vec![files_layer(&[("hello", "world")])]);
     let tagged = format!("{}/test/busybox:1", registry.host());
@@ -305,8 +282,8 @@ fn prune_dangling_then_all() {
         "{pruned}"
     );
     assert!(pruned.contains("Total reclaimed space:"), "{pruned}");
-    assert!(!env.has_blob(&small.layer_digests()[0]));
-    assert!(env.has_blob(&base.layer_digests()[0]));
+    assert!(!has_blob(&env, &small.layer_digests()[0]));
+    assert!(has_blob(&env, &base.layer_digests()[0]));
     assert_eq!(env.entries("layers").len(), 1);
 
     // -a: everything unused.
@@ -322,7 +299,7 @@ fn prune_dangling_then_all() {
 #[test]
 fn login_pull_logout_with_auth_registry() {
     let registry = Registry::start_with_auth("alice", "s3cret");
-    let env = Env::new();
+    let env = Env::start();
     let image = busybox_image("amd64");
     let name = format!("{}/test/private:1", registry.host());
     push_image(&image, &name, Some(("alice", "s3cret")));
@@ -350,7 +327,7 @@ fn login_pull_logout_with_auth_registry() {
             .expect("write password");
         child.wait_with_output().expect("login")
     };
-    let docker_config = env.docker.path().join("config.json");
+    let docker_config = env.docker.as_path().join("config.json");
 
     // A wrong password is checked against the registry and not saved.
     let wrong = login("nope");
@@ -414,45 +391,33 @@ fn login_pull_logout_with_auth_registry() {
 #[test]
 fn daemon_config_unknown_key_and_insecure_registry() {
     let registry = Registry::start();
-    let env = Env::new();
     let image = busybox_image("amd64");
     push_image(&image, &format!("{}/test/busybox:1", registry.host()), None);
 
-    // A typo is an error naming the file and the key.
-    fs::write(&env.config, "[registries]\ninsecure = []\nmirorrs = []\n").expect("write");
-    let name = format!("{}/test/busybox:1", registry.host());
-    let error = env.fails(&["pull", &name]);
-    assert!(error.contains("mirorrs"), "{error}");
-    assert!(
-        error.contains(&format!("{}:3:", env.config.display())),
-        "{error}"
-    );
+    // The registry settings are the daemon's: a typo keeps it from starting, naming the file
+    // and the key.
+    let typo = format!("{QUIET_DNS}[registries]\ninsecure = []\nmirorrs = []\n");
+    let log = match ImageDaemon::try_start(&typo) {
+        Ok(_) => panic!("a daemon started with an unknown key"),
+        Err(log) => log,
+    };
+    assert!(log.contains("mirorrs"), "{log}");
+    assert!(log.contains("daemon.toml:5:"), "{log}");
 
-    // A missing file named explicitly is an error too.
-    let missing = env.docker.path().join("missing.toml");
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--data-root")
-        .arg(env.root.path())
-        .args(["images"])
+    // The CLI reads no daemon config to talk to a daemon on a unix socket: a missing one named
+    // explicitly does not matter to it.
+    let env = Env::start();
+    let missing = env.path().join("missing.toml");
+    let output = env
+        .command(&["images"])
         .env("FLOTILLA_CONFIG", &missing)
-        .env("DOCKER_CONFIG", env.docker.path())
         .output()
         .expect("run");
-    // `images` reads no registry config: it works; a pull must not.
-    assert!(output.status.success());
-    let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--data-root")
-        .arg(env.root.path())
-        .args(["pull", &name])
-        .env("FLOTILLA_CONFIG", &missing)
-        .env("DOCKER_CONFIG", env.docker.path())
-        .output()
-        .expect("run");
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+    assert!(output.status.success(), "{output:?}");
 
     // `0.0.0.0:<port>` reaches the loopback registry (Linux routes 0.0.0.0 to the local host)
-    // but is not a loopback name: without configuration flotilla speaks HTTPS to it and fails.
+    // but is not a loopback name: without configuration the daemon speaks HTTPS to it and
+    // fails.
     let port = registry
         .host()
         .rsplit_once(':')
@@ -460,15 +425,15 @@ fn daemon_config_unknown_key_and_insecure_registry() {
         .1
         .to_string();
     let unlisted = format!("0.0.0.0:{port}/test/busybox:1");
-    fs::write(&env.config, "").expect("write");
     let error = env.fails(&["pull", &unlisted]);
     assert!(error.contains(&unlisted), "{error}");
-    // Listed as insecure: plain HTTP, and the pull works.
-    fs::write(
-        &env.config,
-        format!("[registries]\ninsecure = [\"0.0.0.0:{port}\"]\n"),
-    )
-    .expect("write");
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    // Listed as insecure in the daemon's config: plain HTTP, and the pull works.
+    let mut env = env;
+    env.restart_with(&format!(
+        "{QUIET_DNS}[registries]\ninsecure = [\"0.0.0.0:{port}\"]\n"
+    ))
+    .expect("restart with insecure");
     let pulled = env.ok(&["pull", &unlisted]);
     assert!(
         pulled.contains("Status: Downloaded newer image"),
@@ -482,7 +447,7 @@ fn daemon_config_unknown_key_and_insecure_registry() {
 
 #[test]
 fn bad_references_and_usage() {
-    let env = Env::new();
+    let env = Env::start();
     let error = env.fails(&["pull", "Bad:Ref:x"]);
     assert!(error.contains("invalid image reference"), "{error}");
     let error = env.fails(&["image", "tag", "nothing:1", "other:1"]);
@@ -492,6 +457,25 @@ fn bad_references_and_usage() {
     );
     let error = env.fails(&["pull", "--platform", "linux", "busybox"]);
     assert!(error.contains("invalid platform"), "{error}");
+    // Unknown images: the daemon's 404, one clear line each.
+    for (args, needle) in [
+        (
+            vec!["image", "history", "nothing:1"],
+            "history nothing:1: no such image",
+        ),
+        (
+            vec!["image", "inspect", "nothing:1"],
+            "no such image: nothing:1",
+        ),
+        (vec!["rmi", "nothing:1"], "remove nothing:1: no such image"),
+        (vec!["push", "127.0.0.1:5/nothing:1"], "no such image"),
+    ] {
+        let error = env.fails(&args);
+        assert!(error.contains(needle), "{args:?}: {error}");
+        assert_eq!(error.trim().lines().count(), 1, "{args:?}: {error}");
+    }
+    let error = env.fails(&["image", "tag", "nothing:1", "Bad:Ref:x"]);
+    assert!(error.contains("invalid image reference"), "{error}");
     // Usage errors exit 2.
     let output = env.run(&["image", "rm"]);
     assert_eq!(output.status.code(), Some(2));
@@ -521,7 +505,7 @@ fn fake_credential_helper(dir: &Path, name: &str) {
 #[test]
 fn credential_helpers_are_asked_for_credentials() {
     let registry = Registry::start_with_auth("alice", "s3cret");
-    let env = Env::new();
+    let env = Env::start();
     let image = busybox_image("amd64");
     let name = format!("{}/test/helped:1", registry.host());
     push_image(&image, &name, Some(("alice", "s3cret")));
@@ -533,7 +517,7 @@ fn credential_helpers_are_asked_for_credentials() {
         bin.path().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let docker_config = env.docker.path().join("config.json");
+    let docker_config = env.docker.as_path().join("config.json");
     let pull = |args: &[&str]| {
         env.command(args)
             .env("PATH", &path)
@@ -581,4 +565,62 @@ fn credential_helpers_are_asked_for_credentials() {
         stderr.contains("docker-credential-flt-missing-helper not found in PATH"),
         "{stderr}"
     );
+}
+
+#[test]
+fn ctrl_c_of_push_exits_130_and_the_daemon_cancels_it() {
+    let env = Env::start();
+    common::daemon::import_busybox(&env.root, "flotilla.test/busybox:1");
+    // A "registry" on 127.0.0.1 that accepts connections and never answers: the daemon's push
+    // waits on it until the client goes away.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept() {
+            held.push(stream);
+            if accepted_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let target = format!("127.0.0.1:{port}/test/silent:1");
+    env.ok(&["tag", "flotilla.test/busybox:1", &target]);
+    let mut child = env
+        .command(&["push", &target])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn push");
+    accepted
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the daemon never reached the registry");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the push did not stop after SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("push output");
+    assert_eq!(output.status.code(), Some(130), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        format!("push {target}: cancelled")
+    );
+    // The daemon saw the client go and stopped its push (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !env.log().contains("push cancelled") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon's push was not cancelled:\n{}",
+            env.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -2,16 +2,19 @@
 //! stay while the container exists, whatever happened to the image's names and records; once
 //! the container is removed, a prune removes them.
 //!
-//! The test has its own data root (a tempdir), its own cgroup prefix and runs the real
-//! `flotilla` binary for `image rm` and `image prune`; the container is made and started with
-//! the runtime library. A drop guard kills what the container left running (by pid, from its
-//! state file), removes its cgroups and mounts and the data root, even on failure.
+//! The test has its own test daemon (tests/common/image_daemon.rs: data root, socket, config)
+//! and its own cgroup prefix, and runs the real `flotilla` binary as the daemon's client for
+//! `image rm` and `image prune`; the container is made and started with the runtime library on
+//! the daemon's data root. A drop guard kills what the container left running (by pid, from its
+//! state file), removes its cgroups and mounts, stops the daemon and removes the data root, even
+//! on failure.
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 
+use common::image_daemon::ImageDaemon;
 use common::registry::{busybox_layer, files_layer, image_from_layers};
 use flotilla::image::manage;
 use flotilla::image::store::{Digest, Store};
@@ -24,8 +27,7 @@ use flotilla::runtime::sys::cgroup::{self, Cgroup};
 const IMAGE: &str = "flotilla.test/keep:1";
 
 struct Fixture {
-    dir: Option<tempfile::TempDir>,
-    config: PathBuf,
+    daemon: Option<ImageDaemon>,
     prefix: String,
     ids: Vec<String>,
 }
@@ -36,22 +38,19 @@ impl Fixture {
             rustix::process::geteuid().is_root(),
             "the image/container tests need root (CI runs them as root)"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("flt-imgmanage-")
-            .tempdir()
-            .expect("tempdir");
-        let config = dir.path().join("daemon.toml");
-        std::fs::write(&config, "").expect("daemon.toml");
         Fixture {
-            dir: Some(dir),
-            config,
+            daemon: Some(ImageDaemon::start()),
             prefix: format!("imgmanage-{}", std::process::id()),
             ids: Vec::new(),
         }
     }
 
+    fn daemon(&self) -> &ImageDaemon {
+        self.daemon.as_ref().expect("daemon")
+    }
+
     fn root(&self) -> &Path {
-        self.dir.as_ref().expect("data root").path()
+        &self.daemon().root
     }
 
     fn store(&self) -> Store {
@@ -66,17 +65,7 @@ impl Fixture {
     }
 
     fn flotilla(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .arg("--data-root")
-            .arg(self.root())
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("FLOTILLA_ROOT")
-            .env_remove("FLOTILLA_CONFIG")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run flotilla")
+        self.daemon().run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -122,10 +111,10 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else {
+        let Some(daemon) = self.daemon.take() else {
             return;
         };
-        let root = dir.path().to_path_buf();
+        let root = daemon.root.clone();
         for id in &self.ids {
             let state_dir = root.join("containers").join(id);
             if let Ok(st) = state::read(&state_dir) {
@@ -149,7 +138,8 @@ impl Drop for Fixture {
         for m in lifecycle::mounts_under(&root).iter().rev() {
             let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
         }
-        let _ = dir.close();
+        // Stops the daemon and removes the data root.
+        drop(daemon);
     }
 }
 

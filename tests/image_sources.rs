@@ -11,13 +11,14 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use common::image_daemon::{ImageDaemon, QUIET_DNS};
 use common::images::push_test_image;
 use common::registry::{Registry, TestImage, files_layer, image_from_layers};
 use flotilla::engine::config::DaemonConfig;
@@ -39,19 +40,13 @@ fn small_image() -> TestImage {
     image_from_layers("amd64", vec![files_layer(&[("hello", "from memory\n")])])
 }
 
-fn flotilla(root: &Path, docker: &Path, config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .arg("--data-root")
-        .arg(root)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env("DOCKER_CONFIG", docker)
-        .env_remove("FLOTILLA_ROOT")
-        .env_remove("FLOTILLA_CONFIG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run flotilla")
+/// Runs the CLI against a fresh test daemon whose config is the file `config`; the daemon is
+/// returned (it keeps its store until dropped).
+fn flotilla(config: &Path, args: &[&str]) -> (ImageDaemon, Output) {
+    let text = fs::read_to_string(config).expect("daemon.toml");
+    let daemon = ImageDaemon::start_with(&format!("{QUIET_DNS}{text}"));
+    let output = daemon.run(args);
+    (daemon, output)
 }
 
 // --- mirrors ---------------------------------------------------------------------------------
@@ -78,14 +73,9 @@ async fn docker_hub_image_comes_from_the_mirror() {
         ),
     )
     .expect("daemon.toml");
-    let root = dir.path().join("root");
     let gets_before = mirror.blob_gets();
-    let output = flotilla(
-        &root,
-        dir.path(),
-        &config,
-        &["image", "pull", "-q", "busybox:1"],
-    );
+    let (daemon, output) = flotilla(&config, &["image", "pull", "-q", "busybox:1"]);
+    let root = daemon.root.clone();
     assert!(
         output.status.success(),
         "pull from the mirror: {}{}",
@@ -189,12 +179,7 @@ async fn mirror_down_falls_back_to_the_configured_hub_only() {
     assert!(!message.contains("docker.io/v2"), "{message}");
 
     // The command line says the same.
-    let output = flotilla(
-        &root.path().join("cli"),
-        dir.path(),
-        &config,
-        &["image", "pull", "-q", "busybox:1"],
-    );
+    let (_daemon, output) = flotilla(&config, &["image", "pull", "-q", "busybox:1"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("every source failed"), "{stderr}");

@@ -6,6 +6,7 @@
 
 mod containers;
 mod df;
+mod image_archive;
 mod images;
 mod networks;
 mod projects;
@@ -30,10 +31,10 @@ use utoipa::OpenApi;
 use super::error::{ApiError, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, DiskUsage,
-    ErrorBody, ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Network,
-    NetworkContainer, NetworkCreate, NetworkIpam, NetworksPruned, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, UsageSummary, Version,
-    Volume, VolumeCreate, VolumesPruned,
+    ErrorBody, ErrorCode, Event, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
+    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam,
+    NetworksPruned, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
+    PullProgress, PushProgress, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -84,10 +85,17 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/projects/{name}/run", post(projects::run))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
+        .route("/v1/images/prune", post(images::prune))
+        .route("/v1/images/save", get(image_archive::save))
+        .route("/v1/images/load", post(image_archive::load))
+        .route("/v1/images/import", post(image_archive::import))
         .route(
             "/v1/images/{name}",
             get(images::inspect).delete(images::remove),
         )
+        .route("/v1/images/{name}/tag", post(images::tag))
+        .route("/v1/images/{name}/push", post(images::push))
+        .route("/v1/images/{name}/history", get(images::history))
         .route("/v1/volumes", get(volumes::list).post(volumes::create))
         .route("/v1/volumes/prune", post(volumes::prune))
         .route(
@@ -363,9 +371,11 @@ impl utoipa::Modify for Tidy {
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
         projects::run, projects::list, images::list, images::inspect,
-        images::remove, images::pull, openapi_json),
+        images::remove, images::pull, images::tag, images::push, images::prune, images::history,
+        image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
+        ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,
         VolumeCreate, VolumesPruned, Network, NetworkCreate, NetworkIpam, NetworkContainer,
         NetworksPruned, DiskUsage, UsageSummary)),
@@ -415,6 +425,13 @@ mod tests {
             "/v1/networks/{name}",
             "/v1/networks/prune",
             "/v1/system/df",
+            "/v1/images/prune",
+            "/v1/images/save",
+            "/v1/images/load",
+            "/v1/images/import",
+            "/v1/images/{name}/tag",
+            "/v1/images/{name}/push",
+            "/v1/images/{name}/history",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }

@@ -400,6 +400,94 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
+    /// The uncompressed layer digests, bottom first, in `inspect` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff_ids: Vec<String>,
+    /// The manifest's media type, in `inspect` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_media_type: Option<String>,
+    /// The manifest's size in bytes, in `inspect` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_size: Option<u64>,
+}
+
+/// `POST /v1/images/{name}/tag`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageTag {
+    /// The new name (`name[:tag]`, `host:5000/app:1`).
+    pub target: String,
+}
+
+/// One line of the push progress stream. The last line is `done` (with what was pushed) or
+/// `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PushProgress {
+    /// `pushing`, `done`, `error`.
+    pub status: String,
+    /// The repository for `pushing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The error's message for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The error's code for `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    /// What was pushed, for `done`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<ImagePushed>,
+}
+
+impl PushProgress {
+    pub fn status(status: &str) -> Self {
+        PushProgress {
+            status: status.to_string(),
+            id: None,
+            message: None,
+            code: None,
+            pushed: None,
+        }
+    }
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImagePushed {
+    pub manifest_digest: String,
+    /// The manifest's size in bytes.
+    pub manifest_size: u64,
+    pub pushed_blobs: usize,
+    pub pushed_bytes: u64,
+    /// Blobs the registry already had.
+    pub skipped_blobs: usize,
+}
+
+/// One entry of `GET /v1/images/{name}/history`, newest first (Docker's order).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageHistory {
+    /// The image id on the newest entry, else none (Docker's `<missing>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// The command that made this step.
+    pub created_by: String,
+    /// The unpacked size of the layer this step made (0 for an empty layer).
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comment: String,
+}
+
+/// One image `POST /v1/images/load` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ImageLoaded {
+    /// The name it was recorded under; none for an image unnamed in the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its id (config digest).
+    pub id: String,
 }
 
 /// `POST /v1/images/pull`.
@@ -602,4 +690,43 @@ pub struct ProjectSummary {
     pub status: String,
     /// The stack files of its newest container, comma-separated.
     pub config_files: String,
+}
+
+/// The header that carries registry credentials to `POST /v1/images/pull` and
+/// `POST /v1/images/{name}/push`, as Docker's API does.
+///
+/// Decision: credentials are the client's, like Docker's. `login`/`logout` write the client
+/// user's Docker config (`$DOCKER_CONFIG/config.json`, credential helpers included); the CLI
+/// resolves the credentials for the image's registry there and sends them in this header
+/// (base64url of `{"username","password"}`). Without the header the daemon falls back to its
+/// own Docker config (root's, on the same host), which is also what the reconciler's pulls use.
+pub const REGISTRY_AUTH_HEADER: &str = "x-registry-auth";
+
+/// The content of [`REGISTRY_AUTH_HEADER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl RegistryAuth {
+    /// The header value: base64url (no padding) of the JSON object.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Reads a header value (base64url or standard base64, padded or not).
+    pub fn decode(value: &str) -> Result<RegistryAuth, String> {
+        use base64::Engine as _;
+        let value = value.trim().trim_end_matches('=');
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(value))
+            .map_err(|e| format!("{REGISTRY_AUTH_HEADER}: not base64: {e}"))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            format!("{REGISTRY_AUTH_HEADER}: expected {{\"username\",\"password\"}}: {e}")
+        })
+    }
 }

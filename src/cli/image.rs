@@ -1,8 +1,10 @@
 //! `flotilla image …` (and Docker's top-level aliases `pull`, `push`, `images`, `rmi`, `tag`):
-//! pull with per-layer progress, push, ls, inspect, rm, prune and tag. Until the daemon exists
-//! (the engine-daemon issue) these commands run in-process against the data root (`--data-root`)
-//! with the daemon configuration file (`--config`) and the credentials of Docker's config file;
-//! then they become API calls and keep this output.
+//! pull with per-layer progress, push, ls, inspect, rm, prune, tag and history, every one a
+//! client of the daemon's API ([`crate::api::client`]; a daemon is started on the default socket
+//! when none answers). Registry credentials are the client's: read from this user's Docker
+//! config (credential helpers included) and sent as `X-Registry-Auth`; the daemon's config
+//! (registries, mirrors, insecure) is the daemon's. Ctrl-C of a pull or push drops the
+//! connection, which cancels the daemon's work, and exits 130.
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
@@ -11,16 +13,18 @@ use std::sync::{Arc, Mutex};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, human, out};
-use crate::engine::config::DaemonConfig;
+use crate::api::client::{Client, ClientError, block_on};
+use crate::api::types::{
+    ErrorCode, Image, ImagePull, ImageRemoved, PullProgress, PushProgress, RegistryAuth,
+};
 use crate::image::credentials;
-use crate::image::manage::{self, Removed};
-use crate::image::pull::{self, Progress, PullError, PullEvent, PullOptions};
-use crate::image::push::{self, PushOptions};
-use crate::image::record::{self, ImageRecord, Platform, RecordError};
+use crate::image::pull::{Progress, PullEvent};
+use crate::image::record::Platform;
 use crate::image::reference::Reference;
-use crate::image::registry::{self, RegistryOptions};
-use crate::image::store::{Digest, Store};
+use crate::image::registry;
+use crate::image::store::Digest;
 
 // save / load / import (tarballs): their own room, src/cli/image/archive.rs.
 mod archive;
@@ -50,6 +54,8 @@ pub enum ImageCommand {
     Prune(PruneArgs),
     /// Give an image another name
     Tag(TagArgs),
+    /// Show the steps that made an image
+    History(HistoryArgs),
     // --- tarballs (src/cli/image/archive.rs) ---
     /// Write images to a tar archive (docker-archive and OCI layout)
     Save(archive::SaveArgs),
@@ -151,52 +157,101 @@ pub struct TagArgs {
     pub target: String,
 }
 
-/// Runs `flotilla image …`.
-pub fn run(engine: &EngineArgs, command: &ImageCommand) -> Result<(), String> {
+#[derive(Args, Debug, Clone)]
+pub struct HistoryArgs {
+    /// The image, by name or id
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Do not shorten ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Print only the image ids
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = LsFormat::Table)]
+    pub format: LsFormat,
+}
+
+/// Runs `flotilla image …` through the daemon at `host` (or the default one).
+pub fn run(engine: &EngineArgs, host: &HostArgs, command: &ImageCommand) -> Result<(), String> {
+    // Bad input caught here needs no daemon.
     match command {
-        ImageCommand::Pull(args) => pull(engine, args),
-        ImageCommand::Push(args) => push(engine, args),
-        ImageCommand::Ls(args) => ls(engine, args),
-        ImageCommand::Inspect(args) => inspect(engine, args),
-        ImageCommand::Rm(args) => rm(engine, args),
-        ImageCommand::Prune(args) => prune(engine, args),
-        ImageCommand::Tag(args) => tag(engine, args),
-        ImageCommand::Save(args) => archive::save(engine, args),
-        ImageCommand::Load(args) => archive::load(engine, args),
-        ImageCommand::Import(args) => archive::import(engine, args),
+        ImageCommand::Pull(args) => {
+            parse_reference(&args.reference)?;
+            if let Some(p) = &args.platform {
+                parse_platform(p)?;
+            }
+        }
+        ImageCommand::Push(args) => {
+            parse_reference(&args.reference)?;
+        }
+        ImageCommand::Tag(args) => {
+            parse_reference(&args.target)?;
+        }
+        _ => {}
     }
-}
-
-fn open_store(engine: &EngineArgs) -> Result<Store, String> {
-    Store::open(&engine.data_root).map_err(|e| {
-        format!(
-            "error: open the image store under {}: {e}",
-            engine.data_root.display()
-        )
-    })
-}
-
-/// How to reach the registry of `reference`: the daemon config, and the Docker config's
-/// credentials for that registry.
-fn registry_options(engine: &EngineArgs, reference: &Reference) -> Result<RegistryOptions, String> {
-    let config = DaemonConfig::load(engine.config.as_deref()).map_err(|e| format!("error: {e}"))?;
-    let mut options = config.registry_options();
-    if let Ok(path) = credentials::docker_config_path() {
-        options.auth = registry::docker_config_auth(&path, &reference.registry)
-            .map_err(|e| format!("error: {e}"))?;
+    let client = engine_client(engine, host).map_err(|e| format!("error: {e}"))?;
+    match command {
+        ImageCommand::Pull(args) => pull(&client, args),
+        ImageCommand::Push(args) => push(&client, args),
+        ImageCommand::Ls(args) => ls(&client, args),
+        ImageCommand::Inspect(args) => inspect(&client, args),
+        ImageCommand::Rm(args) => rm(&client, args),
+        ImageCommand::Prune(args) => prune(&client, args),
+        ImageCommand::Tag(args) => tag(&client, args),
+        ImageCommand::History(args) => history(&client, args),
+        ImageCommand::Save(args) => archive::save(&client, args),
+        ImageCommand::Load(args) => archive::load(&client, args),
+        ImageCommand::Import(args) => archive::import(&client, args),
     }
-    Ok(options)
 }
 
 fn parse_reference(text: &str) -> Result<Reference, String> {
     Reference::parse(text).map_err(|e| format!("error: {e}"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("error: start the async runtime: {e}"))
+/// Runs `work` on the CLI's runtime until it ends (`Some`) or Ctrl-C (SIGINT) comes (`None`:
+/// `work` is dropped, and with it its connection to the daemon, which cancels the operation).
+fn interruptible<F: std::future::Future>(work: F) -> Result<Option<F::Output>, String> {
+    block_on(async {
+        // Registered before the work starts, so an early Ctrl-C is not lost.
+        let mut interrupts =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(|e| format!("error: watch for Ctrl-C: {e}"))?;
+        tokio::select! {
+            r = work => Ok(Some(r)),
+            _ = interrupts.recv() => Ok(None),
+        }
+    })
+    .map_err(|e| format!("error: start the async runtime: {e}"))?
+}
+
+/// Runs one client call to its end.
+fn call<F: std::future::Future>(work: F) -> Result<F::Output, String> {
+    block_on(work).map_err(|e| format!("error: start the async runtime: {e}"))
+}
+
+/// This user's credentials for the registry of `reference` (Docker's config file and its
+/// credential helpers), sent to the daemon with a pull or push.
+fn registry_auth(reference: &Reference) -> Result<Option<RegistryAuth>, String> {
+    let Ok(path) = credentials::docker_config_path() else {
+        return Ok(None);
+    };
+    let auth = registry::docker_config_auth(&path, &reference.registry)
+        .map_err(|e| format!("error: {e}"))?;
+    Ok(auth.map(|(username, password)| RegistryAuth { username, password }))
+}
+
+/// Ends the process as a Ctrl-C'd `docker pull` does: one line on stderr, exit code 130.
+fn interrupted(what: &str) -> ! {
+    eprintln!("{what}: cancelled");
+    std::process::exit(INTERRUPTED)
+}
+
+/// Whether the daemon said there is no such object.
+fn is_not_found(e: &ClientError) -> bool {
+    e.code() == Some(ErrorCode::NotFound)
 }
 
 fn write(text: &str) -> Result<(), String> {
@@ -423,62 +478,76 @@ impl Display {
 /// The exit code of a pull stopped by Ctrl-C (SIGINT): 128 + 2, as a shell reports it.
 const INTERRUPTED: i32 = 130;
 
-fn pull(engine: &EngineArgs, args: &PullArgs) -> Result<(), String> {
+/// The pull event a progress line of the daemon stands for.
+fn event_of(p: &PullProgress) -> Option<PullEvent> {
+    let digest = Digest::parse(p.id.as_deref()?).ok()?;
+    Some(match p.status.as_str() {
+        "resolved" => PullEvent::Resolved {
+            manifest: digest,
+            layers: p.total.unwrap_or(0) as usize,
+        },
+        "exists" => PullEvent::LayerExists { blob: digest },
+        "downloading" => PullEvent::Downloading {
+            blob: digest,
+            received: p.current.unwrap_or(0),
+            total: p.total.unwrap_or(0),
+        },
+        "downloaded" => PullEvent::Downloaded { blob: digest },
+        "unpacking" => PullEvent::Unpacking { blob: digest },
+        "unpacked" => PullEvent::Unpacked { blob: digest },
+        _ => return None,
+    })
+}
+
+fn pull(client: &Client, args: &PullArgs) -> Result<(), String> {
     let reference = parse_reference(&args.reference)?;
-    let mut options = PullOptions {
-        registry: registry_options(engine, &reference)?,
-        ..PullOptions::default()
-    };
-    if let Some(platform) = &args.platform {
-        options.platform = parse_platform(platform)?;
-    }
-    let store = open_store(engine)?;
+    let auth = registry_auth(&reference)?;
     let name = reference.to_string();
-    let before = record::load(&store, &name).ok();
+    let failed = |e: String| format!("error: pull {}: {e}", args.reference);
+    let before = match call(client.inspect_image(&name))? {
+        Ok(image) => Some(image.manifest_digest),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(failed(e.to_string())),
+    };
     let display = Display::new(args.quiet, &reference);
-    options.progress = display.progress();
-    // Ctrl-C stops the pull cleanly: partial blobs and half-unpacked layers are deleted,
-    // complete blobs and layers stay, so the next pull resumes from them; the process then
-    // exits with 130 (128 + SIGINT, what a shell reports for a Ctrl-C'd `docker pull`) after
-    // one line on standard error. A second Ctrl-C ends the process at once (also 130).
-    let cancel = pull::Cancel::new();
-    options.cancel = Some(cancel.clone());
-    let result = runtime()?.block_on(async {
-        // Registered before the pull starts, so an early Ctrl-C is not lost.
-        let mut interrupts =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .map_err(|e| format!("watch for Ctrl-C: {e}"))?;
-        let watcher = tokio::spawn(async move {
-            if interrupts.recv().await.is_some() {
-                cancel.cancel();
-                if interrupts.recv().await.is_some() {
-                    std::process::exit(INTERRUPTED);
+    let progress = display.progress();
+    let req = ImagePull {
+        reference: name.clone(),
+        platform: args.platform.clone(),
+    };
+    // Ctrl-C drops the connection: the daemon stops the pull, deletes partial blobs and
+    // half-unpacked layers and keeps complete ones, so the next pull resumes from them; the
+    // process exits with 130 (128 + SIGINT, what a shell reports for a Ctrl-C'd `docker pull`)
+    // after one line on standard error.
+    let result = interruptible(async {
+        let mut stream = client.pull_image_with(&req, auth.as_ref()).await?;
+        while let Some(line) = stream.next().await {
+            let line = line?;
+            match line.status.as_str() {
+                "done" | "error" => return Ok(Some(line)),
+                _ => {
+                    if let (Some(Progress(f)), Some(event)) = (&progress, event_of(&line)) {
+                        f(&event);
+                    }
                 }
             }
-        });
-        let _lock = manage::StoreLock::shared(&store).map_err(|e| e.to_string())?;
-        let r = pull::pull(&store, &reference, &options).await;
-        watcher.abort();
-        Ok::<_, String>(r)
-    });
-    // The runtime is gone: its blocking writers and unpackers have finished and cleaned up.
-    display.finish();
-    let report = match result {
-        Ok(Ok(report)) => report,
-        Ok(Err(e))
-            if matches!(e, PullError::Cancelled { .. })
-                || options.cancel.as_ref().is_some_and(|c| c.is_cancelled()) =>
-        {
-            eprintln!("pull {}: cancelled", args.reference);
-            std::process::exit(INTERRUPTED);
         }
-        Ok(Err(e)) => return Err(format!("error: pull {}: {e}", args.reference)),
-        Err(e) => return Err(format!("error: pull {}: {e}", args.reference)),
+        Ok::<_, ClientError>(None)
+    })?;
+    display.finish();
+    let last = match result {
+        None => interrupted(&format!("pull {}", args.reference)),
+        Some(Err(e)) => return Err(failed(e.to_string())),
+        Some(Ok(None)) => return Err(failed("the daemon ended the stream early".to_string())),
+        Some(Ok(Some(last))) => last,
+    };
+    let Some(image) = last.image.filter(|_| last.status == "done") else {
+        return Err(failed(last.message.unwrap_or_else(|| "failed".to_string())));
     };
     if args.quiet {
         return write(&format!("{name}\n"));
     }
-    let up_to_date = before.is_some_and(|b| b.manifest_digest == report.record.manifest_digest);
+    let up_to_date = before.is_some_and(|b| b == image.manifest_digest);
     let status = if up_to_date {
         "Image is up to date for"
     } else {
@@ -486,48 +555,69 @@ fn pull(engine: &EngineArgs, args: &PullArgs) -> Result<(), String> {
     };
     write(&format!(
         "Digest: {}\nStatus: {status} {}\n{name}\n",
-        report.record.manifest_digest,
+        image.manifest_digest,
         reference.familiar()
     ))
 }
 
 // --- push ------------------------------------------------------------------------------------
 
-fn push(engine: &EngineArgs, args: &PushArgs) -> Result<(), String> {
+fn push(client: &Client, args: &PushArgs) -> Result<(), String> {
     let reference = parse_reference(&args.reference)?;
+    let auth = registry_auth(&reference)?;
     let failed = |e: String| format!("error: push {}: {e}", args.reference);
-    let options = PushOptions {
-        registry: registry_options(engine, &reference)?,
-        ..PushOptions::default()
+    let name = reference.to_string();
+    let quiet = args.quiet;
+    let result = interruptible(async {
+        let mut stream = client.push_image(&name, auth.as_ref()).await?;
+        if !quiet {
+            let _ = write(&format!(
+                "The push refers to repository [{}]\n",
+                reference.name()
+            ));
+        }
+        while let Some(line) = stream.next().await {
+            let line: PushProgress = line?;
+            if matches!(line.status.as_str(), "done" | "error") {
+                return Ok(Some(line));
+            }
+        }
+        Ok::<_, ClientError>(None)
+    })?;
+    let last = match result {
+        None => interrupted(&format!("push {}", args.reference)),
+        Some(Err(e)) if is_not_found(&e) => return Err(failed("no such image".to_string())),
+        Some(Err(e)) => return Err(failed(e.to_string())),
+        Some(Ok(None)) => return Err(failed("the daemon ended the stream early".to_string())),
+        Some(Ok(Some(last))) => last,
     };
-    let store = open_store(engine)?;
-    let image = record::load(&store, &reference.to_string()).map_err(|e| failed(e.to_string()))?;
-    if !args.quiet {
-        write(&format!(
-            "The push refers to repository [{}]\n",
-            reference.name()
-        ))?;
-    }
-    let report = runtime()?
-        .block_on(push::push_record(&store, &image, &reference, &options))
-        .map_err(|e| failed(e.to_string()))?;
+    let Some(report) = last.pushed.filter(|_| last.status == "done") else {
+        return Err(failed(last.message.unwrap_or_else(|| "failed".to_string())));
+    };
     if args.quiet {
         return write(&format!("{}\n", report.manifest_digest));
     }
-    let size = std::fs::metadata(store.blob_path(&report.manifest_digest))
-        .map(|m| m.len())
-        .unwrap_or(0);
     write(&format!(
-        "pushed {} blob(s) ({}), {} already present\n{}: digest: {} size: {size}\n",
+        "pushed {} blob(s) ({}), {} already present\n{}: digest: {} size: {}\n",
         report.pushed_blobs,
         human::size(report.pushed_bytes),
         report.skipped_blobs,
         reference.tag_or_digest(),
         report.manifest_digest,
+        report.manifest_size,
     ))
 }
 
 // --- ls --------------------------------------------------------------------------------------
+
+/// The 12 hex digits of an image id that `docker images` shows.
+fn short_id(id: &str) -> String {
+    id.strip_prefix("sha256:")
+        .unwrap_or(id)
+        .chars()
+        .take(12)
+        .collect()
+}
 
 /// One row of `image ls`.
 struct Row {
@@ -539,11 +629,11 @@ struct Row {
     size: u64,
 }
 
-fn rows(store: &Store, images: &[ImageRecord], no_trunc: bool) -> Vec<Row> {
+fn rows(images: &[Image], no_trunc: bool) -> Vec<Row> {
     let mut rows: Vec<Row> = images
         .iter()
         .map(|image| {
-            let reference = manage::reference_of(image);
+            let reference = Reference::parse(&image.name).ok();
             Row {
                 repository: reference
                     .as_ref()
@@ -553,13 +643,13 @@ fn rows(store: &Store, images: &[ImageRecord], no_trunc: bool) -> Vec<Row> {
                     .and_then(|r| r.tag.clone())
                     .unwrap_or_else(|| "<none>".to_string()),
                 id: if no_trunc {
-                    image.config_digest.to_string()
+                    image.id.clone()
                 } else {
-                    manage::short_id(image)
+                    short_id(&image.id)
                 },
-                digest: image.manifest_digest.to_string(),
+                digest: image.manifest_digest.clone(),
                 created: image.created.as_deref().and_then(human::parse_rfc3339),
-                size: manage::image_size(store, image),
+                size: image.size,
             }
         })
         .collect();
@@ -574,8 +664,8 @@ fn rows(store: &Store, images: &[ImageRecord], no_trunc: bool) -> Vec<Row> {
 }
 
 /// Whether `image` is selected by `docker images REPOSITORY[:TAG]`.
-fn matches_filter(image: &ImageRecord, filter: &str) -> bool {
-    let Some(reference) = manage::reference_of(image) else {
+fn matches_filter(image: &Image, filter: &str) -> bool {
+    let Ok(reference) = Reference::parse(&image.name) else {
         return false;
     };
     let (repository, tag) = match filter.rsplit_once(':') {
@@ -588,13 +678,12 @@ fn matches_filter(image: &ImageRecord, filter: &str) -> bool {
     wanted.name() == reference.name() && tag.is_none_or(|t| reference.tag.as_deref() == Some(t))
 }
 
-fn ls(engine: &EngineArgs, args: &LsArgs) -> Result<(), String> {
-    let store = open_store(engine)?;
-    let mut images = manage::list(&store).map_err(|e| format!("error: list images: {e}"))?;
+fn ls(client: &Client, args: &LsArgs) -> Result<(), String> {
+    let mut images = call(client.list_images())?.map_err(|e| format!("error: list images: {e}"))?;
     if let Some(filter) = &args.repository {
         images.retain(|image| matches_filter(image, filter));
     }
-    let rows = rows(&store, &images, args.no_trunc);
+    let rows = rows(&images, args.no_trunc);
     let now = human::now();
     let created = |row: &Row| {
         row.created
@@ -655,16 +744,14 @@ fn ls(engine: &EngineArgs, args: &LsArgs) -> Result<(), String> {
 
 // --- inspect ---------------------------------------------------------------------------------
 
-/// Docker's `image inspect` object for `image`; `all` gives its other names.
-fn inspect_json(store: &Store, image: &ImageRecord, all: &[ImageRecord]) -> serde_json::Value {
-    let same: Vec<&ImageRecord> = all
-        .iter()
-        .filter(|other| other.config_digest == image.config_digest)
-        .collect();
+/// Docker's `image inspect` object for `image` (inspected: with its config); `all` gives its
+/// other names.
+fn inspect_json(image: &Image, all: &[Image]) -> serde_json::Value {
     let mut repo_tags = Vec::new();
     let mut repo_digests = Vec::new();
-    for other in same.iter().copied().chain(std::iter::once(image)) {
-        let Some(reference) = manage::reference_of(other) else {
+    let same = all.iter().filter(|other| other.id == image.id);
+    for other in same.chain(std::iter::once(image)) {
+        let Ok(reference) = Reference::parse(&other.name) else {
             continue;
         };
         if reference.tag.is_some() {
@@ -680,48 +767,51 @@ fn inspect_json(store: &Store, image: &ImageRecord, all: &[ImageRecord]) -> serd
             repo_digests.push(digest);
         }
     }
+    let mut platform = image.platform.splitn(3, '/');
+    let os = platform.next().unwrap_or_default();
+    let architecture = platform.next().unwrap_or_default();
+    let variant = platform.next();
     let mut value = serde_json::json!({
-        "Id": image.config_digest.to_string(),
+        "Id": image.id,
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
         "Created": image.created.clone().unwrap_or_default(),
-        "Architecture": image.platform.architecture,
-        "Os": image.platform.os,
-        "Config": image.config,
+        "Architecture": architecture,
+        "Os": os,
+        "Config": image.config.clone().unwrap_or_else(|| serde_json::json!({})),
         "RootFS": {
             "Type": "layers",
-            "Layers": image.diff_ids(),
+            "Layers": image.diff_ids,
         },
-        "Size": manage::image_size(store, image),
+        "Size": image.size,
         "Descriptor": {
-            "mediaType": image.manifest_media_type,
-            "digest": image.manifest_digest.to_string(),
-            "size": std::fs::metadata(store.blob_path(&image.manifest_digest))
-                .map(|m| m.len())
-                .unwrap_or(0),
+            "mediaType": image.manifest_media_type.clone().unwrap_or_default(),
+            "digest": image.manifest_digest,
+            "size": image.manifest_size.unwrap_or(0),
         },
     });
-    if let (Some(variant), Some(object)) = (&image.platform.variant, value.as_object_mut()) {
+    if let (Some(variant), Some(object)) = (variant, value.as_object_mut()) {
         object.insert("Variant".to_string(), serde_json::json!(variant));
     }
     value
 }
 
-fn inspect(engine: &EngineArgs, args: &InspectArgs) -> Result<(), String> {
-    let store = open_store(engine)?;
-    let all = manage::list(&store).map_err(|e| format!("error: list images: {e}"))?;
+fn inspect(client: &Client, args: &InspectArgs) -> Result<(), String> {
+    let (all, found) = call(async {
+        let all = client.list_images().await;
+        let mut found = Vec::new();
+        for arg in &args.references {
+            found.push((arg, client.inspect_image(arg).await));
+        }
+        (all, found)
+    })?;
+    let all = all.map_err(|e| format!("error: list images: {e}"))?;
     let mut values = Vec::new();
     let mut errors = Vec::new();
-    for arg in &args.references {
-        match manage::find(&store, arg) {
-            Ok(found) => {
-                if let Some(image) = found.records.first() {
-                    values.push(inspect_json(&store, image, &all));
-                }
-            }
-            Err(manage::ManageError::NotFound { .. }) => {
-                errors.push(format!("error: no such image: {arg}"));
-            }
+    for (arg, result) in found {
+        match result {
+            Ok(image) => values.push(inspect_json(&image, &all)),
+            Err(e) if is_not_found(&e) => errors.push(format!("error: no such image: {arg}")),
             Err(e) => errors.push(format!("error: inspect {arg}: {e}")),
         }
     }
@@ -735,13 +825,13 @@ fn inspect(engine: &EngineArgs, args: &InspectArgs) -> Result<(), String> {
     }
 }
 
-// --- rm, prune, tag --------------------------------------------------------------------------
+// --- rm, prune, tag, history -----------------------------------------------------------------
 
 fn familiar(name: &str) -> String {
     Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar())
 }
 
-fn removed_lines(removed: &Removed) -> String {
+fn removed_lines(removed: &ImageRemoved) -> String {
     let mut text = String::new();
     for name in &removed.untagged {
         text.push_str(&format!("Untagged: {}\n", familiar(name)));
@@ -752,13 +842,12 @@ fn removed_lines(removed: &Removed) -> String {
     text
 }
 
-fn rm(engine: &EngineArgs, args: &RmArgs) -> Result<(), String> {
-    let store = open_store(engine)?;
+fn rm(client: &Client, args: &RmArgs) -> Result<(), String> {
     let mut errors = Vec::new();
     for arg in &args.references {
-        match manage::remove(&store, arg, args.force) {
+        match call(client.remove_image(arg, args.force))? {
             Ok(removed) => write(&removed_lines(&removed))?,
-            Err(manage::ManageError::NotFound { .. }) => {
+            Err(e) if is_not_found(&e) => {
                 errors.push(format!("error: remove {arg}: no such image"));
             }
             Err(e) => errors.push(format!("error: remove {arg}: {e}")),
@@ -771,9 +860,8 @@ fn rm(engine: &EngineArgs, args: &RmArgs) -> Result<(), String> {
     }
 }
 
-fn prune(engine: &EngineArgs, args: &PruneArgs) -> Result<(), String> {
-    let store = open_store(engine)?;
-    let removed = manage::prune(&store, args.all).map_err(|e| format!("error: prune: {e}"))?;
+fn prune(client: &Client, args: &PruneArgs) -> Result<(), String> {
+    let removed = call(client.prune_images(args.all))?.map_err(|e| format!("error: prune: {e}"))?;
     let mut text = String::new();
     if !removed.untagged.is_empty() || !removed.deleted.is_empty() {
         text.push_str("Deleted Images:\n");
@@ -787,17 +875,95 @@ fn prune(engine: &EngineArgs, args: &PruneArgs) -> Result<(), String> {
     write(&text)
 }
 
-fn tag(engine: &EngineArgs, args: &TagArgs) -> Result<(), String> {
-    let target = parse_reference(&args.target)?;
-    let store = open_store(engine)?;
-    manage::tag(&store, &args.source, &target).map_err(|e| match e {
-        manage::ManageError::NotFound { .. }
-        | manage::ManageError::Record(RecordError::NotFound { .. }) => {
+fn tag(client: &Client, args: &TagArgs) -> Result<(), String> {
+    call(client.tag_image(&args.source, &args.target))?.map_err(|e| {
+        if is_not_found(&e) {
             format!("error: tag {}: no such image", args.source)
+        } else {
+            format!("error: tag {} {}: {e}", args.source, args.target)
         }
-        e => format!("error: tag {} {}: {e}", args.source, args.target),
     })?;
     Ok(())
+}
+
+/// Docker's shortening of long cells: 45 characters, the last one `…`.
+fn ellipsis(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width - 1).collect();
+    out.push('…');
+    out
+}
+
+fn history(client: &Client, args: &HistoryArgs) -> Result<(), String> {
+    let steps = call(client.image_history(&args.reference))?.map_err(|e| {
+        if is_not_found(&e) {
+            format!("error: history {}: no such image", args.reference)
+        } else {
+            format!("error: history {}: {e}", args.reference)
+        }
+    })?;
+    let id = |step: &crate::api::types::ImageHistory| match &step.id {
+        Some(id) if args.no_trunc => id.clone(),
+        Some(id) => short_id(id),
+        None => "<missing>".to_string(),
+    };
+    if args.quiet {
+        let text: String = steps.iter().map(|s| format!("{}\n", id(s))).collect();
+        return write(&text);
+    }
+    let now = human::now();
+    let created = |step: &crate::api::types::ImageHistory| {
+        step.created
+            .as_deref()
+            .and_then(human::parse_rfc3339)
+            .map_or_else(|| "N/A".to_string(), |t| human::ago(t, now))
+    };
+    let command = |step: &crate::api::types::ImageHistory| {
+        let text = step.created_by.replace('\t', " ");
+        if args.no_trunc {
+            text
+        } else {
+            ellipsis(&text, 45)
+        }
+    };
+    match args.format {
+        LsFormat::Json => {
+            let mut text = String::new();
+            for step in &steps {
+                let value = serde_json::json!({
+                    "ID": id(step),
+                    "CreatedAt": step.created.clone().unwrap_or_default(),
+                    "CreatedSince": created(step),
+                    "CreatedBy": command(step),
+                    "Size": human::size(step.size),
+                    "Comment": step.comment,
+                });
+                text.push_str(&value.to_string());
+                text.push('\n');
+            }
+            write(&text)
+        }
+        LsFormat::Table => {
+            let table: Vec<Vec<String>> = steps
+                .iter()
+                .map(|step| {
+                    vec![
+                        id(step),
+                        created(step),
+                        command(step),
+                        human::size(step.size),
+                        step.comment.clone(),
+                    ]
+                })
+                .collect();
+            write(&human::table(
+                &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                &table,
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

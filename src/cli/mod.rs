@@ -1,11 +1,10 @@
 //! The command line: clap commands and output rendering. Pure local commands (`config`) run here
-//! without a daemon; engine commands will go through the API client. Errors are rendered at this
+//! without a daemon; engine commands go through the API client. Errors are rendered at this
 //! edge, one located problem per line; exit code 1 for failures, 2 for usage errors, and a closed
 //! pipe (`flotilla config | head`) is not an error.
 //!
-//! Until the daemon exists (the engine-daemon issue), the image commands (`image …`, `pull`,
-//! `push`, `images`, `login`, `logout`) run in-process against the data root (`--data-root`) with
-//! the daemon configuration file (`--config`).
+//! The image commands (`image …`, `pull`, `push`, `images`, `rmi`, `tag`) are clients of the
+//! daemon; `login` and `logout` stay client-side, on this user's Docker config, as Docker's do.
 
 mod compose;
 mod config;
@@ -231,12 +230,32 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.project, args),
         Command::Container(args) => return container::main(&cli.engine, &cli.project, args),
-        Command::Image(args) => image::run(&cli.engine, &args.command),
-        Command::Pull(args) => image::run(&cli.engine, &image::ImageCommand::Pull(args.clone())),
-        Command::Push(args) => image::run(&cli.engine, &image::ImageCommand::Push(args.clone())),
-        Command::Images(args) => image::run(&cli.engine, &image::ImageCommand::Ls(args.clone())),
-        Command::Rmi(args) => image::run(&cli.engine, &image::ImageCommand::Rm(args.clone())),
-        Command::Tag(args) => image::run(&cli.engine, &image::ImageCommand::Tag(args.clone())),
+        Command::Image(args) => image::run(&cli.engine, &cli.host, &args.command),
+        Command::Pull(args) => image::run(
+            &cli.engine,
+            &cli.host,
+            &image::ImageCommand::Pull(args.clone()),
+        ),
+        Command::Push(args) => image::run(
+            &cli.engine,
+            &cli.host,
+            &image::ImageCommand::Push(args.clone()),
+        ),
+        Command::Images(args) => image::run(
+            &cli.engine,
+            &cli.host,
+            &image::ImageCommand::Ls(args.clone()),
+        ),
+        Command::Rmi(args) => image::run(
+            &cli.engine,
+            &cli.host,
+            &image::ImageCommand::Rm(args.clone()),
+        ),
+        Command::Tag(args) => image::run(
+            &cli.engine,
+            &cli.host,
+            &image::ImageCommand::Tag(args.clone()),
+        ),
         Command::Login(args) => login::login(&cli.engine, args),
         Command::Logout(args) => login::logout(args),
         Command::Daemon => system::daemon(&cli.engine, &cli.host),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod image_daemon;
 pub mod images;
 pub mod netdaemon;
 pub mod registry;

@@ -1,17 +1,19 @@
-//! `flotilla image save`, `image load` and `image import`: thin commands over
-//! [`crate::image::archive`]. `save` writes to `-o FILE` (atomically) or to a non-terminal
-//! stdout; `load` reads `-i FILE` or stdin (docker-archive or OCI layout, compressed or not) and
-//! prints what it loaded as `docker load` does; `import` turns a rootfs tarball (or `-` for stdin)
-//! into a one-layer image and prints its id.
+//! `flotilla image save`, `image load` and `image import`, through the daemon, streamed both
+//! ways. `save` writes the daemon's archive to `-o FILE` (under a temporary name beside it,
+//! renamed when complete, so a failure never leaves a truncated archive under that name) or to
+//! a non-terminal stdout; `load` sends `-i FILE` or stdin (docker-archive or OCI layout,
+//! compressed or not) and prints what was loaded as `docker load` does; `import` sends a rootfs
+//! tarball (or `-` for stdin) and prints the new image's id. Ctrl-C of a load or import drops
+//! the upload, which the daemon rolls back, and exits 130.
 
-use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use clap::Args;
 
-use super::{open_store, parse_reference, write};
-use crate::cli::EngineArgs;
-use crate::image::archive;
+use super::{call, interrupted, interruptible, parse_reference, write};
+use crate::api::client::{BodySender, ByteStream, Client, ClientError};
 
 #[derive(Args, Debug, Clone)]
 pub struct SaveArgs {
@@ -41,64 +43,129 @@ pub struct ImportArgs {
     /// The name of the new image
     #[arg(value_name = "REF")]
     pub reference: String,
+    /// A Dockerfile instruction for the image's config (`CMD ["sh"]`, `ENV A=1`, `WORKDIR /x`,
+    /// …; repeatable)
+    #[arg(short, long, value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
 }
 
-pub fn save(engine: &EngineArgs, args: &SaveArgs) -> Result<(), String> {
-    let references = args
-        .images
-        .iter()
-        .map(|text| parse_reference(text))
-        .collect::<Result<Vec<_>, _>>()?;
-    let store = open_store(engine)?;
-    let failed = |e: archive::ArchiveError| format!("error: save: {e}");
+/// Copies the archive stream into `out`.
+async fn copy_to(stream: &mut ByteStream, out: &mut impl Write) -> Result<(), String> {
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("error: save: {e}"))?;
+        out.write_all(&chunk)
+            .map_err(|e| format!("error: save: write archive: {e}"))?;
+    }
+    out.flush()
+        .map_err(|e| format!("error: save: write archive: {e}"))
+}
+
+pub fn save(client: &Client, args: &SaveArgs) -> Result<(), String> {
+    for text in &args.images {
+        parse_reference(text)?;
+    }
+    if args.output.is_none() && io::stdout().is_terminal() {
+        return Err(
+            "error: save: refusing to write an archive to a terminal: use -o FILE or redirect"
+                .to_string(),
+        );
+    }
+    let open = |e: ClientError| format!("error: save: {e}");
     match &args.output {
-        Some(path) => archive::save_to_path(&store, &references, path).map_err(failed),
-        None => {
-            let stdout = io::stdout();
-            if stdout.is_terminal() {
-                return Err(
-                    "error: save: refusing to write an archive to a terminal: use -o FILE or redirect"
-                        .to_string(),
-                );
-            }
-            let writer = archive::save(&store, &references, io::BufWriter::new(stdout.lock()))
-                .map_err(failed)?;
-            writer
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(|mut w| w.flush())
-                .map_err(|e| format!("error: save: write archive: {e}"))
-        }
+        Some(path) => save_to_path(client, &args.images, path, open),
+        None => call(async {
+            let mut stream = client.save_images(&args.images).await.map_err(open)?;
+            let mut stdout = io::BufWriter::new(io::stdout().lock());
+            copy_to(&mut stream, &mut stdout).await
+        })?,
     }
 }
 
-pub fn load(engine: &EngineArgs, args: &LoadArgs) -> Result<(), String> {
-    let store = open_store(engine)?;
-    let loaded = match &args.input {
-        Some(path) => {
-            let file = std::fs::File::open(path)
-                .map_err(|e| format!("error: load: open {}: {e}", path.display()))?;
-            archive::load(&store, file)
-        }
-        None if io::stdin().is_terminal() => {
-            return Err(
-                "error: load: no archive on stdin: use -i FILE or redirect one in".to_string(),
-            );
-        }
-        None => archive::load(&store, io::stdin().lock()),
+/// `save -o FILE`: written under `.FILE.tmp-<pid>` beside it, synced, renamed into place.
+fn save_to_path(
+    client: &Client,
+    images: &[String],
+    path: &Path,
+    open: impl Fn(ClientError) -> String,
+) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let file_error = |e: io::Error| format!("error: save: write archive {}: {e}", path.display());
+    let result = call(async {
+        let mut stream = client.save_images(images).await.map_err(&open)?;
+        let file = std::fs::File::create(&tmp).map_err(file_error)?;
+        let mut out = io::BufWriter::new(file);
+        copy_to(&mut stream, &mut out).await?;
+        let file = out.into_inner().map_err(|e| file_error(e.into_error()))?;
+        file.sync_all().map_err(file_error)?;
+        std::fs::rename(&tmp, path).map_err(file_error)
+    })
+    .and_then(|r| r);
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    .map_err(|e| format!("error: load: {e}"))?;
+    result
+}
+
+/// Sends what `reader` yields on `tx` from a thread of its own (reads block), in 256 KiB
+/// chunks; a read error aborts the upload.
+fn feed(mut reader: impl Read + Send + 'static, tx: BodySender) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// The archive to send: `path`, or stdin when it is not a terminal.
+fn source(path: Option<&Path>, what: &str) -> Result<Box<dyn Read + Send>, String> {
+    match path {
+        Some(path) => std::fs::File::open(path)
+            .map(|f| Box::new(f) as Box<dyn Read + Send>)
+            .map_err(|e| format!("error: {what}: open {}: {e}", path.display())),
+        None => Ok(Box::new(io::stdin())),
+    }
+}
+
+pub fn load(client: &Client, args: &LoadArgs) -> Result<(), String> {
+    if args.input.is_none() && io::stdin().is_terminal() {
+        return Err("error: load: no archive on stdin: use -i FILE or redirect one in".to_string());
+    }
+    let reader = source(args.input.as_deref(), "load")?;
+    let loaded = interruptible(async {
+        let (tx, answer) = client.load_images();
+        feed(reader, tx);
+        answer.await
+    })?;
+    let loaded = match loaded {
+        None => interrupted("load"),
+        Some(r) => r.map_err(|e| format!("error: load: {e}"))?,
+    };
     if !args.quiet {
         let mut text = String::new();
         for image in &loaded {
-            match &image.reference {
-                Some(reference) => {
-                    text.push_str(&format!("Loaded image: {}\n", reference.familiar()))
-                }
-                None => text.push_str(&format!(
-                    "Loaded image ID: {}\n",
-                    image.record.config_digest
-                )),
+            match &image.name {
+                Some(name) => text.push_str(&format!("Loaded image: {}\n", super::familiar(name))),
+                None => text.push_str(&format!("Loaded image ID: {}\n", image.id)),
             }
         }
         write(&text)?;
@@ -106,16 +173,19 @@ pub fn load(engine: &EngineArgs, args: &LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn import(engine: &EngineArgs, args: &ImportArgs) -> Result<(), String> {
+pub fn import(client: &Client, args: &ImportArgs) -> Result<(), String> {
     let reference = parse_reference(&args.reference)?;
-    let store = open_store(engine)?;
-    let image = if args.file == "-" {
-        archive::import(&store, io::stdin().lock(), &reference)
-    } else {
-        let file = std::fs::File::open(&args.file)
-            .map_err(|e| format!("error: import: open {}: {e}", args.file))?;
-        archive::import(&store, file, &reference)
-    }
-    .map_err(|e| format!("error: import: {e}"))?;
-    write(&format!("{}\n", image.config_digest))
+    let path = (args.file != "-").then(|| Path::new(&args.file));
+    let reader = source(path, "import")?;
+    let name = reference.to_string();
+    let image = interruptible(async {
+        let (tx, answer) = client.import_image(&name, &args.change);
+        feed(reader, tx);
+        answer.await
+    })?;
+    let image = match image {
+        None => interrupted("import"),
+        Some(r) => r.map_err(|e| format!("error: import: {e}"))?,
+    };
+    write(&format!("{}\n", image.id))
 }
