@@ -5,6 +5,8 @@
 //! socket is local and the CLI makes few calls. [`connect_or_start`] starts a daemon in the
 //! background when none answers on the default socket.
 
+mod containers;
+
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};

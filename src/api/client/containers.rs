@@ -1,0 +1,99 @@
+//! Typed client methods of the container operations beyond the lifecycle: restart, top,
+//! stats (one sample or a stream), archive (cp out and in as tar bodies) and commit.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+
+use super::{Client, ClientError, JsonStream, Result, api_error, query_escape, with_query};
+use crate::api::types::{CommitResult, Container, ContainerCommit, ContainerStats, ContainerTop};
+
+fn container_path(id: &str, what: &str) -> String {
+    format!("/v1/containers/{}/{what}", query_escape(id))
+}
+
+impl Client {
+    /// `POST /v1/containers/{id}/restart` (`timeout` in seconds before SIGKILL).
+    pub async fn restart_container(&self, id: &str, timeout: Option<u64>) -> Result<Container> {
+        let params: Vec<String> = timeout
+            .map(|t| format!("timeout={t}"))
+            .into_iter()
+            .collect();
+        let path = with_query(&container_path(id, "restart"), &params);
+        let body = None::<Bytes>;
+        self.untimed(Method::POST, &path, body).await
+    }
+
+    /// `GET /v1/containers/{id}/top`.
+    pub async fn top_container(&self, id: &str) -> Result<ContainerTop> {
+        self.call(Method::GET, &container_path(id, "top"), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/containers/{id}/stats`: one sample.
+    pub async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
+        self.call(Method::GET, &container_path(id, "stats"), None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/containers/{id}/stats?stream=true`: a sample every second until the container
+    /// stops.
+    pub async fn container_stats_stream(&self, id: &str) -> Result<JsonStream<ContainerStats>> {
+        let path = format!("{}?stream=true", container_path(id, "stats"));
+        self.stream(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/containers/{id}/archive?path=…`: the tar of `path` (whole, in memory).
+    pub async fn archive_get(&self, id: &str, path: &str) -> Result<Bytes> {
+        let p = format!(
+            "{}?path={}",
+            container_path(id, "archive"),
+            query_escape(path)
+        );
+        let (status, body) = self.send(Method::GET, &p, None).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|source| ClientError::Body {
+                method: Method::GET,
+                path: p.clone(),
+                source,
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        Ok(bytes)
+    }
+
+    /// `PUT /v1/containers/{id}/archive?path=…`: copies the tar's top-level entries to `path`
+    /// with cp's rules.
+    pub async fn archive_put(&self, id: &str, path: &str, tar: Bytes) -> Result<()> {
+        let p = format!(
+            "{}?path={}",
+            container_path(id, "archive"),
+            query_escape(path)
+        );
+        let (status, body) = self.send(Method::PUT, &p, Some(tar)).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|source| ClientError::Body {
+                method: Method::PUT,
+                path: p.clone(),
+                source,
+            })?
+            .to_bytes();
+        if status != StatusCode::NO_CONTENT && !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/containers/{id}/commit`.
+    pub async fn commit_container(&self, id: &str, req: &ContainerCommit) -> Result<CommitResult> {
+        let path = container_path(id, "commit");
+        let body = Self::encode(&Method::POST, &path, req)?;
+        self.untimed(Method::POST, &path, Some(body)).await
+    }
+}
