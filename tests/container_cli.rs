@@ -792,3 +792,33 @@ fn detached_rm_is_removed_by_the_daemon_and_logs_take_options() {
     f.ok(&["container", "rm", "talk"]);
     assert!(f.ids().is_empty());
 }
+
+#[test]
+fn attached_run_forwards_signals_to_the_container() {
+    let f = Fixture::new();
+    let child = f
+        .cmd(&[
+            "container",
+            "run",
+            "--rm",
+            "--name",
+            "proxy",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    f.until("the container to run", || {
+        f.ok(&["container", "logs", "proxy"]).contains("ready")
+    });
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let o = finish(child, &["run", "proxy"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ready\ngot term\n");
+    assert!(f.ids().is_empty(), "--rm left {:?}", f.ids());
+}
