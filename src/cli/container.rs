@@ -725,8 +725,6 @@ pub(super) fn exec_at(dir: &Path, id: &str, args: &ExecArgs) -> Result<u8, Strin
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn rewrite(args: &[&str]) -> Vec<String> {
         crate::cli::flags::docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
             .into_iter()

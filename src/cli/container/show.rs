@@ -112,10 +112,12 @@ fn ports_text(c: &Container) -> String {
     c.ports
         .iter()
         .map(|p| {
-            format!(
-                "{}:{}->{}/{}",
-                p.host_ip, p.host_port, p.container_port, p.protocol
-            )
+            let ip = if p.host_ip.contains(':') {
+                format!("[{}]", p.host_ip)
+            } else {
+                p.host_ip.clone()
+            };
+            format!("{ip}:{}->{}/{}", p.host_port, p.container_port, p.protocol)
         })
         .collect::<Vec<_>>()
         .join(", ")
