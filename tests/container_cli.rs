@@ -812,8 +812,9 @@ fn attached_run_forwards_signals_to_the_container() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Polled with run: the container may not exist yet.
     f.until("the container to run", || {
-        f.ok(&["container", "logs", "proxy"]).contains("ready")
+        String::from_utf8_lossy(&f.run(&["container", "logs", "proxy"]).stdout).contains("ready")
     });
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();

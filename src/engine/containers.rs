@@ -427,8 +427,10 @@ impl Containers {
         let _ = restart::update(&dir, restart::Record::started_by_user);
         let started = self.start_locked(&id).await;
         drop(_guard);
+        // Nothing ran: no reader has output to wait for (a reader waiting for the start must
+        // not hold up its failure).
         if started.is_err() && self.auto_removes(&id).await {
-            self.auto_remove(&id).await;
+            self.auto_remove(&id, false).await;
         }
         started
     }
@@ -470,12 +472,12 @@ impl Containers {
             .is_ok_and(|m| m.labels.get(AUTO_REMOVE_LABEL).is_some_and(|v| v == "true"))
     }
 
-    /// Removes an exited auto-remove container once its log readers are done (bounded),
-    /// remembering its last state for a late `wait`.
-    async fn auto_remove(&self, id: &str) {
+    /// Removes an exited auto-remove container, with `wait_readers` once its log readers are
+    /// done (bounded), remembering its last state for a late `wait`.
+    async fn auto_remove(&self, id: &str, wait_readers: bool) {
         let deadline = tokio::time::Instant::now() + READERS_GRACE;
-        while self.has_readers(id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        while wait_readers && self.has_readers(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let (rt, i) = (self.runtime.clone(), id.to_string());
         if let Ok(c) = blocking("inspect", move || rt.inspect(&i)).await {
@@ -594,7 +596,7 @@ impl Containers {
                 .await
                 .is_ok_and(|st| matches!(st.status, Status::Exited | Status::Dead));
             if exited {
-                self.auto_remove(id).await;
+                self.auto_remove(id, true).await;
             }
             return;
         }

@@ -432,6 +432,9 @@ fn read_logs(
         return Ok(());
     };
     let since = since.map(time::format);
+    // Short polls at first and after output, longer when quiet: a short-lived container's end
+    // is seen within milliseconds, an idle one costs a wakeup every 50 ms.
+    let mut pause = Duration::from_millis(2);
     loop {
         if tx.is_closed() {
             return Ok(());
@@ -443,7 +446,11 @@ fn read_logs(
             Err(LifecycleError::NotFound(_)) => true,
             Err(e) => return Err(e),
         };
-        for e in follower.poll().map_err(io_err)? {
+        let entries = follower.poll().map_err(io_err)?;
+        if !entries.is_empty() {
+            pause = Duration::from_millis(2);
+        }
+        for e in entries {
             if e.time <= last || since.as_ref().is_some_and(|s| e.time < *s) {
                 continue;
             }
@@ -454,6 +461,7 @@ fn read_logs(
         if done {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }

@@ -12,9 +12,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{Failure, RunArgs, env_entry, fail};
-use crate::api::client::{Client, ClientError, LogsQuery};
+use crate::api::client::{Client, ClientError, EventStream, EventsQuery, LogsQuery};
 use crate::api::types::{Bind, ContainerCreate, LogLine, Tmpfs};
 use crate::cli::{ProjectArgs, out};
+use crate::engine::events::EventFilter;
 use crate::runtime::lifecycle::Runtime;
 use crate::spec::units;
 
@@ -291,6 +292,12 @@ async fn attached(client: &Client, id: &str, rm: bool) -> Result<u8, Failure> {
         .container_logs(id, &q)
         .await
         .map_err(|e| Failure::new(ENGINE, e))?;
+    // With --rm, the `destroy` event says when the daemon has removed it.
+    let destroyed = if rm {
+        destroy_events(client, id).await
+    } else {
+        None
+    };
     let mut signals = Vec::new();
     for (kind, name) in [
         (SignalKind::interrupt(), "SIGINT"),
@@ -348,24 +355,39 @@ async fn attached(client: &Client, id: &str, rm: bool) -> Result<u8, Failure> {
     if let Some(e) = exit.error {
         eprintln!("error: {e}");
     }
-    if rm {
-        removed(client, id).await;
+    if let Some(events) = destroyed {
+        removed(events, id).await;
     }
     Ok((exit.exit_code & 0xff) as u8)
 }
 
-/// Waits (bounded) until the daemon has removed the auto-remove container `id`, as Docker's
-/// `run --rm` returns only once the container is gone.
-async fn removed(client: &Client, id: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        match client.inspect_container(id).await {
-            Err(e) if e.code() == Some(crate::api::types::ErrorCode::NotFound) => return,
-            Err(_) => return,
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+/// The stream of container `id`'s `destroy` event, from now on.
+async fn destroy_events(client: &Client, id: &str) -> Option<EventStream> {
+    let mut filters = EventFilter::default();
+    filters.add("container", id).ok()?;
+    filters.add("event", "destroy").ok()?;
+    let q = EventsQuery {
+        filters,
+        ..EventsQuery::default()
+    };
+    client.events_with(&q).await.ok()
+}
+
+/// Waits (bounded) until the daemon has removed the auto-remove container `id` (its `destroy`
+/// event), as Docker's `run --rm` returns only once the container is gone.
+async fn removed(mut events: EventStream, id: &str) {
+    let wait = async {
+        while let Some(e) = events.next().await {
+            if e.is_ok_and(|e| e.action == "destroy") {
+                return true;
+            }
         }
+        false
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+        Ok(true) => {}
+        _ => eprintln!("warning: container {id}: its removal was not confirmed"),
     }
-    eprintln!("warning: container {id} is still being removed");
 }
 
 #[cfg(test)]
