@@ -394,6 +394,92 @@ async fn removed(mut events: EventStream, id: &str) {
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> RunArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().run
+    }
+
+    #[test]
+    fn flags_become_the_create_request() {
+        let project = ProjectArgs::default();
+        let req = request(
+            &project,
+            &args(&[
+                "--rm",
+                "-m",
+                "64m",
+                "--cpus",
+                "1.5",
+                "--pids-limit",
+                "20",
+                "--cap-add",
+                "NET_ADMIN",
+                "--cap-drop",
+                "ALL",
+                "--tmpfs",
+                "/run:size=1m",
+                "-e",
+                "A=1",
+                "--read-only",
+                "--init",
+                "-u",
+                "1:2",
+                "--network",
+                "host",
+                "-l",
+                "k=v",
+                "--entrypoint",
+                "",
+                "img",
+                "sh",
+                "-c",
+                "true",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(req.image, "img");
+        assert_eq!(req.memory, Some(64 << 20));
+        assert_eq!((req.cpus, req.pids_limit), (Some(1.5), Some(20)));
+        assert_eq!((req.cap_add.len(), req.cap_drop.len()), (1, 1));
+        assert_eq!(req.tmpfs[0].size, Some(1 << 20));
+        assert_eq!(req.env, ["A=1"]);
+        assert!(req.read_only && req.init && req.auto_remove);
+        assert_eq!(req.user.as_deref(), Some("1:2"));
+        assert_eq!(req.network.as_deref(), Some("host"));
+        assert_eq!(req.labels["k"], "v");
+        assert_eq!(req.entrypoint, Some(vec![]));
+        assert_eq!(req.command.unwrap(), ["sh", "-c", "true"]);
+        // An in-process attach (-i) removes the container itself; -d --rm leaves it to the
+        // daemon.
+        assert!(
+            !request(&project, &args(&["--rm", "-i", "img"]))
+                .unwrap()
+                .auto_remove
+        );
+        assert!(
+            request(&project, &args(&["--rm", "-d", "-i", "img"]))
+                .unwrap()
+                .auto_remove
+        );
+        for bad in [
+            &["-m", "12zb", "img"][..],
+            &["--cpus=-1", "img"],
+            &["--publish", "80:80", "img"],
+            &["--network", "bridge", "img"],
+            &["--tmpfs", "/x:bogus=1", "img"],
+        ] {
+            let e = request(&project, &args(bad)).unwrap_err();
+            assert_eq!(e.code, ENGINE, "{bad:?}");
+        }
+    }
+
     #[test]
     fn tmpfs_and_bind_syntax() {
         let t = parse_tmpfs("/run:size=64m,mode=1700").unwrap();
