@@ -480,7 +480,7 @@ impl Staging {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let dir = data_root
-            .join("cp")
+            .join(crate::engine::restore::CP_STAGING)
             .join(format!("{}-{n}-{nanos}", std::process::id()));
         fs::create_dir_all(&dir).map_err(|e| {
             ApiError::internal(format!("create the staging dir {}: {e}", dir.display()))
@@ -586,6 +586,8 @@ pub(super) async fn archive_get(
     } else {
         q.path
     };
+    // No start, stop or removal meanwhile (a stopped container's overlay is mounted).
+    let guard = state.containers.lock(&id).await;
     let staging = {
         let out = out.clone();
         tokio::task::spawn_blocking(move || {
@@ -606,6 +608,7 @@ pub(super) async fn archive_get(
         .await
         .map_err(|e| ApiError::internal(format!("archive: {e}")))??
     };
+    drop(guard);
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let _staging = staging;
@@ -684,6 +687,7 @@ pub(super) async fn archive_put(
         }
     }
     drop(file);
+    let _guard = state.containers.lock(&id).await;
     tokio::task::spawn_blocking(move || {
         let input = staging.0.join("in");
         fs::create_dir_all(&input)
