@@ -507,6 +507,26 @@ fn cp_both_ways_running_and_stopped() {
     f.ok(&["container", "start", "box"]);
     let o = f.ok(&["container", "exec", "box", "cat", "/stopped.txt"]);
     assert_eq!(o, "from host\n");
+    // A missing container path: one clear line, nothing made on the host.
+    let missing = host.join("never");
+    let err = f.fails(
+        1,
+        &[
+            "container",
+            "cp",
+            "box:/no/such/file",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("/no/such/file"), "{err}");
+    assert!(!missing.exists());
+    assert!(
+        fs::read_dir(&host)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".flotilla-cp")),
+        "staging left"
+    );
     // The stopped copies left no mount behind.
     assert!(lifecycle::mounts_under(&f.containers_dir()).is_empty());
     f.ok(&["container", "rm", "-f", "box"]);

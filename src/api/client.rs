@@ -7,6 +7,8 @@
 
 mod containers;
 
+pub use containers::ByteStream;
+
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};

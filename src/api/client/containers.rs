@@ -8,6 +8,35 @@ use http_body_util::BodyExt;
 use super::{Client, ClientError, JsonStream, Result, api_error, query_escape, with_query};
 use crate::api::types::{CommitResult, Container, ContainerCommit, ContainerStats, ContainerTop};
 
+/// A response body read chunk by chunk.
+#[derive(Debug)]
+pub struct ByteStream {
+    body: hyper::body::Incoming,
+    path: String,
+}
+
+impl ByteStream {
+    /// The next chunk; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<Bytes>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(source) => {
+                    return Some(Err(ClientError::Body {
+                        method: Method::GET,
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            }
+        }
+    }
+}
+
 fn container_path(id: &str, what: &str) -> String {
     format!("/v1/containers/{}/{what}", query_escape(id))
 }
@@ -41,6 +70,25 @@ impl Client {
     pub async fn container_stats_stream(&self, id: &str) -> Result<JsonStream<ContainerStats>> {
         let path = format!("{}?stream=true", container_path(id, "stats"));
         self.stream(Method::GET, &path, None).await
+    }
+
+    /// `GET /v1/containers/{id}/archive?path=…`: the tar of `path`, read as it arrives.
+    pub async fn archive_get_stream(&self, id: &str, path: &str) -> Result<ByteStream> {
+        let p = format!(
+            "{}?path={}",
+            container_path(id, "archive"),
+            query_escape(path)
+        );
+        let (status, body) = self.send(Method::GET, &p, None).await?;
+        if !status.is_success() {
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            return Err(api_error(status, &bytes));
+        }
+        Ok(ByteStream { body, path: p })
     }
 
     /// `GET /v1/containers/{id}/archive?path=…`: the tar of `path` (whole, in memory).

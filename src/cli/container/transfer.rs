@@ -7,7 +7,10 @@
 //! (a running container is paused meanwhile, as Docker does).
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
 
 use clap::Args;
 
@@ -69,17 +72,37 @@ fn pack(src: &Path) -> Result<Vec<u8>, Failure> {
     tar.into_inner().map_err(err)
 }
 
+/// Reads the chunks sent on a channel (the archive as it arrives); a failed download arrives
+/// as an error, so that nothing is made from a cut archive.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Result<Bytes, String>>,
+    chunk: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => self.chunk = c,
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                // The whole archive was sent.
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
 /// Unpacks the daemon's tar of the container's `path` to the host's `dest` with cp's rules.
-fn unpack(tar: &[u8], path: &str, dest: &Path) -> Result<(), Failure> {
+fn unpack(tar: impl Read, path: &str, dest: &Path) -> Result<(), Failure> {
     let err = |e: std::io::Error| fail(format!("cp: {}: {e}", dest.display()));
-    let archive = || {
-        let mut a = tar::Archive::new(tar);
-        a.set_preserve_permissions(true);
-        a.set_preserve_mtime(true);
-        a
-    };
+    let mut archive = tar::Archive::new(tar);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
     if dest.is_dir() {
-        return archive().unpack(dest).map_err(err);
+        return archive.unpack(dest).map_err(err);
     }
     // Staged beside the destination, then renamed: nothing half-made is left under its name.
     let parent = match dest.parent() {
@@ -89,7 +112,7 @@ fn unpack(tar: &[u8], path: &str, dest: &Path) -> Result<(), Failure> {
     let staging = parent.join(format!(".flotilla-cp-{}", std::process::id()));
     fs::create_dir(&staging).map_err(|e| fail(format!("cp: {}: {e}", staging.display())))?;
     let result = (|| {
-        archive().unpack(&staging)?;
+        archive.unpack(&staging)?;
         let whole = path.trim_end_matches('/').is_empty();
         let mut entries: Vec<_> = fs::read_dir(&staging)?.flatten().collect();
         match entries.pop() {
@@ -105,8 +128,29 @@ pub async fn cp(client: &Client, args: &CpArgs) -> Result<u8, Failure> {
     match (container_path(&args.src), container_path(&args.dest)) {
         (Some((c, p)), None) => {
             let path = if p.is_empty() { "/" } else { p };
-            let tar = client.archive_get(c, path).await.map_err(fail)?;
-            unpack(&tar, path, Path::new(&args.dest))?;
+            let mut stream = client.archive_get_stream(c, path).await.map_err(fail)?;
+            // Unpacked on a thread as the chunks arrive: no archive is held in memory.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
+            let (path_owned, dest) = (path.to_string(), PathBuf::from(&args.dest));
+            let unpacker = tokio::task::spawn_blocking(move || {
+                let reader = ChunkReader {
+                    rx,
+                    chunk: Bytes::new(),
+                };
+                unpack(reader, &path_owned, &dest)
+            });
+            while let Some(chunk) = stream.next().await {
+                let failed = chunk.is_err();
+                let chunk = chunk.map_err(|e| format!("the download failed: {e}"));
+                let tx = tx.clone();
+                // The unpacker gone (it failed) ends the download; it says why.
+                let sent = tokio::task::spawn_blocking(move || tx.send(chunk).is_ok()).await;
+                if failed || !matches!(sent, Ok(true)) {
+                    break;
+                }
+            }
+            drop(tx);
+            unpacker.await.map_err(|e| fail(format!("cp: {e}")))??;
         }
         (None, Some((c, p))) => {
             let path = if p.is_empty() { "/" } else { p };
