@@ -527,6 +527,13 @@ fn cp_both_ways_running_and_stopped() {
             .all(|e| !e.file_name().to_string_lossy().starts_with(".flotilla-cp")),
         "staging left"
     );
+    let err = f.fails(
+        1,
+        &["container", "cp", file.to_str().unwrap(), "nosuch:/tmp"],
+    );
+    assert!(err.contains("no such container: nosuch"), "{err}");
+    let err = f.fails(1, &["container", "cp", "/no/such/host/file", "box:/tmp"]);
+    assert!(err.contains("/no/such/host/file"), "{err}");
     // The stopped copies left no mount behind.
     assert!(lifecycle::mounts_under(&f.containers_dir()).is_empty());
     f.ok(&["container", "rm", "-f", "box"]);

@@ -338,6 +338,34 @@ fn archive_out_and_in_running_and_stopped() {
             ErrorCode::NotFound
         );
 
+        // A streamed upload: whole, it lands; cut by an error, nothing is made.
+        let tar = tar_of(&[("streamed.txt", &[b'x'; 200_000][..])]);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let chunks: Vec<Bytes> = tar.chunks(32 * 1024).map(Bytes::copy_from_slice).collect();
+        tokio::spawn(async move {
+            for c in chunks {
+                tx.send(Ok(c)).await.unwrap();
+            }
+        });
+        client.archive_put_stream("box", "/tmp", rx).await.unwrap();
+        let got = client
+            .archive_get("box", "/tmp/streamed.txt")
+            .await
+            .unwrap();
+        assert_eq!(entries(&got)[0].1.len(), 200_000);
+        let tar = tar_of(&[("cut.txt", &[b'y'; 200_000][..])]);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let half = Bytes::copy_from_slice(&tar[..100_000]);
+        tokio::spawn(async move {
+            tx.send(Ok(half)).await.unwrap();
+            let _ = tx.send(Err(std::io::Error::other("cut"))).await;
+        });
+        assert!(client.archive_put_stream("box", "/tmp", rx).await.is_err());
+        assert_eq!(
+            code(client.archive_get("box", "/tmp/cut.txt").await.unwrap_err()),
+            ErrorCode::NotFound
+        );
+
         // Stopped: through its layers and upper dir.
         client.stop_container("box", Some(0)).await.unwrap();
         let tar = client.archive_get("box", "/tmp/up.txt").await.unwrap();

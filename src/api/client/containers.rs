@@ -2,10 +2,13 @@
 //! stats (one sample or a stream), archive (cp out and in as tar bodies) and commit.
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 
 use super::{Client, ClientError, JsonStream, Result, api_error, query_escape, with_query};
+use crate::api::host::Host;
 use crate::api::types::{CommitResult, Container, ContainerCommit, ContainerStats, ContainerTop};
 
 /// A response body read chunk by chunk.
@@ -36,6 +39,11 @@ impl ByteStream {
         }
     }
 }
+
+/// A connection the upload runs over (unix socket or TCP).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 fn container_path(id: &str, what: &str) -> String {
     format!("/v1/containers/{}/{what}", query_escape(id))
@@ -133,6 +141,98 @@ impl Client {
             })?
             .to_bytes();
         if status != StatusCode::NO_CONTENT && !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        Ok(())
+    }
+
+    /// `PUT /v1/containers/{id}/archive?path=…` with the tar streamed from `chunks` as they
+    /// come (an error chunk aborts the upload: the daemon then makes nothing).
+    pub async fn archive_put_stream(
+        &self,
+        id: &str,
+        path: &str,
+        chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    ) -> Result<()> {
+        use http_body_util::StreamBody;
+        let p = format!(
+            "{}?path={}",
+            container_path(id, "archive"),
+            query_escape(path)
+        );
+        let host = self.host.to_string();
+        let connect_err = |source| ClientError::Connect {
+            host: host.clone(),
+            source,
+        };
+        let mut chunks = chunks;
+        let frames = futures_util::TryStreamExt::map_ok(
+            futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx)),
+            hyper::body::Frame::data,
+        );
+        let body = StreamBody::new(frames);
+        let io: Box<dyn Io> = match &self.host {
+            Host::Unix(socket) => Box::new(
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(connect_err)?,
+            ),
+            Host::Tcp(addr) => Box::new(
+                tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(connect_err)?,
+            ),
+        };
+        let (mut sender, conn) =
+            http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|source| ClientError::Handshake {
+                    host: host.clone(),
+                    source,
+                })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "api upload connection");
+            }
+        });
+        let authority = match &self.host {
+            Host::Unix(_) => "flotilla",
+            Host::Tcp(addr) => addr.as_str(),
+        };
+        let mut req = Request::builder()
+            .method(Method::PUT)
+            .uri(&p)
+            .header(header::HOST, authority)
+            .header(header::CONTENT_TYPE, "application/x-tar");
+        if let Some(token) = &self.token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let req = req.body(body).map_err(|source| ClientError::Request {
+            method: Method::PUT,
+            path: p.clone(),
+            source,
+        })?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|source| ClientError::Send {
+                method: Method::PUT,
+                path: p.clone(),
+                host: host.clone(),
+                source,
+            })?;
+        let status = res.status();
+        let bytes = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| ClientError::Body {
+                method: Method::PUT,
+                path: p.clone(),
+                source,
+            })?
+            .to_bytes();
+        if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
         Ok(())

@@ -686,6 +686,10 @@ pub(super) async fn archive_put(
                 .map_err(|e| ApiError::internal(format!("write {}: {e}", tar_path.display())))?;
         }
     }
+    // tokio writes in the background: everything must be in the file before it is read.
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(|e| ApiError::internal(format!("write {}: {e}", tar_path.display())))?;
     drop(file);
     let _guard = state.containers.lock(&id).await;
     tokio::task::spawn_blocking(move || {

@@ -55,21 +55,58 @@ fn container_path(text: &str) -> Option<(&str, &str)> {
     (!c.is_empty() && !c.contains('/') && !c.starts_with('.')).then_some((c, p))
 }
 
-/// A tar holding the host's `src` (a file, symlink or directory tree) under its own name.
-fn pack(src: &Path) -> Result<Vec<u8>, Failure> {
+/// Sends what is written as chunks of the upload.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    const CHUNK: usize = 64 * 1024;
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "upload ended"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Writes a tar holding the host's `src` (a file, symlink or directory tree) under its own
+/// name to `out`.
+fn pack(src: &Path, out: &mut ChunkWriter) -> Result<(), Failure> {
     let err = |e: std::io::Error| fail(format!("cp: {}: {e}", src.display()));
     let meta = fs::symlink_metadata(src).map_err(err)?;
     let name = src
         .file_name()
         .ok_or_else(|| fail(format!("cp: {}: no file name", src.display())))?;
-    let mut tar = tar::Builder::new(Vec::new());
+    let mut tar = tar::Builder::new(&mut *out);
     tar.follow_symlinks(false);
     if meta.is_dir() {
         tar.append_dir_all(name, src).map_err(err)?;
     } else {
         tar.append_path_with_name(src, name).map_err(err)?;
     }
-    tar.into_inner().map_err(err)
+    tar.finish().map_err(err)?;
+    drop(tar);
+    std::io::Write::flush(out).map_err(err)
 }
 
 /// Reads the chunks sent on a channel (the archive as it arrives); a failed download arrives
@@ -154,11 +191,29 @@ pub async fn cp(client: &Client, args: &CpArgs) -> Result<u8, Failure> {
         }
         (None, Some((c, p))) => {
             let path = if p.is_empty() { "/" } else { p };
-            let tar = pack(Path::new(&args.src))?;
-            client
-                .archive_put(c, path, tar.into())
-                .await
-                .map_err(fail)?;
+            let src = PathBuf::from(&args.src);
+            // Checked before the upload starts, so a typo is one clear line.
+            fs::symlink_metadata(&src).map_err(|e| fail(format!("cp: {}: {e}", src.display())))?;
+            // Packed on a thread as it is sent: no archive is held in memory.
+            let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+            let packer = tokio::task::spawn_blocking(move || {
+                let mut out = ChunkWriter {
+                    tx: tx.clone(),
+                    buf: Vec::new(),
+                };
+                let packed = pack(&src, &mut out);
+                if let Err(f) = &packed {
+                    // The daemon sees a failed upload and makes nothing.
+                    let _ = tx.blocking_send(Err(std::io::Error::other(f.message.clone())));
+                }
+                packed
+            });
+            let sent = client.archive_put_stream(c, path, rx).await;
+            let packed = packer.await.map_err(|e| fail(format!("cp: {e}")))?;
+            // The daemon's refusal (no such container, bad path) says more than the packer's
+            // cut upload.
+            sent.map_err(fail)?;
+            packed?;
         }
         (Some(_), Some(_)) => {
             return Err(fail("cp: copying between containers is not supported"));
