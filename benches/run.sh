@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Container start-to-exit latency: `flotilla container run --rm IMG true` (network none, the
-# default until the network issue) against `crun run` on an OCI bundle of the same busybox rootfs
+# Container start-to-exit latency: `flotilla container run --rm IMG true` (network none) through
+# a daemon of its own (data root, socket) against `crun run` on an OCI bundle of the same busybox rootfs
 # and plain `unshare --fork --pid --mount --uts --ipc --net true`, in the same run. Median, min
 # and p90 of RUNS (default 25) timed runs after 3 warm-up runs each. Root; needs busybox-static
 # and crun (apt-get install -y busybox-static crun).
@@ -24,10 +24,13 @@ if [ -z "${FLOTILLA_BIN:-}" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/flt-bench-run.XXXXXX)
-PREFIX=bench-$$
+DAEMON_PID=
 cleanup() {
-  "$FLOTILLA_BIN" --data-root "$WORK/root" container rm --force $("$FLOTILLA_BIN" --data-root "$WORK/root" container ls -aq 2>/dev/null) >/dev/null 2>&1 || true
-  for h in /sys/fs/cgroup/*/flotilla-$PREFIX; do [ -d "$h" ] && rmdir "$h" 2>/dev/null || true; done
+  if [ -n "$DAEMON_PID" ]; then
+    "${F[@]}" container rm --force $("${F[@]}" container ls -aq 2>/dev/null) >/dev/null 2>&1 || true
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+  fi
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -40,16 +43,15 @@ for a in sh true echo cat sleep ls; do ln -s busybox "$R/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
 echo 'root:x:0:' > "$R/etc/group"
 tar -C "$R" -cf "$WORK/rootfs.tar" .
-export FLOTILLA_CGROUP_PREFIX=$PREFIX
-F=("$FLOTILLA_BIN" --data-root "$WORK/root")
-# Image commands are clients of a daemon: one of its own, on a private socket, for the import.
+F=("$FLOTILLA_BIN" --data-root "$WORK/root" --host "unix://$WORK/flotilla.sock")
+# The daemon of this run (its own socket; no DNS forwarding off the machine).
 printf '[dns]\nupstreams = []\n' > "$WORK/daemon.toml"
-"${F[@]}" --config "$WORK/daemon.toml" daemon --host "unix://$WORK/flotilla.sock" \
-  >"$WORK/daemon.log" 2>&1 &
-DAEMON=$!
-for _ in $(seq 300); do [ -S "$WORK/flotilla.sock" ] && break; sleep 0.1; done
-"$FLOTILLA_BIN" --host "unix://$WORK/flotilla.sock" image import "$WORK/rootfs.tar" bench/run:1 >/dev/null
-kill -TERM "$DAEMON"; wait "$DAEMON" || true
+"$FLOTILLA_BIN" daemon --data-root "$WORK/root" --host "unix://$WORK/flotilla.sock" \
+  --config "$WORK/daemon.toml" 2>"$WORK/daemon.log" &
+DAEMON_PID=$!
+for _ in $(seq 1 500); do [ -S "$WORK/flotilla.sock" ] && break; sleep 0.02; done
+[ -S "$WORK/flotilla.sock" ] || { echo "run.sh: the daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1; }
+"${F[@]}" image import "$WORK/rootfs.tar" bench/run:1 >/dev/null
 
 # The crun bundle of the same rootfs.
 B=$WORK/bundle

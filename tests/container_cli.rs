@@ -1,32 +1,38 @@
-//! Root integration tests of `flotilla container …` through the real binary: run -d / ps / logs /
-//! stop / ps -a / inspect, `run --rm` exit codes, pause and unpause (a counter stops and goes on),
-//! exec, top and stats, cp both ways (running and stopped containers), commit then run of the
-//! new image (a file added, a file deleted through a whiteout), `image rm` refused while a
-//! container uses the image, the bad inputs with Docker's exit codes, and `rm` leaving nothing.
+//! Root integration tests of `flotilla container …` through the real binary against a real
+//! daemon: run -d / ps / logs / stop / ps -a / inspect, `run --rm` exit codes and output
+//! streams, PID 1, hostname, masked /proc/kcore, read-only root, memory (OOM kill, 137), pids
+//! limit, stop grace period, restart, pause and unpause (a counter stops and goes on), exec,
+//! top and stats, cp both ways (running and stopped containers), commit then run of the new
+//! image (a file added, a file deleted through a whiteout), `image rm` refused while a
+//! container uses the image, the bad inputs with Docker's exit codes, `rm` leaving nothing, and
+//! `run -d --rm` removed by the daemon after the exit.
 //!
-//! Each test has its own data root (a tempdir holding busybox imported with `image import`) and
-//! its own cgroup prefix (`FLOTILLA_CGROUP_PREFIX`); a drop guard kills what the test left running
-//! (by pid, from the state files), removes its containers, cgroups, mounts and the data root.
+//! Each test starts `flotilla daemon` on its own data root (holding busybox), socket and config
+//! (`[dns] upstreams = []`), and passes `--host unix://…` to every command; its cgroup prefix is
+//! the daemon's (derived from the root). A drop guard removes its containers, stops the daemon
+//! by pid, kills what is left (by pid, from the state files), removes cgroups, mounts and the
+//! data root.
 
 mod common;
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla::runtime::lifecycle;
+use flotilla::runtime::lifecycle::{self, Runtime};
 use flotilla::runtime::state::{self, Status};
 use flotilla::runtime::sys::cgroup::{self, Cgroup};
 
 const IMAGE: &str = "flotilla.test/cli-busybox:1";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 struct Fixture {
     dir: Option<tempfile::TempDir>,
+    daemon: Option<Child>,
+    root: PathBuf,
+    socket: PathBuf,
     prefix: String,
 }
 
@@ -40,38 +46,66 @@ impl Fixture {
             .prefix("flt-cc-")
             .tempdir()
             .expect("tempdir");
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let f = Fixture {
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        common::daemon::import_busybox(&root, IMAGE);
+        // Nothing is forwarded off this machine.
+        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
+        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
+        let socket = dir.path().join("run/flotilla.sock");
+        let daemon = common::daemon::spawn(
+            &root,
+            &socket,
+            &dir.path().join("daemon.toml"),
+            &dir.path().join("daemon.log"),
+            TIMEOUT,
+        );
+        Fixture {
             dir: Some(dir),
-            prefix: format!("cctest-{}-{n}", std::process::id()),
-        };
-        let tar = f.root().join("busybox.tar");
-        fs::write(&tar, common::registry::busybox_layer()).unwrap();
-        // Straight into the store: the image commands are clients of a daemon, these
-        // container commands still run in-process.
-        let store = flotilla::image::store::Store::open(f.root()).unwrap();
-        let reference = flotilla::image::reference::Reference::parse(IMAGE).unwrap();
-        flotilla::image::archive::import(&store, fs::File::open(&tar).unwrap(), &reference)
-            .unwrap();
-        f
+            daemon: Some(daemon),
+            root,
+            socket,
+            prefix,
+        }
     }
 
     fn root(&self) -> &Path {
-        self.dir.as_ref().unwrap().path()
+        &self.root
+    }
+
+    /// A scratch directory of the test (beside the data root).
+    fn scratch(&self) -> PathBuf {
+        let d = self.dir.as_ref().unwrap().path().join("scratch");
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.as_ref().unwrap().path().join("daemon.log")).unwrap_or_default()
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        let mut c = Command::new(common::daemon::BIN);
         c.arg("--data-root")
-            .arg(self.root())
+            .arg(&self.root)
+            .arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
             .args(args)
-            .env("FLOTILLA_CGROUP_PREFIX", &self.prefix)
+            .env_remove("FLOTILLA_HOST")
+            .env_remove("FLOTILLA_CGROUP_PREFIX")
             .stdin(Stdio::null());
         c
     }
 
+    /// Runs the CLI to its end (bounded: killed by its pid past [`TIMEOUT`]).
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run flotilla")
+        let child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run flotilla");
+        finish(child, args)
     }
 
     /// Runs and asserts success; returns stdout.
@@ -79,10 +113,11 @@ impl Fixture {
         let o = self.run(args);
         assert!(
             o.status.success(),
-            "flotilla {args:?}: {}\nstdout: {}\nstderr: {}",
+            "flotilla {args:?}: {}\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
             o.status,
             String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -137,11 +172,35 @@ impl Fixture {
             });
         }
     }
+
+    /// Stops the daemon (SIGTERM by pid, then SIGKILL past a bound).
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.daemon.take() else {
+            return;
+        };
+        if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let root = self.root().to_path_buf();
+        if self.daemon.is_some() {
+            for id in self.ids() {
+                let _ = self.run(&["container", "rm", "--force", &id]);
+            }
+        }
+        self.stop_daemon();
         for id in self.ids() {
             let dir = self.containers_dir().join(&id);
             if let Ok(st) = state::read(&dir) {
@@ -155,18 +214,61 @@ impl Drop for Fixture {
                     }
                 }
             }
-            let _ = self.run(&["container", "rm", "--force", &id]);
             if let Ok(cg) = Cgroup::open(&format!("{}/{id}", cgroup::prefix_dir(&self.prefix))) {
                 let _ = cg.destroy(true);
             }
         }
         let _ = cgroup::cleanup_prefix(&self.prefix);
-        for m in lifecycle::mounts_under(&root).iter().rev() {
+        let net: String = self.prefix.chars().take(4).collect();
+        let _ = flotilla::network::cleanup_prefix(&net, &self.root);
+        for m in lifecycle::mounts_under(&self.root).iter().rev() {
             let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
         }
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
+    }
+}
+
+/// Waits (bounded) for a child and collects its output; past the bound it is killed by pid.
+fn finish(mut child: Child, what: &[&str]) -> Output {
+    let reader = |s: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(mut s) = s {
+                let _ = s.read_to_end(&mut b);
+            }
+            b
+        })
+    };
+    let out = reader(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = reader(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }
 
@@ -326,7 +428,7 @@ fn run_rm_propagates_the_exit_code_and_leaves_nothing() {
 #[test]
 fn cp_both_ways_running_and_stopped() {
     let f = Fixture::new();
-    let host = f.root().join("host");
+    let host = f.scratch().join("host");
     fs::create_dir_all(host.join("tree/sub")).unwrap();
     fs::write(host.join("file.txt"), "from host\n").unwrap();
     fs::write(host.join("tree/sub/deep"), "deep\n").unwrap();
@@ -405,6 +507,33 @@ fn cp_both_ways_running_and_stopped() {
     f.ok(&["container", "start", "box"]);
     let o = f.ok(&["container", "exec", "box", "cat", "/stopped.txt"]);
     assert_eq!(o, "from host\n");
+    // A missing container path: one clear line, nothing made on the host.
+    let missing = host.join("never");
+    let err = f.fails(
+        1,
+        &[
+            "container",
+            "cp",
+            "box:/no/such/file",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("/no/such/file"), "{err}");
+    assert!(!missing.exists());
+    assert!(
+        fs::read_dir(&host)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".flotilla-cp")),
+        "staging left"
+    );
+    let err = f.fails(
+        1,
+        &["container", "cp", file.to_str().unwrap(), "nosuch:/tmp"],
+    );
+    assert!(err.contains("no such container: nosuch"), "{err}");
+    let err = f.fails(1, &["container", "cp", "/no/such/host/file", "box:/tmp"]);
+    assert!(err.contains("/no/such/host/file"), "{err}");
     // The stopped copies left no mount behind.
     assert!(lifecycle::mounts_under(&f.containers_dir()).is_empty());
     f.ok(&["container", "rm", "-f", "box"]);
@@ -458,14 +587,11 @@ fn commit_makes_an_image_that_runs_and_image_rm_refuses_an_image_in_use() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "gone\ndir\n");
 
     // The base image is in use by `src`.
-    let store = flotilla::image::store::Store::open(f.root()).unwrap();
-    let err = flotilla::image::manage::remove(&store, IMAGE, false)
-        .unwrap_err()
-        .to_string();
+    let err = f.fails(1, &["image", "rm", IMAGE]);
     assert!(err.contains("in use by container(s) src"), "{err}");
     f.ok(&["container", "rm", "-f", "src"]);
-    flotilla::image::manage::remove(&store, "flotilla.test/committed:1", false).unwrap();
-    flotilla::image::manage::remove(&store, IMAGE, false).unwrap();
+    f.ok(&["image", "rm", "flotilla.test/committed:1"]);
+    f.ok(&["image", "rm", IMAGE]);
 }
 
 #[test]
@@ -531,4 +657,196 @@ fn bad_input_is_refused_with_dockers_exit_codes_and_leaves_nothing() {
     assert_eq!(f.ids().len(), 1);
     f.ok(&["container", "rm", "-f", "taken"]);
     assert!(f.ids().is_empty());
+}
+
+#[test]
+fn isolation_limits_and_the_stop_grace_period() {
+    let f = Fixture::new();
+    // PID 1, its own hostname, /proc/kcore masked, a read-only root.
+    assert_eq!(
+        f.ok(&["container", "run", "--rm", IMAGE, "sh", "-c", "echo $$"]),
+        "1\n"
+    );
+    assert_eq!(
+        f.ok(&[
+            "container",
+            "run",
+            "--rm",
+            "--hostname",
+            "box",
+            IMAGE,
+            "busybox",
+            "hostname"
+        ]),
+        "box\n"
+    );
+    // /proc/kcore is masked (an empty file); kernels without it have /proc/timer_list.
+    let masked = ["/proc/kcore", "/proc/timer_list"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("a masked /proc file on this host");
+    let script = format!("wc -c < {masked}");
+    assert_eq!(
+        f.ok(&["container", "run", "--rm", IMAGE, "sh", "-c", &script])
+            .trim(),
+        "0"
+    );
+    let o = f.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--read-only",
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /made",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{o:?}"
+    );
+    // The memory limit: the kernel kills the process, Docker's 137, OOMKilled.
+    let o = f.run(&[
+        "container",
+        "run",
+        "--name",
+        "oom",
+        "-m",
+        "16m",
+        IMAGE,
+        "sh",
+        "-c",
+        "tail /dev/zero",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{o:?}");
+    assert_eq!(f.inspect("oom")["State"]["OOMKilled"], true);
+    f.ok(&["container", "rm", "oom"]);
+    // The pids limit: forks beyond it fail.
+    let o = f.run(&[
+        "container",
+        "run",
+        "--rm",
+        "--pids-limit",
+        "8",
+        IMAGE,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 2 & done; wait",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("can't fork"),
+        "{o:?}"
+    );
+    // A PID 1 that catches SIGTERM and goes on is killed once the grace period is over.
+    f.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "grace",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo term' TERM; while true; do sleep 0.1; done",
+    ]);
+    let t = Instant::now();
+    f.ok(&["container", "stop", "-t", "1", "grace"]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(f.inspect("grace")["State"]["ExitCode"], 137);
+    // restart runs it again; the trap is back in place.
+    f.ok(&["container", "restart", "-t", "1", "grace"]);
+    assert_eq!(f.inspect("grace")["State"]["Running"], true);
+    f.ok(&["container", "rm", "-f", "grace"]);
+    assert!(f.ids().is_empty(), "left {:?}", f.ids());
+}
+
+#[test]
+fn detached_rm_is_removed_by_the_daemon_and_logs_take_options() {
+    let f = Fixture::new();
+    let id = f
+        .ok(&[
+            "container",
+            "run",
+            "-d",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo one; echo two; sleep 0.5",
+        ])
+        .trim()
+        .to_string();
+    // The CLI is gone: the daemon removes the container after its exit.
+    f.until("the daemon to remove the container", || {
+        !f.containers_dir().join(&id).exists()
+    });
+    f.assert_gone(&id, &[]);
+    // logs: -t prefixes the time, --since in the future shows nothing, -f ends at the exit.
+    f.ok(&[
+        "container",
+        "run",
+        "--name",
+        "talk",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo a; echo b >&2",
+    ]);
+    let o = f.run(&["container", "logs", "-t", "talk"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.ends_with(" a\n") && out.starts_with("20"), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).ends_with(" b\n"));
+    assert_eq!(
+        f.ok(&[
+            "container",
+            "logs",
+            "--since",
+            "2999-01-01T00:00:00Z",
+            "talk"
+        ]),
+        ""
+    );
+    assert_eq!(f.ok(&["container", "logs", "-f", "talk"]), "a\n");
+    let err = f.fails(1, &["container", "logs", "--tail", "x", "talk"]);
+    assert!(err.contains("--tail"), "{err}");
+    let err = f.fails(1, &["container", "top", "talk"]);
+    assert!(err.contains("top needs a running container"), "{err}");
+    f.ok(&["container", "rm", "talk"]);
+    assert!(f.ids().is_empty());
+}
+
+#[test]
+fn attached_run_forwards_signals_to_the_container() {
+    let f = Fixture::new();
+    let child = f
+        .cmd(&[
+            "container",
+            "run",
+            "--rm",
+            "--name",
+            "proxy",
+            IMAGE,
+            "sh",
+            "-c",
+            "trap 'echo got term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Polled with run: the container may not exist yet.
+    f.until("the container to run", || {
+        String::from_utf8_lossy(&f.run(&["container", "logs", "proxy"]).stdout).contains("ready")
+    });
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let o = finish(child, &["run", "proxy"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ready\ngot term\n");
+    assert!(f.ids().is_empty(), "--rm left {:?}", f.ids());
 }

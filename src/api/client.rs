@@ -5,6 +5,7 @@
 //! socket is local and the CLI makes few calls. [`connect_or_start`] starts a daemon in the
 //! background when none answers on the default socket.
 
+mod containers;
 mod images;
 
 pub use images::{BodySender, ByteStream};

@@ -177,6 +177,10 @@ impl From<crate::runtime::lifecycle::LifecycleError> for ApiError {
                 ApiError::not_found(e.to_string())
             }
             L::NameConflict { .. } | L::WrongState { .. } => ApiError::conflict(e.to_string()),
+            // The container's command cannot be found or executed: the request's fault.
+            L::StartFailed {
+                status: 126 | 127, ..
+            } => ApiError::bad_request(e.to_string()),
             L::InvalidName { .. }
             | L::InvalidSignal { .. }
             | L::Ambiguous { .. }

@@ -1,9 +1,10 @@
 //! The axum routes of the REST API and the OpenAPI document generated from them. Handlers are
 //! thin: they validate, call the store or the engine (blocking work off the async threads) and
 //! publish events; the daemon ([`crate::engine::daemon`]) serves this router on each listener,
-//! with bearer-token auth on TCP. Containers' routes are in [`containers`], images' in
-//! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
+//! with bearer-token auth on TCP. Containers' routes are in [`containers`] (lifecycle) and
+//! [`container_ops`] (restart, top, stats, archive, commit), images' in [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
 
+mod container_ops;
 mod containers;
 mod df;
 mod image_archive;
@@ -30,11 +31,12 @@ use utoipa::OpenApi;
 
 use super::error::{ApiError, MAX_BODY};
 use super::types::{
-    Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, DiskUsage,
-    ErrorBody, ErrorCode, Event, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
-    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam,
-    NetworksPruned, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
-    PullProgress, PushProgress, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
+    Bind, CommitResult, Container, ContainerCommit, ContainerCreate, ContainerExit, ContainerState,
+    ContainerStats, ContainerStatus, ContainerTop, Counts, DiskUsage, ErrorBody, ErrorCode, Event,
+    Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed, ImageRemoved, ImageTag, Info,
+    LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam, NetworksPruned, Port,
+    ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress,
+    PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -79,6 +81,14 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/containers/{id}/unpause", post(containers::unpause))
         .route("/v1/containers/{id}/wait", post(containers::wait))
         .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/containers/{id}/restart", post(container_ops::restart))
+        .route("/v1/containers/{id}/top", get(container_ops::top))
+        .route("/v1/containers/{id}/stats", get(container_ops::stats))
+        .route(
+            "/v1/containers/{id}/archive",
+            get(container_ops::archive_get).put(container_ops::archive_put),
+        )
+        .route("/v1/containers/{id}/commit", post(container_ops::commit))
         .route("/v1/projects", get(projects::list))
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
@@ -369,11 +379,14 @@ impl utoipa::Modify for Tidy {
         networks::remove, networks::prune, df::df,
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
-        containers::wait, containers::remove, containers::logs, projects::up, projects::down,
+        containers::wait, containers::remove, containers::logs, container_ops::restart,
+        container_ops::top, container_ops::stats, container_ops::archive_get,
+        container_ops::archive_put, container_ops::commit, projects::up, projects::down,
         projects::run, projects::list, images::list, images::inspect,
         images::remove, images::pull, images::tag, images::push, images::prune, images::history,
         image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
+        Bind, Tmpfs, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
         ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,
@@ -417,6 +430,11 @@ mod tests {
             "/v1/containers/{id}/unpause",
             "/v1/containers/{id}/wait",
             "/v1/containers/{id}/logs",
+            "/v1/containers/{id}/restart",
+            "/v1/containers/{id}/top",
+            "/v1/containers/{id}/stats",
+            "/v1/containers/{id}/archive",
+            "/v1/containers/{id}/commit",
             "/v1/images",
             "/v1/images/{name}",
             "/v1/images/pull",

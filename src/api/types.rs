@@ -211,6 +211,50 @@ pub struct ContainerCreate {
     /// CPUs (`1.5`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<f64>,
+    /// Capabilities added to Docker's default set (`NET_ADMIN`, `ALL`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// Host directories bind-mounted into the container (the source must exist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binds: Vec<Bind>,
+    /// tmpfs mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tmpfs: Vec<Tmpfs>,
+    /// `none` (default: a new namespace with only `lo`) or `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Remove the container once it has exited (`run --rm`), done by the daemon.
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// A bind mount of [`ContainerCreate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bind {
+    /// An absolute host path that exists.
+    pub source: String,
+    /// An absolute path in the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A tmpfs mount of [`ContainerCreate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tmpfs {
+    /// An absolute path in the container.
+    pub target: String,
+    /// Size in bytes (default: the kernel's, half of RAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Mode of its root (default 1777).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 /// A container's status, Docker's words.
@@ -295,6 +339,11 @@ pub struct Container {
     /// The published ports as bound (while the container runs).
     #[serde(default)]
     pub ports: Vec<Port>,
+    /// Docker's inspect document of the container (`Config`, `HostConfig`, `Mounts`, …), from
+    /// its runtime spec; only `GET /v1/containers/{id}` fills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// A published port as bound: Docker's `80/tcp -> 0.0.0.0:8080`.
@@ -356,8 +405,70 @@ impl From<crate::runtime::lifecycle::Container> for Container {
                 health: None,
             },
             ports: Vec::new(),
+            details: None,
         }
     }
+}
+
+/// `GET /v1/containers/{id}/top`: the container's processes, Docker's shape (`ps -ef`
+/// columns).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerTop {
+    /// `UID`, `PID`, `PPID`, `C`, `STIME`, `TTY`, `TIME`, `CMD`.
+    pub titles: Vec<String>,
+    /// One row per process, as the host sees it, in the order of `titles`.
+    pub processes: Vec<Vec<String>>,
+}
+
+/// One sample of `GET /v1/containers/{id}/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerStats {
+    pub id: String,
+    pub name: String,
+    /// When the sample was taken, RFC 3339.
+    pub read: String,
+    /// Total CPU time used by the container, nanoseconds.
+    pub cpu_usage_ns: u64,
+    /// CPU use since the previous sample (100 = one whole CPU).
+    pub cpu_percent: f64,
+    /// Memory in use, bytes.
+    pub memory_usage: u64,
+    /// The container's memory limit, or the host's memory without one.
+    pub memory_limit: u64,
+    /// Processes and threads in the container.
+    pub pids: u64,
+}
+
+/// `POST /v1/containers/{id}/commit`: a new image from the container's changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerCommit {
+    /// The new image's reference (`repo[:tag]`).
+    pub reference: String,
+    /// Dockerfile instructions applied to the config (`CMD`, `ENTRYPOINT`, `ENV`, `EXPOSE`,
+    /// `LABEL`, `STOPSIGNAL`, `USER`, `WORKDIR`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// Pause a running container meanwhile (default true, as Docker).
+    #[serde(default = "yes")]
+    pub pause: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What `POST /v1/containers/{id}/commit` made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommitResult {
+    /// The new image's id (its config digest, `sha256:…`).
+    pub id: String,
+    /// Its full reference.
+    pub name: String,
 }
 
 /// `POST /v1/containers/{id}/wait`: how the container ended.

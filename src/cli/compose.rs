@@ -841,6 +841,7 @@ mod tests {
                 port("::", 8080, 80, "tcp"),
                 port("0.0.0.0", 5353, 53, "udp"),
             ],
+            details: None,
         };
         assert_eq!(
             ports_text(&c),

@@ -2,35 +2,37 @@
 //! start, stop, kill, restart, pause, unpause, rm, wait, ls/ps, inspect, logs, exec, top, stats,
 //! cp and commit, with Docker's flags and output.
 //!
-//! Until the daemon exists (the engine-daemon issue), these commands run in-process against the
-//! data root (`--data-root`) through [`crate::runtime::lifecycle::Runtime`]; then they become API
-//! calls and keep this output. There are deliberately no top-level aliases (`flotilla run`, `ps`,
-//! `logs`, …): those names belong to the Compose commands.
+//! Every command is a client of the daemon's REST API ([`crate::api::client`]), on `--host` or
+//! the default socket, where a daemon is started when none answers
+//! ([`super::system::engine_client`]). Two paths still run in-process against the data root
+//! until the upgraded attach/exec stream replaces them: `exec`, and the attach of `run -i`/`-t`
+//! ([`attach`], [`exec_in`], [`forward_signals`]). There are deliberately no top-level aliases
+//! (`flotilla run`, `ps`, `logs`, …): those names belong to the Compose commands.
 //!
 //! Exit codes follow Docker: `run` and `create` exit 125 when the engine fails before the
 //! container runs, 126/127 when its command cannot be executed or found, and the container's
 //! own status otherwise; other commands exit 1 on failure, 2 on usage errors.
 
+mod run;
 mod show;
 mod transfer;
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 
+use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out};
-use crate::runtime::bundle::LogConfig;
-use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
+use crate::api::client::{Client, ClientError, LogsQuery};
 use crate::runtime::control::{self, Reply, Request};
 use crate::runtime::exec::{self, ExecOptions};
-use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
+use crate::runtime::lifecycle::{LifecycleError, LogsOptions, Runtime};
 use crate::runtime::logs::{Entry, Stream};
 use crate::runtime::state::Status;
-use crate::runtime::sys::cgroup::Limits;
 use crate::runtime::time;
 use crate::spec::units;
 
@@ -89,7 +91,7 @@ pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short, long)]
     pub detach: bool,
-    /// Remove the container when it exits
+    /// Remove the container when it exits (done by the daemon, even if this command is gone)
     #[arg(long)]
     pub rm: bool,
     /// Keep standard input open
@@ -108,7 +110,7 @@ pub struct RunArgs {
     /// Mount a tmpfs: DST[:size=64m,mode=1777]
     #[arg(long, value_name = "DST[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Publish a port (`-p`; arrives with the network issue: refused for now)
+    /// Publish a port (`-p`; not yet for `container run`: refused, compose services publish)
     #[arg(long = "publish", value_name = "[IP:]HOST:CONTAINER")]
     pub publish: Vec<String>,
     /// The container's name
@@ -153,8 +155,7 @@ pub struct RunArgs {
     /// Seconds to wait after the stop signal before SIGKILL (default 10)
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
-    /// Network: `none` (default: an empty namespace with lo) or `host`; bridges arrive with the
-    /// network issue
+    /// Network: `none` (default: an empty namespace with lo) or `host`
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
     /// Set a label (KEY=VALUE)
@@ -204,10 +205,10 @@ pub struct RmArgs {
     /// Kill and remove running containers (`-f` after the command, as with Docker)
     #[arg(long)]
     pub force: bool,
-    /// Accepted for Docker compatibility (anonymous volumes arrive with the volume issue)
+    /// Also remove the container's anonymous volumes
     #[arg(short, long)]
     pub volumes: bool,
-    /// Wait until the container has exited first (`run -d --rm`'s remover)
+    /// Wait until the container has exited first (hidden; kept for scripts of older versions)
     #[arg(long, hide = true)]
     pub wait_first: bool,
     /// Containers, by name or id (prefix)
@@ -294,8 +295,13 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 /// Runs `flotilla container …` and returns the process exit code.
-pub fn main(engine: &EngineArgs, project: &ProjectArgs, args: &ContainerArgs) -> ExitCode {
-    match run_command(engine, project, &args.command) {
+pub fn main(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &ContainerArgs,
+) -> ExitCode {
+    match run_command(engine, hosts, project, &args.command) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !f.message.is_empty() {
@@ -308,42 +314,79 @@ pub fn main(engine: &EngineArgs, project: &ProjectArgs, args: &ContainerArgs) ->
 
 fn run_command(
     engine: &EngineArgs,
+    hosts: &HostArgs,
     project: &ProjectArgs,
     command: &ContainerCommand,
 ) -> Result<u8, Failure> {
-    let rt = runtime(engine)?;
+    // exec stays in-process until the upgraded exec stream replaces it.
+    if let ContainerCommand::Exec(args) = command {
+        return exec_in(&runtime(engine)?, args);
+    }
+    // Docker's 125: the engine failed before the container ran.
+    let engine_code = if matches!(
+        command,
+        ContainerCommand::Create(_) | ContainerCommand::Run(_)
+    ) {
+        125
+    } else {
+        1
+    };
+    let client = engine_client(engine, hosts).map_err(|message| Failure {
+        code: engine_code,
+        message,
+    })?;
+    let client = &client;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(engine_code, e))?;
     match command {
-        ContainerCommand::Create(args) => create(&rt, project, args, false),
-        ContainerCommand::Run(args) => create(&rt, project, args, true),
-        ContainerCommand::Start(args) => each(&rt, &args.containers, |id| rt.start(id).map(|_| ())),
-        ContainerCommand::Stop(args) => each(&rt, &args.containers, |id| {
-            rt.stop(id, args.time.map(Duration::from_secs))
-        }),
-        ContainerCommand::Kill(args) => each(&rt, &args.containers, |id| rt.kill(id, &args.signal)),
-        ContainerCommand::Restart(args) => each(&rt, &args.containers, |id| {
-            rt.stop(id, args.time.map(Duration::from_secs))?;
-            rt.start(id).map(|_| ())
-        }),
-        ContainerCommand::Pause(args) => each(&rt, &args.containers, |id| rt.pause(id)),
-        ContainerCommand::Unpause(args) => each(&rt, &args.containers, |id| rt.unpause(id)),
-        ContainerCommand::Rm(args) => each(&rt, &args.containers, |id| {
+        ContainerCommand::Create(args) => run::run(client, &engine.data_root, project, args, false),
+        ContainerCommand::Run(args) => run::run(client, &engine.data_root, project, args, true),
+        ContainerCommand::Start(args) => tokio.block_on(each(&args.containers, |id| async move {
+            client.start_container(&id).await.map(|_| ())
+        })),
+        ContainerCommand::Stop(args) => tokio.block_on(each(&args.containers, |id| async move {
+            client.stop_container(&id, args.time).await.map(|_| ())
+        })),
+        ContainerCommand::Kill(args) => tokio.block_on(each(&args.containers, |id| async move {
+            client
+                .kill_container(&id, Some(&args.signal))
+                .await
+                .map(|_| ())
+        })),
+        ContainerCommand::Restart(args) => tokio
+            .block_on(each(&args.containers, |id| async move {
+                client.restart_container(&id, args.time).await.map(|_| ())
+            })),
+        ContainerCommand::Pause(args) => tokio.block_on(each(&args.containers, |id| async move {
+            client.pause_container(&id).await.map(|_| ())
+        })),
+        ContainerCommand::Unpause(args) => tokio
+            .block_on(each(&args.containers, |id| async move {
+                client.unpause_container(&id).await.map(|_| ())
+            })),
+        ContainerCommand::Rm(args) => tokio.block_on(each(&args.containers, |id| async move {
             if args.wait_first {
-                rt.wait(id)?;
+                client.wait_container(&id).await?;
             }
-            rt.rm(id, args.force)
-        }),
-        ContainerCommand::Wait(args) => wait(&rt, &args.containers),
-        ContainerCommand::Ls(args) => show::ls(&rt, args),
-        ContainerCommand::Inspect(args) => show::inspect(&rt, args),
-        ContainerCommand::Logs(args) => logs(&rt, args),
-        ContainerCommand::Exec(args) => exec_in(&rt, args),
-        ContainerCommand::Top(args) => show::top(&rt, args),
-        ContainerCommand::Stats(args) => show::stats(&rt, args),
-        ContainerCommand::Cp(args) => transfer::cp(&rt, args),
-        ContainerCommand::Commit(args) => transfer::commit(engine, &rt, args),
+            client
+                .remove_container_with(&id, args.force, args.volumes)
+                .await
+        })),
+        ContainerCommand::Wait(args) => tokio.block_on(wait(client, &args.containers)),
+        ContainerCommand::Ls(args) => tokio.block_on(show::ls(client, args)),
+        ContainerCommand::Inspect(args) => tokio.block_on(show::inspect(client, args)),
+        ContainerCommand::Logs(args) => tokio.block_on(logs(client, args)),
+        ContainerCommand::Exec(_) => Ok(0),
+        ContainerCommand::Top(args) => tokio.block_on(show::top(client, args)),
+        ContainerCommand::Stats(args) => tokio.block_on(show::stats(client, args)),
+        ContainerCommand::Cp(args) => tokio.block_on(transfer::cp(client, args)),
+        ContainerCommand::Commit(args) => tokio.block_on(transfer::commit(client, args)),
     }
 }
 
+/// The in-process runtime of `exec` and of the `-i`/`-t` attach.
 fn runtime(engine: &EngineArgs) -> Result<Runtime, Failure> {
     let rt = Runtime::new(&engine.data_root).map_err(fail)?;
     // Tests and benchmarks keep their cgroups apart.
@@ -353,16 +396,16 @@ fn runtime(engine: &EngineArgs) -> Result<Runtime, Failure> {
     })
 }
 
-/// Runs `f` on each container (resolved by name or id), printing the argument as Docker does;
-/// every failure is reported, the exit code is 1 if any failed.
-fn each(
-    rt: &Runtime,
-    containers: &[String],
-    f: impl Fn(&str) -> Result<(), LifecycleError>,
-) -> Result<u8, Failure> {
+/// Runs `f` on each container (by name or id), printing the argument as Docker does; every
+/// failure is reported, the exit code is 1 if any failed.
+async fn each<F, Fut>(containers: &[String], f: F) -> Result<u8, Failure>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
     let mut failed = false;
     for name in containers {
-        match rt.resolve(name).and_then(|id| f(&id)) {
+        match f(name.clone()).await {
             Ok(()) => out(&format!("{name}\n")).map_err(fail)?,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -373,11 +416,11 @@ fn each(
     Ok(u8::from(failed))
 }
 
-fn wait(rt: &Runtime, containers: &[String]) -> Result<u8, Failure> {
+async fn wait(client: &Client, containers: &[String]) -> Result<u8, Failure> {
     let mut failed = false;
     for name in containers {
-        match rt.resolve(name).and_then(|id| rt.wait(&id)) {
-            Ok(code) => out(&format!("{code}\n")).map_err(fail)?,
+        match client.wait_container(name).await {
+            Ok(exit) => out(&format!("{}\n", exit.exit_code)).map_err(fail)?,
             Err(e) => {
                 eprintln!("error: {e}");
                 failed = true;
@@ -387,8 +430,6 @@ fn wait(rt: &Runtime, containers: &[String]) -> Result<u8, Failure> {
     Ok(u8::from(failed))
 }
 
-// --- create / run ---------------------------------------------------------------------------
-
 /// `KEY=VALUE` stays; `KEY` takes the host's value (dropped when the host has none).
 fn env_entry(entry: &str) -> Option<String> {
     if entry.contains('=') {
@@ -397,223 +438,7 @@ fn env_entry(entry: &str) -> Option<String> {
     std::env::var(entry).ok().map(|v| format!("{entry}={v}"))
 }
 
-fn env_files(files: &[PathBuf]) -> Result<Vec<String>, Failure> {
-    let mut env = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::new(125, format!("env file {}: {e}", file.display())))?;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            env.extend(env_entry(line));
-        }
-    }
-    Ok(env)
-}
-
-/// `DST[:size=64m,mode=1777]`.
-fn parse_tmpfs(text: &str) -> Result<TmpfsMount, String> {
-    let (target, options) = text.split_once(':').unwrap_or((text, ""));
-    let mut mount = TmpfsMount {
-        target: target.to_string(),
-        ..Default::default()
-    };
-    for option in options.split(',').filter(|o| !o.is_empty()) {
-        match option.split_once('=') {
-            Some(("size", v)) => mount.size = Some(units::parse_bytes(v)?),
-            Some(("mode", v)) => {
-                mount.mode = Some(
-                    u32::from_str_radix(v, 8)
-                        .map_err(|_| format!("tmpfs {text:?}: mode {v:?} is not octal"))?,
-                );
-            }
-            // Mount flags Docker accepts; the runtime applies its safe defaults.
-            None if matches!(
-                option,
-                "rw" | "ro" | "exec" | "noexec" | "nosuid" | "suid" | "nodev" | "dev"
-            ) => {}
-            _ => return Err(format!("tmpfs {text:?}: unsupported option {option:?}")),
-        }
-    }
-    Ok(mount)
-}
-
-/// `SRC:DST[:ro]` with a host path source; a missing source directory is created (Compose's
-/// short syntax).
-fn parse_bind(text: &str) -> Result<BindMount, String> {
-    let v = units::parse_volume(text)?;
-    let Some(source) = v.source.filter(|_| v.kind == "bind") else {
-        return Err(format!(
-            "volume {text:?}: named and anonymous volumes arrive with the volume issue; \
-             use a host path (absolute, or starting with ./ or ~)"
-        ));
-    };
-    let source = match source.strip_prefix('~') {
-        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default())
-            .join(rest.trim_start_matches('/')),
-        None => std::path::absolute(&source).unwrap_or_else(|_| PathBuf::from(&source)),
-    };
-    if !source.exists() {
-        std::fs::create_dir_all(&source)
-            .map_err(|e| format!("volume {text:?}: create {}: {e}", source.display()))?;
-    }
-    Ok(BindMount {
-        source,
-        target: v.target,
-        read_only: v.read_only,
-    })
-}
-
-fn create_options(project: &ProjectArgs, args: &RunArgs) -> Result<CreateOptions, Failure> {
-    let bad = |m: String| Failure::new(125, m);
-    if let Some(p) = args.publish.first() {
-        units::parse_port(p).map_err(bad)?;
-        return Err(bad(format!(
-            "publish {p:?}: publishing ports is not yet supported (it arrives with the network \
-             issue); use --network host to reach the container's ports"
-        )));
-    }
-    let netns = match args.network.as_deref() {
-        None | Some("none") | Some("default") => None,
-        // The starting process's own namespace: the host's (nothing new is created).
-        Some("host") => Some(PathBuf::from("/proc/self/ns/net")),
-        Some(other) => {
-            return Err(bad(format!(
-                "network {other:?}: not yet supported (none and host for now; networks arrive \
-                 with the network issue)"
-            )));
-        }
-    };
-    let mut env = env_files(&project.env_files)?;
-    env.extend(args.env.iter().filter_map(|e| env_entry(e)));
-    let tmpfs = args
-        .tmpfs
-        .iter()
-        .map(|t| parse_tmpfs(t))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    let binds = args
-        .volume
-        .iter()
-        .map(|v| parse_bind(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
-    let mut limits = Limits::default();
-    if let Some(m) = &args.memory {
-        let bytes = units::parse_bytes(m).map_err(|e| bad(format!("--memory: {e}")))?;
-        limits.memory =
-            Some(i64::try_from(bytes).map_err(|_| bad(format!("--memory {m:?}: too large")))?);
-    }
-    if let Some(cpus) = args.cpus {
-        limits
-            .set_cpus(cpus)
-            .map_err(|e| bad(format!("--cpus: {e}")))?;
-    }
-    limits.pids_limit = args.pids_limit;
-    let mut labels = std::collections::BTreeMap::new();
-    for l in &args.label {
-        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
-        labels.insert(k.to_string(), v.to_string());
-    }
-    let config = ContainerConfig {
-        command: (!args.command.is_empty()).then(|| args.command.clone()),
-        entrypoint: args.entrypoint.as_ref().map(|e| {
-            if e.is_empty() {
-                Vec::new()
-            } else {
-                vec![e.clone()]
-            }
-        }),
-        env,
-        working_dir: args.workdir.clone(),
-        user: args.user.clone(),
-        hostname: args.hostname.clone(),
-        read_only: args.read_only,
-        cap_add: args.cap_add.clone(),
-        cap_drop: args.cap_drop.clone(),
-        init: args.init,
-        tty: args.tty,
-        tmpfs,
-        binds,
-        netns,
-        ..Default::default()
-    };
-    Ok(CreateOptions {
-        name: args.name.clone(),
-        image: Some(args.image.clone()),
-        config,
-        limits,
-        stop_signal: args.stop_signal.clone(),
-        stop_timeout: args.stop_timeout.map(Duration::from_secs),
-        log: LogConfig::default(),
-        open_stdin: args.interactive,
-        labels,
-    })
-}
-
-/// `create`, and `run` (`start`: create, start, then attach unless detached).
-fn create(rt: &Runtime, project: &ProjectArgs, args: &RunArgs, start: bool) -> Result<u8, Failure> {
-    let options = create_options(project, args)?;
-    let id = rt.create(options).map_err(|e| Failure::new(125, e))?;
-    if !start {
-        out(&format!("{id}\n")).map_err(fail)?;
-        return Ok(0);
-    }
-    let remove = |rt: &Runtime| {
-        if args.rm
-            && let Err(e) = rt.rm(&id, true)
-        {
-            eprintln!("error: {e}");
-        }
-    };
-    // Signals for the container are taken before any thread starts (see `forward_signals`).
-    let signals = (!args.detach && !args.tty).then(block_signals);
-    if let Err(e) = rt.start(&id) {
-        remove(rt);
-        return Err(match e {
-            LifecycleError::StartFailed { status, .. } => Failure::new(status, e),
-            e => Failure::new(125, e),
-        });
-    }
-    if args.detach {
-        if args.rm {
-            spawn_remover(rt, &id);
-        }
-        out(&format!("{id}\n")).map_err(fail)?;
-        return Ok(0);
-    }
-    if let Some(set) = signals {
-        forward_signals(rt.clone(), id.clone(), set);
-    }
-    let code = attach(rt, &id, args.interactive, args.tty);
-    remove(rt);
-    let code = code.map_err(|e| Failure::new(125, e))?;
-    Ok((code & 0xff) as u8)
-}
-
-/// `run -d --rm`: a detached `flotilla container wait`-like helper that removes the container
-/// once it exits (the daemon's job once it exists).
-fn spawn_remover(rt: &Runtime, id: &str) {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let root = rt.dir(id);
-    let Some(data_root) = root.parent().and_then(Path::parent) else {
-        return;
-    };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--data-root")
-        .arg(data_root)
-        .args(["container", "rm", "--force", "--wait-first"])
-        .arg(id)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // Not waited for: it outlives this command (init reaps it).
-    let _ = cmd.spawn();
-}
+// --- in-process attach (`-i`/`-t`) and exec, until the upgraded streams replace them --------
 
 fn block_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
@@ -809,8 +634,7 @@ fn since(text: &str) -> Result<SystemTime, Failure> {
         .unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
-fn logs(rt: &Runtime, args: &LogsArgs) -> Result<u8, Failure> {
-    let id = rt.resolve(&args.container).map_err(fail)?;
+async fn logs(client: &Client, args: &LogsArgs) -> Result<u8, Failure> {
     let tail = match args.tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(
@@ -818,29 +642,39 @@ fn logs(rt: &Runtime, args: &LogsArgs) -> Result<u8, Failure> {
                 .map_err(|_| fail(format!("--tail {n:?}: expected a number or all")))?,
         ),
     };
-    let options = LogsOptions {
-        tail,
-        since: args.since.as_deref().map(since).transpose()?,
+    let q = LogsQuery {
         follow: args.follow,
-        timestamps: args.timestamps,
+        tail,
+        since: args
+            .since
+            .as_deref()
+            .map(since)
+            .transpose()?
+            .map(time::format),
     };
-    let mut closed = false;
-    rt.logs(&id, &options, &mut |e| {
-        let text = e.render(options.timestamps);
-        let result = match e.stream {
-            Stream::Stdout => {
-                let mut o = std::io::stdout().lock();
-                o.write_all(text.as_bytes()).and_then(|_| o.flush())
-            }
-            Stream::Stderr => {
-                let mut o = std::io::stderr().lock();
-                o.write_all(text.as_bytes()).and_then(|_| o.flush())
-            }
+    let mut stream = client
+        .container_logs(&args.container, &q)
+        .await
+        .map_err(fail)?;
+    while let Some(line) = stream.next().await {
+        let line = line.map_err(fail)?;
+        let text = if args.timestamps {
+            format!("{} {}", line.time, line.log)
+        } else {
+            line.log
         };
-        closed = result.is_err();
-        !closed
-    })
-    .map_err(fail)?;
+        let result = if line.stream == "stderr" {
+            let mut o = std::io::stderr().lock();
+            o.write_all(text.as_bytes()).and_then(|_| o.flush())
+        } else {
+            let mut o = std::io::stdout().lock();
+            o.write_all(text.as_bytes()).and_then(|_| o.flush())
+        };
+        if result.is_err() {
+            // A closed pipe (`| head`) ends the command quietly.
+            break;
+        }
+    }
     Ok(0)
 }
 
@@ -891,8 +725,6 @@ pub(super) fn exec_at(dir: &Path, id: &str, args: &ExecArgs) -> Result<u8, Strin
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn rewrite(args: &[&str]) -> Vec<String> {
         crate::cli::flags::docker_short_flags(args.iter().map(std::ffi::OsString::from).collect())
             .into_iter()
@@ -955,21 +787,5 @@ mod tests {
         // Not the container command: untouched.
         let other = ["flotilla", "-f", "container", "config", "-f", "x"];
         assert_eq!(rewrite(&other), other);
-    }
-
-    #[test]
-    fn tmpfs_and_bind_syntax() {
-        let t = parse_tmpfs("/run:size=64m,mode=1700").unwrap();
-        assert_eq!(t.target, "/run");
-        assert_eq!(t.size, Some(64 << 20));
-        assert_eq!(t.mode, Some(0o1700));
-        assert!(parse_tmpfs("/run:bogus=1").is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("made/by/run");
-        let b = parse_bind(&format!("{}:/data:ro", src.display())).unwrap();
-        assert!(src.is_dir());
-        assert!(b.read_only);
-        assert_eq!(b.target, "/data");
-        assert!(parse_bind("named:/data").is_err());
     }
 }

@@ -229,7 +229,9 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.project, args),
-        Command::Container(args) => return container::main(&cli.engine, &cli.project, args),
+        Command::Container(args) => {
+            return container::main(&cli.engine, &cli.host, &cli.project, args);
+        }
         Command::Image(args) => image::run(&cli.engine, &cli.host, &args.command),
         Command::Pull(args) => image::run(
             &cli.engine,

@@ -15,7 +15,7 @@
 //! container has exited (or closes the socket as it exits). Watchers are async (one socket each,
 //! no thread), so a thousand running containers cost a thousand idle sockets.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,34 @@ pub enum EngineError {
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// The label that marks a container the daemon removes once it has exited (`run --rm`).
+pub const AUTO_REMOVE_LABEL: &str = "io.flotilla.auto-remove";
+
+/// How many exits of auto-removed containers are remembered for a late `wait`.
+const REMOVED_EXITS: usize = 256;
+
+/// How long an auto-removal waits for the log readers of the container to finish.
+const READERS_GRACE: Duration = Duration::from_secs(30);
+
+/// Counts a reader of a container's logs while it lives (see [`Containers::reader`]).
+#[derive(Debug)]
+pub struct ReaderGuard {
+    readers: Arc<Mutex<HashMap<String, usize>>>,
+    id: String,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = r.get_mut(&self.id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.remove(&self.id);
+            }
+        }
+    }
+}
+
 /// The containers of one data root, as the daemon serves them.
 #[derive(Debug)]
 pub struct Containers {
@@ -61,6 +89,11 @@ pub struct Containers {
     netsvc: std::sync::OnceLock<Arc<super::netsvc::NetServices>>,
     /// Releases what a removed container held (netns, anonymous volumes).
     project: std::sync::OnceLock<Arc<super::project::ProjectEngine>>,
+    /// Log streams open per container: an auto-removal waits for them to finish reading.
+    readers: Arc<Mutex<HashMap<String, usize>>>,
+    /// The last states of auto-removed containers (id, name, state), newest last, so that a
+    /// `wait` arriving after the removal still gets the exit code.
+    removed: Mutex<VecDeque<(String, String, State)>>,
 }
 
 /// How recent a file's mtime may be for its `stat` key to be trusted: a write within the same
@@ -266,6 +299,8 @@ impl Containers {
             exits: Mutex::new(HashMap::new()),
             netsvc: std::sync::OnceLock::new(),
             project: std::sync::OnceLock::new(),
+            readers: Arc::new(Mutex::new(HashMap::new())),
+            removed: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -390,7 +425,81 @@ impl Containers {
         let _guard = self.lock(&id).await;
         let dir = self.dir(&id);
         let _ = restart::update(&dir, restart::Record::started_by_user);
-        self.start_locked(&id).await
+        let started = self.start_locked(&id).await;
+        drop(_guard);
+        // Nothing ran: no reader has output to wait for (a reader waiting for the start must
+        // not hold up its failure).
+        if started.is_err() && self.auto_removes(&id).await {
+            self.auto_remove(&id, false).await;
+        }
+        started
+    }
+
+    /// Stops then starts the container (`restart`), publishing `restart`.
+    pub async fn restart(
+        self: &Arc<Self>,
+        query: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Container> {
+        let id = self.resolve(query).await?;
+        self.stop(&id, timeout).await?;
+        let c = self.start(&id).await?;
+        self.events.publish(container_event("restart", &c));
+        Ok(c)
+    }
+
+    /// Registers a reader of container `id`'s logs until the guard is dropped.
+    pub fn reader(&self, id: &str) -> ReaderGuard {
+        let mut r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        *r.entry(id.to_string()).or_insert(0) += 1;
+        ReaderGuard {
+            readers: self.readers.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    fn has_readers(&self, id: &str) -> bool {
+        let r = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        r.get(id).is_some_and(|n| *n > 0)
+    }
+
+    /// Whether container `id` carries [`AUTO_REMOVE_LABEL`].
+    async fn auto_removes(&self, id: &str) -> bool {
+        let rt = self.runtime.clone();
+        let i = id.to_string();
+        blocking("read meta.json", move || rt.meta(&i))
+            .await
+            .is_ok_and(|m| m.labels.get(AUTO_REMOVE_LABEL).is_some_and(|v| v == "true"))
+    }
+
+    /// Removes an exited auto-remove container, with `wait_readers` once its log readers are
+    /// done (bounded), remembering its last state for a late `wait`.
+    async fn auto_remove(&self, id: &str, wait_readers: bool) {
+        let deadline = tokio::time::Instant::now() + READERS_GRACE;
+        while wait_readers && self.has_readers(id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (rt, i) = (self.runtime.clone(), id.to_string());
+        if let Ok(c) = blocking("inspect", move || rt.inspect(&i)).await {
+            let mut removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+            if removed.len() >= REMOVED_EXITS {
+                removed.pop_front();
+            }
+            removed.push_back((c.meta.id, c.meta.name, c.state));
+        }
+        if let Err(e) = self.remove(id, true, true).await {
+            tracing::warn!(id, error = %e, "auto-remove an exited container");
+        }
+    }
+
+    /// The last state of an auto-removed container, by id or name.
+    fn removed_exit(&self, query: &str) -> Option<State> {
+        let removed = self.removed.lock().unwrap_or_else(|p| p.into_inner());
+        removed
+            .iter()
+            .rev()
+            .find(|(id, name, _)| id == query || name == query)
+            .map(|(_, _, st)| st.clone())
     }
 
     /// Starts container `id` (its lock held): published ports bound first, then the process,
@@ -481,6 +590,16 @@ impl Containers {
     /// After an exit: applies the container's restart policy (a delay, then a start, unless
     /// the user stopped, started or removed it meanwhile).
     pub async fn after_exit(self: &Arc<Self>, id: &str) {
+        if self.auto_removes(id).await {
+            let exited = self
+                .state(id)
+                .await
+                .is_ok_and(|st| matches!(st.status, Status::Exited | Status::Dead));
+            if exited {
+                self.auto_remove(id, true).await;
+            }
+            return;
+        }
         let dir = self.dir(id);
         // Decided and recorded under the container's lock: a removal is never raced (a write
         // into a directory being deleted would keep it).
@@ -618,9 +737,15 @@ impl Containers {
     /// Waits until the container has exited (without holding its lock); returns its state.
     /// Dropping the future (a client that went away) stops waiting.
     pub async fn wait(&self, query: &str) -> Result<State> {
-        let id = self.resolve(query).await?;
+        let id = match self.resolve(query).await {
+            Ok(id) => id,
+            Err(e) => return self.removed_exit(query).ok_or(e),
+        };
         loop {
-            let st = self.state(&id).await?;
+            let st = match self.state(&id).await {
+                Ok(st) => st,
+                Err(e) => return self.removed_exit(&id).ok_or(e),
+            };
             match st.status {
                 Status::Exited | Status::Dead => return Ok(st),
                 Status::Created => tokio::time::sleep(Duration::from_millis(50)).await,

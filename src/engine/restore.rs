@@ -162,12 +162,21 @@ pub fn restore(rt: &Runtime, data_root: &Path) -> RestoreReport {
         Ok(n) => report.image_tmp = n,
         Err(e) => tracing::warn!(error = %e, "restore: clean the image store's tmp/"),
     }
+    // Staging dirs of archive (cp) requests a previous daemon did not finish.
+    if let Err(e) = std::fs::remove_dir_all(data_root.join(CP_STAGING))
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "restore: clean the cp staging dir");
+    }
     match cgroup::cleanup_prefix(rt.prefix()) {
         Ok(n) => report.cgroups = n,
         Err(e) => tracing::debug!(error = %e, "restore: clean empty cgroups"),
     }
     report
 }
+
+/// The directory under the data root where archive (cp) requests stage files.
+pub const CP_STAGING: &str = "cp";
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 //! source under its own name, anything else is the new name of the copy.
 //!
 //! [`mount_stopped`] unshares this process's mount namespace: only a single-threaded caller
-//! (the CLI today, a `shim` helper once the daemon runs the command) may use it.
+//! may use it, the hidden `flotilla shim cp` helper the daemon runs ([`subcommand`]).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -324,6 +324,72 @@ fn replace_non_dir(parent: BorrowedFd<'_>, name: &str, path: &str) -> Result<()>
     match rustix::fs::unlinkat(parent, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(()),
         Err(e) => Err(cerr(path)(e)),
+    }
+}
+
+/// Exit status of `flotilla shim cp` when the container path does not exist.
+pub const EXIT_NOT_FOUND: i32 = 3;
+/// Exit status of `flotilla shim cp` for a container path that cannot be a destination.
+pub const EXIT_BAD_PATH: i32 = 4;
+
+/// The hidden `flotilla shim cp out|in STATE_DIR FROM TO` (the daemon's helper: a fresh
+/// single-threaded process, so that a stopped container's overlay can be mounted in a private
+/// mount namespace of its own). `out`: the container's FROM to the host's TO; `in`: the host's
+/// FROM to the container's TO. A running container is reached through `/proc/<pid>/root`.
+pub fn subcommand(args: &[std::ffi::OsString]) -> u8 {
+    let [direction, dir, from, to] = args else {
+        eprintln!("flotilla: usage: flotilla shim cp out|in STATE_DIR FROM TO");
+        return 2;
+    };
+    let into = match direction.to_str() {
+        Some("in") => true,
+        Some("out") => false,
+        _ => {
+            eprintln!("flotilla: shim cp: expected out or in, not {direction:?}");
+            return 2;
+        }
+    };
+    let dir = Path::new(dir);
+    let result = (|| {
+        let st = crate::runtime::state::read(dir).map_err(|e| CopyError::Mount {
+            step: "read the container's state",
+            reason: e.to_string(),
+        })?;
+        let running = matches!(
+            st.status,
+            crate::runtime::state::Status::Running | crate::runtime::state::Status::Paused
+        );
+        let root = match st.pid.filter(|_| running) {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root")),
+            None => mount_stopped(dir, into)?,
+        };
+        let root = open_root(&root)?;
+        if into {
+            copy_in(root.as_fd(), Path::new(from), &to.to_string_lossy())
+        } else {
+            copy_out(root.as_fd(), &from.to_string_lossy(), Path::new(to))
+        }
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("flotilla: {e}");
+            match &e {
+                CopyError::Container { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                    EXIT_NOT_FOUND as u8
+                }
+                CopyError::Container { source, .. }
+                    if matches!(
+                        source.kind(),
+                        io::ErrorKind::InvalidInput | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    EXIT_BAD_PATH as u8
+                }
+                CopyError::Unsupported { .. } => EXIT_BAD_PATH as u8,
+                _ => 1,
+            }
+        }
     }
 }
 

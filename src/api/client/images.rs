@@ -30,8 +30,8 @@ pub type BodySender = mpsc::Sender<std::result::Result<Bytes, std::io::Error>>;
 /// A response body as it arrives (`GET /v1/images/save`).
 #[derive(Debug)]
 pub struct ByteStream {
-    body: Incoming,
-    path: String,
+    pub(super) body: Incoming,
+    pub(super) path: String,
 }
 
 impl ByteStream {

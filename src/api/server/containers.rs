@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use super::{ServerState, ndjson};
 use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{Container, ContainerCreate, ContainerExit, ErrorBody, LogLine};
-use crate::runtime::config::ContainerConfig;
+use crate::engine::containers::AUTO_REMOVE_LABEL;
+use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
 use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
 use crate::runtime::logs::{self, Entry, Stream};
 use crate::runtime::state::Status;
@@ -27,6 +28,54 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 
 /// The lifecycle's options for a create request.
 fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
+    let absolute = |what: &str, path: &str| {
+        if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!(
+                "{what} {path:?}: expected an absolute path"
+            )))
+        }
+    };
+    let mut binds = Vec::new();
+    for b in &req.binds {
+        absolute("binds: source", &b.source)?;
+        absolute("binds: target", &b.target)?;
+        if !std::path::Path::new(&b.source).exists() {
+            return Err(ApiError::bad_request(format!(
+                "binds: source {:?} does not exist",
+                b.source
+            )));
+        }
+        binds.push(BindMount {
+            source: b.source.clone().into(),
+            target: b.target.clone(),
+            read_only: b.read_only,
+        });
+    }
+    let mut tmpfs = Vec::new();
+    for t in &req.tmpfs {
+        absolute("tmpfs: target", &t.target)?;
+        tmpfs.push(TmpfsMount {
+            target: t.target.clone(),
+            size: t.size,
+            mode: t.mode,
+        });
+    }
+    let netns = match req.network.as_deref() {
+        None | Some("none") | Some("default") => None,
+        // The namespace of the process that starts the container: the host's.
+        Some("host") => Some(std::path::PathBuf::from("/proc/self/ns/net")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "network {other:?}: expected none or host (project networks come with compose)"
+            )));
+        }
+    };
+    let mut labels = req.labels;
+    if req.auto_remove {
+        labels.insert(AUTO_REMOVE_LABEL.to_string(), "true".to_string());
+    }
     let mut limits = Limits {
         memory: req.memory,
         pids_limit: req.pids_limit,
@@ -50,13 +99,18 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
             read_only: req.read_only,
             init: req.init,
             tty: req.tty,
+            cap_add: req.cap_add,
+            cap_drop: req.cap_drop,
+            binds,
+            tmpfs,
+            netns,
             ..ContainerConfig::default()
         },
         limits,
         stop_signal: req.stop_signal,
         stop_timeout: req.stop_timeout.map(Duration::from_secs),
         open_stdin: req.open_stdin,
-        labels: req.labels,
+        labels,
         ..CreateOptions::default()
     })
 }
@@ -144,7 +198,8 @@ pub(super) async fn list(
     ))
 }
 
-/// One container, by name, id or unambiguous id prefix.
+/// One container, by name, id or unambiguous id prefix, with Docker's inspect document in
+/// `details`.
 #[utoipa::path(get, path = "/v1/containers/{id}", tag = "containers",
     params(("id" = String, Path, description = "container name, id or id prefix")),
     responses((status = 200, body = Container), (status = 404, body = ErrorBody)))]
@@ -152,10 +207,11 @@ pub(super) async fn inspect(
     State(state): State<ServerState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Container>, ApiError> {
-    Ok(axum::Json(with_health(
-        &state,
-        state.containers.inspect(&id).await?.into(),
-    )))
+    let c = state.containers.inspect(&id).await?;
+    let details = super::container_ops::details(&state.containers.dir(&c.meta.id), &c);
+    let mut c = with_health(&state, c.into());
+    c.details = Some(details);
+    Ok(axum::Json(c))
 }
 
 /// Starts a created or exited container; returns once its process runs.
@@ -330,7 +386,10 @@ pub(super) async fn logs(
     let id = state.containers.resolve(&id).await?;
     let rt = state.containers.runtime().clone();
     let (tx, rx) = mpsc::channel::<LogLine>(256);
+    // Registered before the answer: an auto-removal waits until this stream has read all.
+    let reader = state.containers.reader(&id);
     tokio::task::spawn_blocking(move || {
+        let _reader = reader;
         if let Err(e) = read_logs(&rt, &id, &q, since, &tx) {
             tracing::warn!(id, error = %e, "stream container logs");
         }
@@ -373,13 +432,25 @@ fn read_logs(
         return Ok(());
     };
     let since = since.map(time::format);
+    // Short polls at first and after output, longer when quiet: a short-lived container's end
+    // is seen within milliseconds, an idle one costs a wakeup every 50 ms.
+    let mut pause = Duration::from_millis(2);
     loop {
         if tx.is_closed() {
             return Ok(());
         }
-        // A created container is followed from its start on.
-        let done = matches!(rt.state(id)?.status, Status::Exited | Status::Dead);
-        for e in follower.poll().map_err(io_err)? {
+        // A created container is followed from its start on; a removed one is done (its
+        // open log file is still read to the end).
+        let done = match rt.state(id) {
+            Ok(st) => matches!(st.status, Status::Exited | Status::Dead),
+            Err(LifecycleError::NotFound(_)) => true,
+            Err(e) => return Err(e),
+        };
+        let entries = follower.poll().map_err(io_err)?;
+        if !entries.is_empty() {
+            pause = Duration::from_millis(2);
+        }
+        for e in entries {
             if e.time <= last || since.as_ref().is_some_and(|s| e.time < *s) {
                 continue;
             }
@@ -390,6 +461,7 @@ fn read_logs(
         if done {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }

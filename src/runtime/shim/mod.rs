@@ -293,6 +293,7 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
         Some("child") => child(rest),
         Some(sub @ ("exec" | "init")) => Ok(crate::runtime::exec::subcommand(sub, rest)),
         Some("netns") => Ok(crate::network::netns::subcommand(rest)),
+        Some("cp") => Ok(crate::runtime::copy::subcommand(rest)),
         _ => Err(ShimError::Usage {
             reason: format!("unknown command {command:?}"),
         }),
