@@ -632,6 +632,19 @@ impl Supervisor {
                 }
                 None
             }
+            Request::Resize { rows, cols } => {
+                // The terminal's input side is a clone of its master.
+                match (&self.stdin, self.terminal) {
+                    (Some(master), true) => {
+                        let fd = std::os::fd::AsFd::as_fd(master);
+                        match crate::runtime::sys::exec::resize_terminal(fd, rows, cols) {
+                            Ok(()) => None,
+                            Err(e) => error(format!("resize the terminal: {e}")),
+                        }
+                    }
+                    _ => error("the container has no terminal".into()),
+                }
+            }
         }
     }
 
