@@ -24,6 +24,10 @@ use super::types::{
     ProjectUp, PullProgress, Version, Volume, VolumeCreate,
 };
 
+mod exec;
+
+pub use exec::{AttachOptions, Output, Session, SessionReader, SessionWriter};
+
 /// How long a one-shot request may take before the client gives up on the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -75,6 +79,11 @@ pub enum ClientError {
     },
     #[error("start a daemon for {host}: {reason}")]
     Autostart { host: String, reason: String },
+    #[error("{what} stream with the daemon: {source}")]
+    Stream {
+        what: String,
+        source: std::io::Error,
+    },
     /// The daemon answered with an error.
     #[error("{message}")]
     Api {

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod error;
+pub mod frame;
 pub mod host;
 pub mod server;
 pub mod types;

@@ -5,6 +5,7 @@
 //! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
 
 mod containers;
+mod exec;
 mod images;
 mod projects;
 
@@ -27,9 +28,9 @@ use utoipa::OpenApi;
 use super::error::{ApiError, JsonBody, MAX_BODY};
 use super::types::{
     Container, ContainerCreate, ContainerExit, ContainerState, ContainerStatus, Counts, ErrorBody,
-    ErrorCode, Event, Image, ImagePull, ImageRemoved, Info, LogLine, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, Version, Volume,
-    VolumeCreate,
+    ErrorCode, Event, ExecCreate, ExecDetached, Image, ImagePull, ImageRemoved, Info, LogLine,
+    Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress,
+    Version, Volume, VolumeCreate,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -74,6 +75,8 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/containers/{id}/unpause", post(containers::unpause))
         .route("/v1/containers/{id}/wait", post(containers::wait))
         .route("/v1/containers/{id}/logs", get(containers::logs))
+        .route("/v1/containers/{id}/exec", post(exec::exec))
+        .route("/v1/containers/{id}/attach", post(exec::attach))
         .route("/v1/projects", get(projects::list))
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
@@ -447,11 +450,12 @@ impl utoipa::Modify for Tidy {
     paths(version, info, events, create_volume, list_volumes, inspect_volume, remove_volume,
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
-        containers::wait, containers::remove, containers::logs, projects::up, projects::down,
+        containers::wait, containers::remove, containers::logs, exec::exec, exec::attach,
+        projects::up, projects::down,
         projects::run, projects::list, images::list, images::inspect,
         images::remove, images::pull, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
-        ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
+        ExecCreate, ExecDetached, ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary)),
     modifiers(&Tidy)
 )]
