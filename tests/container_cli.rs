@@ -4,7 +4,8 @@
 //! new image (a file added, a file deleted through a whiteout), `image rm` refused while a
 //! container uses the image, the bad inputs with Docker's exit codes, and `rm` leaving nothing.
 //!
-//! Each test has its own data root (a tempdir holding busybox imported with `image import`) and
+//! Each test has its own data root (a tempdir holding busybox imported with `image import`), its
+//! own daemon on it (`container exec` goes through the API; FLOTILLA_HOST names its socket) and
 //! its own cgroup prefix (`FLOTILLA_CGROUP_PREFIX`); a drop guard kills what the test left running
 //! (by pid, from the state files), removes its containers, cgroups, mounts and the data root.
 
@@ -28,6 +29,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 struct Fixture {
     dir: Option<tempfile::TempDir>,
     prefix: String,
+    /// The daemon `container exec` goes through (same data root), killed by pid on drop.
+    daemon: Option<std::process::Child>,
 }
 
 impl Fixture {
@@ -41,14 +44,27 @@ impl Fixture {
             .tempdir()
             .expect("tempdir");
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let f = Fixture {
+        let mut f = Fixture {
             dir: Some(dir),
             prefix: format!("cctest-{}-{n}", std::process::id()),
+            daemon: None,
         };
         let tar = f.root().join("busybox.tar");
         fs::write(&tar, common::registry::busybox_layer()).unwrap();
         f.ok(&["image", "import", tar.to_str().unwrap(), IMAGE]);
+        fs::write(f.root().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
+        f.daemon = Some(common::daemon::spawn(
+            f.root(),
+            &f.socket(),
+            &f.root().join("daemon.toml"),
+            &f.root().join("daemon.log"),
+            TIMEOUT,
+        ));
         f
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root().join("run/flotilla.sock")
     }
 
     fn root(&self) -> &Path {
@@ -61,6 +77,10 @@ impl Fixture {
             .arg(self.root())
             .args(args)
             .env("FLOTILLA_CGROUP_PREFIX", &self.prefix)
+            .env(
+                "FLOTILLA_HOST",
+                format!("unix://{}", self.socket().display()),
+            )
             .stdin(Stdio::null());
         c
     }
@@ -156,6 +176,13 @@ impl Drop for Fixture {
             }
         }
         let _ = cgroup::cleanup_prefix(&self.prefix);
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        if let Ok(rt) = lifecycle::Runtime::new(&root) {
+            let _ = cgroup::cleanup_prefix(rt.prefix());
+        }
         for m in lifecycle::mounts_under(&root).iter().rev() {
             let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
         }

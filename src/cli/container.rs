@@ -11,6 +11,7 @@
 //! container runs, 126/127 when its command cannot be executed or found, and the container's
 //! own status otherwise; other commands exit 1 on failure, 2 on usage errors.
 
+pub(super) mod attach_api;
 mod show;
 mod transfer;
 
@@ -22,14 +23,13 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 
+use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out};
 use crate::runtime::bundle::LogConfig;
 use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
 use crate::runtime::control::{self, Reply, Request};
-use crate::runtime::exec::{self, ExecOptions};
 use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
 use crate::runtime::logs::{Entry, Stream};
-use crate::runtime::state::Status;
 use crate::runtime::sys::cgroup::Limits;
 use crate::runtime::time;
 use crate::spec::units;
@@ -73,6 +73,8 @@ pub enum ContainerCommand {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Attach this terminal to a running container's input and output
+    Attach(attach_api::AttachArgs),
     /// Show the processes of a container
     Top(show::TopArgs),
     /// Show cpu, memory and pids usage of containers
@@ -294,8 +296,13 @@ fn fail(e: impl std::fmt::Display) -> Failure {
 }
 
 /// Runs `flotilla container …` and returns the process exit code.
-pub fn main(engine: &EngineArgs, project: &ProjectArgs, args: &ContainerArgs) -> ExitCode {
-    match run_command(engine, project, &args.command) {
+pub fn main(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &ContainerArgs,
+) -> ExitCode {
+    match run_command(engine, hosts, project, &args.command) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !f.message.is_empty() {
@@ -308,6 +315,7 @@ pub fn main(engine: &EngineArgs, project: &ProjectArgs, args: &ContainerArgs) ->
 
 fn run_command(
     engine: &EngineArgs,
+    hosts: &HostArgs,
     project: &ProjectArgs,
     command: &ContainerCommand,
 ) -> Result<u8, Failure> {
@@ -336,7 +344,14 @@ fn run_command(
         ContainerCommand::Ls(args) => show::ls(&rt, args),
         ContainerCommand::Inspect(args) => show::inspect(&rt, args),
         ContainerCommand::Logs(args) => logs(&rt, args),
-        ContainerCommand::Exec(args) => exec_in(&rt, args),
+        ContainerCommand::Exec(args) => {
+            let client = engine_client(engine, hosts).map_err(fail)?;
+            Ok(attach_api::exec(&client, &args.container, args)?)
+        }
+        ContainerCommand::Attach(args) => {
+            let client = engine_client(engine, hosts).map_err(fail)?;
+            Ok(attach_api::attach_command(&client, args)?)
+        }
         ContainerCommand::Top(args) => show::top(&rt, args),
         ContainerCommand::Stats(args) => show::stats(&rt, args),
         ContainerCommand::Cp(args) => transfer::cp(&rt, args),
@@ -842,51 +857,6 @@ fn logs(rt: &Runtime, args: &LogsArgs) -> Result<u8, Failure> {
     })
     .map_err(fail)?;
     Ok(0)
-}
-
-fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
-    let id = rt.resolve(&args.container).map_err(fail)?;
-    let st = rt.state(&id).map_err(fail)?;
-    if st.status == Status::Paused {
-        return Err(fail(format!(
-            "container {id} is paused: unpause it before exec"
-        )));
-    }
-    exec_at(&rt.dir(&id), &id, args).map_err(fail)
-}
-
-/// Runs `args.command` in container `id`, whose state dir is `dir` (found and checked not to be
-/// paused by the caller): the command's exit code (128 + signal when killed), or 0 at once when
-/// detached. Shared by `container exec` and Compose's `exec`.
-pub(super) fn exec_at(dir: &Path, id: &str, args: &ExecArgs) -> Result<u8, String> {
-    let options = ExecOptions {
-        args: args.command.clone(),
-        env: args.env.iter().filter_map(|e| env_entry(e)).collect(),
-        user: args.user.clone(),
-        working_dir: args.workdir.clone(),
-        tty: args.tty,
-        exe: None,
-    };
-    let mut cmd = exec::command(dir, &options).map_err(|e| e.to_string())?;
-    if !args.interactive {
-        cmd.stdin(std::process::Stdio::null());
-    }
-    if args.detach {
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn()
-            .map_err(|e| format!("container {id}: exec: {e}"))?;
-        return Ok(0);
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("container {id}: exec: {e}"))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => (code & 0xff) as u8,
-        (None, Some(sig)) => (128 + sig) as u8,
-        (None, None) => 125,
-    })
 }
 
 #[cfg(test)]

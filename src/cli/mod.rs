@@ -222,7 +222,9 @@ pub fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.project, args),
-        Command::Container(args) => return container::main(&cli.engine, &cli.project, args),
+        Command::Container(args) => {
+            return container::main(&cli.engine, &cli.host, &cli.project, args);
+        }
         Command::Image(args) => image::run(&cli.engine, &args.command),
         Command::Pull(args) => image::run(&cli.engine, &image::ImageCommand::Pull(args.clone())),
         Command::Push(args) => image::run(&cli.engine, &image::ImageCommand::Push(args.clone())),

@@ -78,6 +78,11 @@ impl Session {
         (self.reader, self.writer)
     }
 
+    /// The session of a reader and writer [`Session::split`] gave.
+    pub fn join(reader: SessionReader, writer: SessionWriter) -> Session {
+        Session { reader, writer }
+    }
+
     pub fn reader(&mut self) -> &mut SessionReader {
         &mut self.reader
     }

@@ -396,6 +396,11 @@ fn set_window_size(fd: BorrowedFd<'_>, size: &nix::pty::Winsize) {
     let _ = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, size as *const _) };
 }
 
+/// The size of the terminal `fd`, `(rows, cols)`; none when it is not a terminal.
+pub fn terminal_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    window_size(fd).map(|s| (s.ws_row, s.ws_col))
+}
+
 /// Sets the window size of the pseudo-terminal `fd` (master or slave) to `rows` × `cols`; the
 /// kernel signals SIGWINCH to the terminal's foreground process group.
 pub fn resize_terminal(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
