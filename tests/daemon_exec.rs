@@ -649,3 +649,110 @@ fn cli_exec_goes_through_the_daemon() {
         text(&o.stdout)
     );
 }
+
+/// Runs the CLI with a fresh pseudo-terminal (`rows` × `cols`) as its stdio, typing `input`;
+/// returns its exit code and what the terminal showed, and checks the terminal's modes are
+/// as before once it exited.
+fn cli_on_a_terminal(
+    d: &Daemon,
+    args: &[&str],
+    input: &[u8],
+    rows: u16,
+    cols: u16,
+) -> (i32, String) {
+    use nix::sys::termios::tcgetattr;
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&size, None).unwrap();
+    let before = tcgetattr(&pty.slave).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut child = Command::new(BIN)
+        .arg("--data-root")
+        .arg(&d.root)
+        .arg("-H")
+        .arg(format!("unix://{}", d.socket.display()))
+        .args(args)
+        .env_remove("FLOTILLA_HOST")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    let master = fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (&master).write_all(input).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not finish: {}", text(&seen.lock().unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let after = tcgetattr(&slave).unwrap();
+    assert_eq!(
+        (after.local_flags, after.input_flags, after.output_flags),
+        (before.local_flags, before.input_flags, before.output_flags),
+        "the terminal was not restored"
+    );
+    drop(slave);
+    drop(master);
+    let _ = thread.join();
+    let out = text(&seen.lock().unwrap());
+    (status.code().unwrap_or(-1), out)
+}
+
+#[test]
+fn cli_on_a_terminal_is_raw_resized_and_restored() {
+    let d = Daemon::start();
+    let c = d.client();
+    rt().block_on(running(&c, "de-pty", &["sleep", "1000"]));
+    let (code, out) = cli_on_a_terminal(
+        &d,
+        &["container", "exec", "-it", "de-pty", "sh"],
+        b"stty size; tty; exit 6\n",
+        27,
+        91,
+    );
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("27 91"), "{out:?}");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    // run -it attaches through the daemon: the terminal's size, the command's code.
+    let (code, out) = cli_on_a_terminal(
+        &d,
+        &[
+            "container",
+            "run",
+            "-it",
+            "--rm",
+            "--name",
+            "de-run",
+            IMAGE,
+            "sh",
+        ],
+        b"stty size; exit 4\n",
+        33,
+        101,
+    );
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("33 101"), "{out:?}");
+}

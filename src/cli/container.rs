@@ -15,8 +15,7 @@ pub(super) mod attach_api;
 mod show;
 mod transfer;
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
@@ -27,9 +26,8 @@ use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out};
 use crate::runtime::bundle::LogConfig;
 use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
-use crate::runtime::control::{self, Reply, Request};
 use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
-use crate::runtime::logs::{Entry, Stream};
+use crate::runtime::logs::Stream;
 use crate::runtime::sys::cgroup::Limits;
 use crate::runtime::time;
 use crate::spec::units;
@@ -321,8 +319,8 @@ fn run_command(
 ) -> Result<u8, Failure> {
     let rt = runtime(engine)?;
     match command {
-        ContainerCommand::Create(args) => create(&rt, project, args, false),
-        ContainerCommand::Run(args) => create(&rt, project, args, true),
+        ContainerCommand::Create(args) => create(&rt, project, args, None),
+        ContainerCommand::Run(args) => create(&rt, project, args, Some((engine, hosts))),
         ContainerCommand::Start(args) => each(&rt, &args.containers, |id| rt.start(id).map(|_| ())),
         ContainerCommand::Stop(args) => each(&rt, &args.containers, |id| {
             rt.stop(id, args.time.map(Duration::from_secs))
@@ -568,11 +566,22 @@ fn create_options(project: &ProjectArgs, args: &RunArgs) -> Result<CreateOptions
     })
 }
 
-/// `create`, and `run` (`start`: create, start, then attach unless detached).
-fn create(rt: &Runtime, project: &ProjectArgs, args: &RunArgs, start: bool) -> Result<u8, Failure> {
+/// `create`, and `run` (`start`: create, start, then attach through the daemon unless detached).
+fn create(
+    rt: &Runtime,
+    project: &ProjectArgs,
+    args: &RunArgs,
+    start: Option<(&EngineArgs, &HostArgs)>,
+) -> Result<u8, Failure> {
+    let client = match start {
+        Some((engine, hosts)) if !args.detach => {
+            Some(engine_client(engine, hosts).map_err(|e| Failure::new(125, e))?)
+        }
+        _ => None,
+    };
     let options = create_options(project, args)?;
     let id = rt.create(options).map_err(|e| Failure::new(125, e))?;
-    if !start {
+    if start.is_none() {
         out(&format!("{id}\n")).map_err(fail)?;
         return Ok(0);
     }
@@ -602,9 +611,12 @@ fn create(rt: &Runtime, project: &ProjectArgs, args: &RunArgs, start: bool) -> R
     if let Some(set) = signals {
         forward_signals(rt.clone(), id.clone(), set);
     }
-    let code = attach(rt, &id, args.interactive, args.tty);
+    let code = match &client {
+        Some(client) => attach_api::attach(client, &id, args.interactive, args.tty, true),
+        None => Err("error: no daemon to attach through".to_string()),
+    };
     remove(rt);
-    let code = code.map_err(|e| Failure::new(125, e))?;
+    let code = code.map_err(|message| Failure { code: 125, message })?;
     Ok((code & 0xff) as u8)
 }
 
@@ -654,158 +666,6 @@ fn forward_signals(rt: Runtime, id: String, set: nix::sys::signal::SigSet) {
             let _ = rt.kill(&id, sig.as_str());
         }
     });
-}
-
-/// Puts the terminal in raw mode until dropped.
-struct RawTerminal {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl RawTerminal {
-    fn new(tty: bool) -> RawTerminal {
-        use nix::sys::termios;
-        let stdin = std::io::stdin();
-        if !tty || !stdin.is_terminal() {
-            return RawTerminal { saved: None };
-        }
-        let Ok(saved) = termios::tcgetattr(&stdin) else {
-            return RawTerminal { saved: None };
-        };
-        let mut raw = saved.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
-        RawTerminal { saved: Some(saved) }
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
-        }
-    }
-}
-
-fn write_entry(e: &Entry) {
-    let result = match e.stream {
-        Stream::Stdout => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
-        }
-        Stream::Stderr => {
-            let mut o = std::io::stderr().lock();
-            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
-        }
-    };
-    let _ = result;
-}
-
-/// Attaches to the started container: its output so far (from the log) then live (from the
-/// shim's socket, de-duplicated by time), standard input when `stdin`, until it exits; returns
-/// its exit code.
-fn attach(rt: &Runtime, id: &str, stdin: bool, tty: bool) -> Result<i32, LifecycleError> {
-    let dir = rt.dir(id);
-    let stream = control::with_socket_path(&dir, control::SOCKET, |p| UnixStream::connect(p));
-    let mut last = String::new();
-    let print_logs = |last: &mut String| {
-        let mut fresh = Vec::new();
-        let _ = rt.logs(id, &LogsOptions::default(), &mut |e| {
-            if e.time.as_str() > last.as_str() {
-                fresh.push(e.clone());
-            }
-            true
-        });
-        for e in fresh {
-            write_entry(&e);
-            *last = e.time;
-        }
-    };
-    let Ok(stream) = stream else {
-        // Exited before we could attach: everything is in the log.
-        let code = rt.wait(id)?;
-        print_logs(&mut last);
-        return Ok(code);
-    };
-    let _raw = RawTerminal::new(tty);
-    let mut writer = stream
-        .try_clone()
-        .map_err(|source| LifecycleError::Control {
-            id: id.to_string(),
-            step: "attach",
-            source,
-        })?;
-    let mut line = serde_json::to_vec(&Request::Attach { stdin }).unwrap_or_default();
-    line.push(b'\n');
-    let sent = writer.write_all(&line);
-    let mut reader = BufReader::new(stream);
-    let mut first = String::new();
-    let attached = sent.is_ok()
-        && reader.read_line(&mut first).is_ok()
-        && matches!(serde_json::from_str(&first), Ok(Reply::Ok { .. }));
-    print_logs(&mut last);
-    if !attached {
-        let code = rt.wait(id)?;
-        print_logs(&mut last);
-        return Ok(code);
-    }
-    if stdin {
-        std::thread::spawn(move || pump_stdin(writer, tty));
-    }
-    let mut code = None;
-    loop {
-        let mut text = String::new();
-        match reader.read_line(&mut text) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        match serde_json::from_str::<Reply>(&text) {
-            Ok(Reply::Output { entry }) if entry.time > last => {
-                write_entry(&entry);
-                last = entry.time;
-            }
-            Ok(Reply::Exit { state }) => {
-                code = state.exit_code;
-                break;
-            }
-            _ => {}
-        }
-    }
-    let code = match code {
-        Some(c) => c,
-        None => rt.wait(id)?,
-    };
-    print_logs(&mut last);
-    Ok(code)
-}
-
-/// Standard input → the container's stdin over the control socket; end of input closes it.
-fn pump_stdin(mut writer: UnixStream, tty: bool) {
-    let mut input = std::io::stdin().lock();
-    let mut buf = vec![0u8; 32 * 1024];
-    let send = |writer: &mut UnixStream, request: &Request| {
-        let mut line = serde_json::to_vec(request).unwrap_or_default();
-        line.push(b'\n');
-        writer.write_all(&line)
-    };
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let data = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if send(&mut writer, &Request::Stdin { data }).is_err() {
-            return;
-        }
-    }
-    if !tty {
-        let _ = send(&mut writer, &Request::CloseStdin);
-    }
 }
 
 // --- logs / exec ----------------------------------------------------------------------------
