@@ -9,9 +9,11 @@
 //! env, user and working directory; a detached exec; 400/404/409 before the upgrade (no upgrade
 //! asked, bad input, unknown, created, paused); a pseudo-terminal exec (`tty` names /dev/pts/…,
 //! `stty size` follows the initial size and a resize); a client that goes away mid-exec leaves
-//! no process in the container's cgroup and the daemon answers; attach sees live output, stays
-//! detachable, pipes stdin to an `open_stdin` container, resizes a tty container; the CLI's
-//! `container exec` propagates the exit code and stdin, and its errors are one line.
+//! no process in the container's cgroup, no fd in the daemon, and the daemon answers; attach
+//! sees live output, stays detachable, pipes stdin to an `open_stdin` container, resizes a tty
+//! container; exec and attach over TCP need the token; the CLI's `container exec` and `attach`
+//! propagate the exit code and stdin, its errors are one line; on a real pseudo-terminal
+//! `exec -it` and `run -it` follow the terminal's size and leave its modes as they were.
 
 mod common;
 
@@ -45,6 +47,11 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_on(None)
+    }
+
+    /// With `tcp`, also listening on 127.0.0.1:`tcp` with the bearer token [`TOKEN`].
+    fn start_on(tcp: Option<u16>) -> Daemon {
         assert!(
             rustix::process::geteuid().is_root(),
             "the daemon exec tests need root (CI runs them as root)"
@@ -56,17 +63,28 @@ impl Daemon {
         let root = dir.path().join("root");
         fs::create_dir_all(&root).unwrap();
         common::daemon::import_busybox(&root, IMAGE);
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
+        let token = match tcp {
+            Some(_) => format!("[api]\ntoken = \"{TOKEN}\"\n"),
+            None => String::new(),
+        };
+        fs::write(
+            dir.path().join("daemon.toml"),
+            format!("{token}[dns]\nupstreams = []\n"),
+        )
+        .unwrap();
         let prefix = Runtime::new(&root).unwrap().prefix().to_string();
         let net = prefix.chars().take(4).collect();
         let socket = dir.path().join("run/flotilla.sock");
-        let child = common::daemon::spawn(
-            &root,
-            &socket,
-            &dir.path().join("daemon.toml"),
-            &dir.path().join("daemon.log"),
-            TIMEOUT,
-        );
+        let child = match tcp {
+            None => common::daemon::spawn(
+                &root,
+                &socket,
+                &dir.path().join("daemon.toml"),
+                &dir.path().join("daemon.log"),
+                TIMEOUT,
+            ),
+            Some(port) => spawn_tcp(dir.path(), &root, &socket, port),
+        };
         Daemon {
             child: Some(child),
             dir: Some(dir),
@@ -171,6 +189,49 @@ impl Drop for Daemon {
             let _ = dir.close();
         }
     }
+}
+
+const TOKEN: &str = "exec-test-token-0123456789";
+
+/// `flotilla daemon` on the unix socket and on 127.0.0.1:`port`; ready when both answer.
+fn spawn_tcp(
+    dir: &std::path::Path,
+    root: &std::path::Path,
+    socket: &std::path::Path,
+    port: u16,
+) -> Child {
+    let log = fs::File::create(dir.join("daemon.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("daemon")
+        .arg("--data-root")
+        .arg(root)
+        .arg("--config")
+        .arg(dir.join("daemon.toml"))
+        .arg("--host")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--host")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .env_remove("FLOTILLA_HOST")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while std::os::unix::net::UnixStream::connect(socket).is_err()
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{}",
+                fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -442,6 +503,19 @@ fn a_client_that_goes_away_leaves_nothing_running() {
     let id = rt.block_on(running(&c, "de-gone", &["sleep", "1000"]));
     let base = d.cgroup(&id).pids().unwrap();
     assert_eq!(base.len(), 1, "{base:?}");
+    // The daemon's open fds and threads once an exec is done: the mark to come back to.
+    let daemon = d.child.as_ref().unwrap().id();
+    let count = |what: &str| {
+        fs::read_dir(format!("/proc/{daemon}/{what}"))
+            .unwrap()
+            .count()
+    };
+    rt.block_on(async {
+        let o = c.exec(&id, &cmd(&["true"])).await.unwrap().output().await;
+        assert_eq!(o.unwrap().exit_code, Some(0));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (fds, threads) = (count("fd"), count("task"));
     for tty in [false, true] {
         rt.block_on(async {
             // A child in the background and one in the foreground, both in the container.
@@ -496,6 +570,21 @@ fn a_client_that_goes_away_leaves_nothing_running() {
         let inspected = c.inspect_container(&id).await.unwrap();
         assert_eq!(inspected.state.status, ContainerStatus::Running);
     });
+    // No fd is left behind; threads (the blocking pool's idle ones time out) do not pile up.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while count("fd") > fds {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon holds {} fds, {fds} before",
+            count("fd")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        count("task") <= threads + 8,
+        "{} threads, {threads} before",
+        count("task")
+    );
 }
 
 #[test]
@@ -755,4 +844,45 @@ fn cli_on_a_terminal_is_raw_resized_and_restored() {
     );
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("33 101"), "{out:?}");
+}
+
+#[test]
+fn exec_over_tcp_needs_the_token() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start_on(Some(port));
+    let c = d.client();
+    let rt = rt();
+    let id = rt.block_on(running(&c, "de-tcp", &["sleep", "1000"]));
+    rt.block_on(async {
+        let tcp = |token: Option<&str>| {
+            Client::new(
+                Host::Tcp(format!("127.0.0.1:{port}")),
+                token.map(String::from),
+            )
+        };
+        let o = tcp(Some(TOKEN))
+            .exec(&id, &cmd(&["sh", "-c", "echo over tcp; exit 2"]))
+            .await
+            .unwrap()
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            (text(&o.stdout).as_str(), o.exit_code),
+            ("over tcp\n", Some(2))
+        );
+        for token in [None, Some("wrong")] {
+            let e = tcp(token).exec(&id, &cmd(&["true"])).await.unwrap_err();
+            assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "{e}");
+            let e = tcp(token)
+                .attach(&id, &AttachOptions::default())
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Some(ErrorCode::Unauthorized), "{e}");
+        }
+    });
 }
