@@ -14,8 +14,9 @@
 //! (the daemon failed mid-stream; an exit frame follows). With a pseudo-terminal (`tty`) the
 //! terminal's output arrives as stdout frames, in the same framing, so resizes and the exit
 //! code stay in-band. The client sends stdin, resize and close stdin; the daemon the others.
-//! A connection that ends before the exit frame means the other side went away: the daemon
-//! then kills the exec'd process (attach: detaches, the container runs on).
+//! A client keeps its sending side open until the exit frame: a connection that ends (or is
+//! half-closed) before it means the client went away, and the daemon then kills the exec'd
+//! process and what it started (attach: detaches, the container runs on).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -244,25 +244,25 @@ pub(super) async fn exec(
     Ok(switching())
 }
 
-/// A pseudo-terminal of `[rows, cols]`: master and slave, both close-on-exec.
+/// A pseudo-terminal of `[rows, cols]`, raw: master and slave, both opened close-on-exec (the
+/// daemon's other threads spawn processes that must not inherit them).
 fn open_terminal(size: [u16; 2]) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let ws = nix::pty::Winsize {
-        ws_row: size[0].max(1),
-        ws_col: size[1].max(1),
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(&ws, None).map_err(std::io::Error::from)?;
-    for fd in [&pty.master, &pty.slave] {
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
-    }
+    use nix::fcntl::OFlag;
+    use nix::sys::termios;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+    nix::pty::grantpt(&master)?;
+    nix::pty::unlockpt(&master)?;
+    let name = nix::pty::ptsname_r(&master)?;
+    let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC;
+    let slave = rustix::fs::open(name.as_str(), flags, rustix::fs::Mode::empty())?;
+    let master = OwnedFd::from(master);
+    crate::runtime::sys::exec::resize_terminal(master.as_fd(), size[0].max(1), size[1].max(1))?;
     // Raw from the start: input written before the joiner takes the terminal is not echoed
     // (the container's own terminal echoes).
-    use nix::sys::termios;
-    let mut t = termios::tcgetattr(&pty.slave).map_err(std::io::Error::from)?;
+    let mut t = termios::tcgetattr(&slave)?;
     termios::cfmakeraw(&mut t);
-    termios::tcsetattr(&pty.slave, termios::SetArg::TCSANOW, &t).map_err(std::io::Error::from)?;
-    Ok((pty.master, pty.slave))
+    termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t)?;
+    Ok((master, slave))
 }
 
 fn set_nonblocking(fd: OwnedFd) -> std::io::Result<OwnedFd> {
