@@ -715,6 +715,9 @@ fn cli_exec_goes_through_the_daemon() {
     // Without -i the command's stdin is empty.
     let o = d.cli(&["container", "exec", "de-cli", "cat"], b"ignored\n");
     assert_eq!((o.status.code(), text(&o.stdout).as_str()), (Some(0), ""));
+    let o = d.cli(&["container", "exec", "-it", "de-cli", "true"], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(text(&o.stderr), "error: the input device is not a TTY\n");
     let o = d.cli(&["container", "exec", "de-cli", "no-such-command"], b"");
     assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
     let o = d.cli(&["container", "exec", "-d", "de-cli", "sleep", "1"], b"");

@@ -184,6 +184,9 @@ pub(in crate::cli) fn exec(
     args: &ExecArgs,
 ) -> Result<u8, String> {
     let tty = args.tty && !args.detach;
+    if tty && args.interactive && !std::io::stdin().is_terminal() {
+        return Err("error: the input device is not a TTY".into());
+    }
     let req = ExecCreate {
         cmd: args.command.clone(),
         env: args
