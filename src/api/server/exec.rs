@@ -217,9 +217,18 @@ pub(super) async fn exec(
     drop(cmd);
     let io = match io {
         Some(master) => {
-            let master = set_nonblocking(master)
+            let master = match set_nonblocking(master)
                 .and_then(|m| crate::runtime::sys::exec::register_async(File::from(m)))
-                .map_err(spawn_err)?;
+            {
+                Ok(m) => m,
+                Err(e) => {
+                    if let Some(pid) = child.id() {
+                        exec::kill_tree(pid);
+                    }
+                    let _ = child.wait().await;
+                    return Err(spawn_err(e));
+                }
+            };
             SessionIo::Tty(Arc::new(master))
         }
         None => SessionIo::Pipes {
