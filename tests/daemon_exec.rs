@@ -668,6 +668,40 @@ fn attach_streams_and_detaches() {
         read_until(&mut s, "33 77").await;
         drop(s);
 
+        // A tty container's output comes as it is written: a prompt without a newline shows
+        // (whether printed before the attach or after).
+        for (name, delay) in [("de-prompt-a", "0"), ("de-prompt-b", "1")] {
+            let script = format!("sleep {delay}; printf 'prompt> '; read x; echo got-$x");
+            let id = c
+                .create_container(&ContainerCreate {
+                    tty: true,
+                    open_stdin: true,
+                    ..spec(name, &["sh", "-c", &script])
+                })
+                .await
+                .unwrap()
+                .id;
+            c.start_container(&id).await.unwrap();
+            if delay == "0" {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let mut s = c
+                .attach(
+                    &id,
+                    &AttachOptions {
+                        stdin: true,
+                        ..AttachOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+            read_until(&mut s, "prompt> ").await;
+            s.writer().stdin(b"yes\n").await.unwrap();
+            read_until(&mut s, "got-yes").await;
+            let o = s.output().await.unwrap();
+            assert_eq!(o.exit_code, Some(0), "{o:?}");
+        }
+
         // Exited, unknown, or without the upgrade.
         let e = c.attach(&cat, &AttachOptions::default()).await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::Conflict), "{e}");
