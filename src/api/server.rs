@@ -2,7 +2,8 @@
 //! thin: they validate, call the store or the engine (blocking work off the async threads) and
 //! publish events; the daemon ([`crate::engine::daemon`]) serves this router on each listener,
 //! with bearer-token auth on TCP. Containers' routes are in [`containers`], images' in
-//! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
+//! [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]); exec and attach
+//! switch the connection to a framed stream ([`exec`]).
 
 mod containers;
 mod exec;
