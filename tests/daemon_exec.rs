@@ -649,6 +649,43 @@ fn attach_streams_and_detaches() {
         let o = s.output().await.unwrap();
         assert_eq!(o.exit_code, Some(0), "{o:?}");
 
+        // Any bytes, and more than one shim request holds.
+        let bin = c
+            .create_container(&ContainerCreate {
+                open_stdin: true,
+                ..spec(
+                    "de-bin",
+                    &[
+                        "sh",
+                        "-c",
+                        "cat > /tmp/in; wc -c < /tmp/in; head -c 4 /tmp/in | od -An -tx1",
+                    ],
+                )
+            })
+            .await
+            .unwrap()
+            .id;
+        c.start_container(&bin).await.unwrap();
+        let mut s = c
+            .attach(
+                &bin,
+                &AttachOptions {
+                    stdin: true,
+                    ..AttachOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut data = vec![0xffu8, 0xfe, 0x00, 0x41];
+        data.extend(std::iter::repeat_n(b'x', 200_000));
+        s.writer().stdin(&data).await.unwrap();
+        s.writer().close_stdin().await.unwrap();
+        let o = s.output().await.unwrap();
+        let out = text(&o.stdout);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words, ["200004", "ff", "fe", "00", "41"], "{o:?}");
+        assert_eq!(o.exit_code, Some(0));
+
         // A tty container is resized.
         let tty = c
             .create_container(&ContainerCreate {

@@ -8,7 +8,7 @@
 //! - `{"cmd":"wait"}` → nothing until the container has exited, then `{"type":"exit","state":…}`
 //! - `{"cmd":"attach","stdin":true}` → `{"type":"ok"}`, then `{"type":"output",…}` lines as
 //!   the container writes, and `{"type":"exit",…}` at the end; meanwhile the client may send
-//!   `{"cmd":"stdin","data":"…"}`, `{"cmd":"close_stdin"}` and, for a container with a
+//!   `{"cmd":"stdin","data":"…"}` (or `"b64":"…"` for any bytes), `{"cmd":"close_stdin"}` and, for a container with a
 //!   pseudo-terminal, `{"cmd":"resize","rows":R,"cols":C}`.
 //!
 //! Errors are `{"type":"error","message":"…"}`. This module holds the shapes and the blocking
@@ -44,7 +44,11 @@ pub enum Request {
         stdin: bool,
     },
     Stdin {
+        #[serde(default)]
         data: String,
+        /// The bytes in base64 instead of `data` (input that is not UTF-8).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b64: Option<String>,
     },
     CloseStdin,
     /// The pseudo-terminal's new size (containers with a tty).

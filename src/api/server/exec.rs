@@ -44,6 +44,9 @@ use crate::runtime::lifecycle::LogsOptions;
 use crate::runtime::logs::Stream;
 use crate::runtime::state::Status;
 
+/// The largest stdin piece sent to a shim in one request.
+const STDIN_PIECE: usize = 48 << 10;
+
 /// How long output is still read after the exec'd process ended (a background process it left
 /// in the container may hold the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -631,17 +634,27 @@ async fn attach_session(
         let mut rd = rd;
         let mut buf = BytesMut::new();
         loop {
-            let request = match frame::read(&mut rd, &mut buf).await {
-                Ok(Some(Frame::Stdin(data))) if q.stdin => Request::Stdin {
-                    data: String::from_utf8_lossy(&data).into_owned(),
-                },
-                Ok(Some(Frame::CloseStdin)) if q.stdin => Request::CloseStdin,
-                Ok(Some(Frame::Resize { rows, cols })) => Request::Resize { rows, cols },
+            let requests = match frame::read(&mut rd, &mut buf).await {
+                // Any bytes, in pieces well under the shim's request line limit.
+                Ok(Some(Frame::Stdin(data))) if q.stdin => data
+                    .chunks(STDIN_PIECE)
+                    .map(|piece| {
+                        use base64::Engine as _;
+                        Request::Stdin {
+                            data: String::new(),
+                            b64: Some(base64::engine::general_purpose::STANDARD.encode(piece)),
+                        }
+                    })
+                    .collect(),
+                Ok(Some(Frame::CloseStdin)) if q.stdin => vec![Request::CloseStdin],
+                Ok(Some(Frame::Resize { rows, cols })) => vec![Request::Resize { rows, cols }],
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => return,
             };
-            if send_shim(&mut shim_wr, &request).await.is_err() {
-                return;
+            for request in &requests {
+                if send_shim(&mut shim_wr, request).await.is_err() {
+                    return;
+                }
             }
         }
     });
@@ -670,7 +683,7 @@ async fn attach_session(
             }
             Ok(Some(Ok(Reply::Exit { state }))) => break state.exit_code.unwrap_or(-1),
             Ok(Some(Ok(Reply::Error { message }))) => {
-                tracing::debug!(id, message, "attach: the shim refused a request");
+                tracing::warn!(id, message, "attach: the shim refused a request");
             }
             Ok(Some(_)) => {}
             // The shim went away: the exit is recorded in the state dir.

@@ -707,14 +707,24 @@ impl Supervisor {
                 }
                 Some(Reply::Ok { state: None })
             }
-            Request::Stdin { data } => {
+            Request::Stdin { data, b64 } => {
                 if !self.clients[client].flags.stdin || self.stdin.is_none() {
                     return error("stdin is not open".into());
                 }
-                if self.stdin_buf.len() + data.len() > MAX_STDIN_BACKLOG {
+                let bytes = match b64 {
+                    Some(b) => {
+                        use base64::Engine as _;
+                        match base64::engine::general_purpose::STANDARD.decode(b) {
+                            Ok(bytes) => bytes,
+                            Err(e) => return error(format!("stdin: bad base64: {e}")),
+                        }
+                    }
+                    None => data.into_bytes(),
+                };
+                if self.stdin_buf.len() + bytes.len() > MAX_STDIN_BACKLOG {
                     return error("stdin backlog full, retry later".into());
                 }
-                self.stdin_buf.extend_from_slice(data.as_bytes());
+                self.stdin_buf.extend_from_slice(&bytes);
                 None
             }
             Request::CloseStdin => {
