@@ -1,7 +1,8 @@
 //! The typed client of the REST API, over the daemon's unix socket or over TCP with a bearer
 //! token. It shares the request/response types with the server ([`super::types`]), turns JSON
 //! errors back into [`ClientError::Api`] with their stable code, and reads streaming endpoints
-//! line by line ([`JsonStream`]: events, logs, pull progress). One connection per request: the
+//! line by line ([`JsonStream`]: events, logs, pull progress); exec and attach are upgraded,
+//! framed streams ([`Session`], in `client/exec.rs`). One connection per request: the
 //! socket is local and the CLI makes few calls. [`connect_or_start`] starts a daemon in the
 //! background when none answers on the default socket.
 
@@ -31,6 +32,9 @@ use super::types::{
 
 mod networks;
 pub use networks::NetworkFilter;
+mod exec;
+
+pub use exec::{AttachOptions, Output, Session, SessionReader, SessionWriter};
 
 /// How long a one-shot request may take before the client gives up on the daemon.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -83,6 +87,11 @@ pub enum ClientError {
     },
     #[error("start a daemon for {host}: {reason}")]
     Autostart { host: String, reason: String },
+    #[error("{what} stream with the daemon: {source}")]
+    Stream {
+        what: String,
+        source: std::io::Error,
+    },
     /// The daemon answered with an error.
     #[error("{message}")]
     Api {

@@ -2,11 +2,14 @@
 //! thin: they validate, call the store or the engine (blocking work off the async threads) and
 //! publish events; the daemon ([`crate::engine::daemon`]) serves this router on each listener,
 //! with bearer-token auth on TCP. Containers' routes are in [`containers`] (lifecycle) and
-//! [`container_ops`] (restart, top, stats, archive, commit), images' in [`images`]; streaming endpoints answer newline-delimited JSON ([`ndjson`]).
+//! [`container_ops`] (restart, top, stats, archive, commit), images' in [`images`]; streaming
+//! endpoints answer newline-delimited JSON ([`ndjson`]); exec and attach switch the connection
+//! to a framed stream ([`exec`]).
 
 mod container_ops;
 mod containers;
 mod df;
+mod exec;
 mod image_archive;
 mod images;
 mod networks;
@@ -33,10 +36,10 @@ use super::error::{ApiError, MAX_BODY};
 use super::types::{
     Bind, CommitResult, Container, ContainerCommit, ContainerCreate, ContainerExit, ContainerState,
     ContainerStats, ContainerStatus, ContainerTop, Counts, DiskUsage, ErrorBody, ErrorCode, Event,
-    Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed, ImageRemoved, ImageTag, Info,
-    LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam, NetworksPruned, Port,
-    ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress,
-    PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
+    ExecCreate, ExecDetached, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
+    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam,
+    NetworksPruned, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
+    PullProgress, PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -89,6 +92,8 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
             get(container_ops::archive_get).put(container_ops::archive_put),
         )
         .route("/v1/containers/{id}/commit", post(container_ops::commit))
+        .route("/v1/containers/{id}/exec", post(exec::exec))
+        .route("/v1/containers/{id}/attach", post(exec::attach))
         .route("/v1/projects", get(projects::list))
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
@@ -381,12 +386,12 @@ impl utoipa::Modify for Tidy {
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, container_ops::restart,
         container_ops::top, container_ops::stats, container_ops::archive_get,
-        container_ops::archive_put, container_ops::commit, projects::up, projects::down,
+        container_ops::archive_put, container_ops::commit, exec::exec, exec::attach, projects::up, projects::down,
         projects::run, projects::list, images::list, images::inspect,
         images::remove, images::pull, images::tag, images::push, images::prune, images::history,
         image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
-        Bind, Tmpfs, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
+        ExecCreate, ExecDetached, Bind, Tmpfs, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
         ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,

@@ -481,6 +481,44 @@ pub struct ContainerExit {
     pub error: Option<String>,
 }
 
+/// `POST /v1/containers/{id}/exec`: a command in a running container. Without `detach` the
+/// answer is `101 Switching Protocols` to a framed stream ([`crate::api::frame`]) ending with
+/// the command's exit code (126 cannot be executed, 127 not found, 128 + signal when killed).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecCreate {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries over the container's environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `name`, `uid`, `name:group` or `uid:gid`, resolved in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Absolute working directory in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// A pseudo-terminal: its output arrives as stdout frames.
+    #[serde(default)]
+    pub tty: bool,
+    /// Pass stdin frames to the command (else its stdin is empty).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Start the command in the background: a JSON answer ([`ExecDetached`]), no stream.
+    #[serde(default)]
+    pub detach: bool,
+    /// The terminal's initial size, `[rows, columns]` (with `tty`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<[u16; 2]>,
+}
+
+/// The answer to a detached exec: the command was started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExecDetached {
+    /// The host pid of the process that joined the container.
+    pub pid: u32,
+}
+
 /// One line of `GET /v1/containers/{id}/logs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LogLine {

@@ -4,22 +4,20 @@
 //!
 //! Every command is a client of the daemon's REST API ([`crate::api::client`]), on `--host` or
 //! the default socket, where a daemon is started when none answers
-//! ([`super::system::engine_client`]). Two paths still run in-process against the data root
-//! until the upgraded attach/exec stream replaces them: `exec`, and the attach of `run -i`/`-t`
-//! ([`attach`], [`exec_in`], [`forward_signals`]). There are deliberately no top-level aliases
+//! ([`super::system::engine_client`]); `exec`, `attach` and the `-i`/`-t` attach of `run` use the
+//! daemon's upgraded streams ([`attach_api`]). There are deliberately no top-level aliases
 //! (`flotilla run`, `ps`, `logs`, …): those names belong to the Compose commands.
 //!
 //! Exit codes follow Docker: `run` and `create` exit 125 when the engine fails before the
 //! container runs, 126/127 when its command cannot be executed or found, and the container's
 //! own status otherwise; other commands exit 1 on failure, 2 on usage errors.
 
+pub(super) mod attach_api;
 mod run;
 mod show;
 mod transfer;
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -28,11 +26,6 @@ use clap::{Args, Subcommand};
 use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out};
 use crate::api::client::{Client, ClientError, LogsQuery};
-use crate::runtime::control::{self, Reply, Request};
-use crate::runtime::exec::{self, ExecOptions};
-use crate::runtime::lifecycle::{LifecycleError, LogsOptions, Runtime};
-use crate::runtime::logs::{Entry, Stream};
-use crate::runtime::state::Status;
 use crate::runtime::time;
 use crate::spec::units;
 
@@ -75,6 +68,8 @@ pub enum ContainerCommand {
     Logs(LogsArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Attach this terminal to a running container's input and output
+    Attach(attach_api::AttachArgs),
     /// Show the processes of a container
     Top(show::TopArgs),
     /// Show cpu, memory and pids usage of containers
@@ -318,10 +313,6 @@ fn run_command(
     project: &ProjectArgs,
     command: &ContainerCommand,
 ) -> Result<u8, Failure> {
-    // exec stays in-process until the upgraded exec stream replaces it.
-    if let ContainerCommand::Exec(args) = command {
-        return exec_in(&runtime(engine)?, args);
-    }
     // Docker's 125: the engine failed before the container ran.
     let engine_code = if matches!(
         command,
@@ -341,8 +332,8 @@ fn run_command(
         .build()
         .map_err(|e| Failure::new(engine_code, e))?;
     match command {
-        ContainerCommand::Create(args) => run::run(client, &engine.data_root, project, args, false),
-        ContainerCommand::Run(args) => run::run(client, &engine.data_root, project, args, true),
+        ContainerCommand::Create(args) => run::run(client, project, args, false),
+        ContainerCommand::Run(args) => run::run(client, project, args, true),
         ContainerCommand::Start(args) => tokio.block_on(each(&args.containers, |id| async move {
             client.start_container(&id).await.map(|_| ())
         })),
@@ -378,22 +369,13 @@ fn run_command(
         ContainerCommand::Ls(args) => tokio.block_on(show::ls(client, args)),
         ContainerCommand::Inspect(args) => tokio.block_on(show::inspect(client, args)),
         ContainerCommand::Logs(args) => tokio.block_on(logs(client, args)),
-        ContainerCommand::Exec(_) => Ok(0),
+        ContainerCommand::Exec(args) => Ok(attach_api::exec(client, &args.container, args)?),
+        ContainerCommand::Attach(args) => Ok(attach_api::attach_command(client, args)?),
         ContainerCommand::Top(args) => tokio.block_on(show::top(client, args)),
         ContainerCommand::Stats(args) => tokio.block_on(show::stats(client, args)),
         ContainerCommand::Cp(args) => tokio.block_on(transfer::cp(client, args)),
         ContainerCommand::Commit(args) => tokio.block_on(transfer::commit(client, args)),
     }
-}
-
-/// The in-process runtime of `exec` and of the `-i`/`-t` attach.
-fn runtime(engine: &EngineArgs) -> Result<Runtime, Failure> {
-    let rt = Runtime::new(&engine.data_root).map_err(fail)?;
-    // Tests and benchmarks keep their cgroups apart.
-    Ok(match std::env::var("FLOTILLA_CGROUP_PREFIX") {
-        Ok(p) if !p.is_empty() => rt.with_prefix(&p),
-        _ => rt,
-    })
 }
 
 /// Runs `f` on each container (by name or id), printing the argument as Docker does; every
@@ -438,187 +420,7 @@ fn env_entry(entry: &str) -> Option<String> {
     std::env::var(entry).ok().map(|v| format!("{entry}={v}"))
 }
 
-// --- in-process attach (`-i`/`-t`) and exec, until the upgraded streams replace them --------
-
-fn block_signals() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ] {
-        set.add(s);
-    }
-    let _ = set.thread_block();
-    set
-}
-
-/// Docker's sig-proxy: signals this attached command receives go to the container.
-fn forward_signals(rt: Runtime, id: String, set: nix::sys::signal::SigSet) {
-    std::thread::spawn(move || {
-        while let Ok(sig) = set.wait() {
-            let _ = rt.kill(&id, sig.as_str());
-        }
-    });
-}
-
-/// Puts the terminal in raw mode until dropped.
-struct RawTerminal {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl RawTerminal {
-    fn new(tty: bool) -> RawTerminal {
-        use nix::sys::termios;
-        let stdin = std::io::stdin();
-        if !tty || !stdin.is_terminal() {
-            return RawTerminal { saved: None };
-        }
-        let Ok(saved) = termios::tcgetattr(&stdin) else {
-            return RawTerminal { saved: None };
-        };
-        let mut raw = saved.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
-        RawTerminal { saved: Some(saved) }
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
-        }
-    }
-}
-
-fn write_entry(e: &Entry) {
-    let result = match e.stream {
-        Stream::Stdout => {
-            let mut o = std::io::stdout().lock();
-            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
-        }
-        Stream::Stderr => {
-            let mut o = std::io::stderr().lock();
-            o.write_all(e.log.as_bytes()).and_then(|_| o.flush())
-        }
-    };
-    let _ = result;
-}
-
-/// Attaches to the started container: its output so far (from the log) then live (from the
-/// shim's socket, de-duplicated by time), standard input when `stdin`, until it exits; returns
-/// its exit code.
-fn attach(rt: &Runtime, id: &str, stdin: bool, tty: bool) -> Result<i32, LifecycleError> {
-    let dir = rt.dir(id);
-    let stream = control::with_socket_path(&dir, control::SOCKET, |p| UnixStream::connect(p));
-    let mut last = String::new();
-    let print_logs = |last: &mut String| {
-        let mut fresh = Vec::new();
-        let _ = rt.logs(id, &LogsOptions::default(), &mut |e| {
-            if e.time.as_str() > last.as_str() {
-                fresh.push(e.clone());
-            }
-            true
-        });
-        for e in fresh {
-            write_entry(&e);
-            *last = e.time;
-        }
-    };
-    let Ok(stream) = stream else {
-        // Exited before we could attach: everything is in the log.
-        let code = rt.wait(id)?;
-        print_logs(&mut last);
-        return Ok(code);
-    };
-    let _raw = RawTerminal::new(tty);
-    let mut writer = stream
-        .try_clone()
-        .map_err(|source| LifecycleError::Control {
-            id: id.to_string(),
-            step: "attach",
-            source,
-        })?;
-    let mut line = serde_json::to_vec(&Request::Attach { stdin }).unwrap_or_default();
-    line.push(b'\n');
-    let sent = writer.write_all(&line);
-    let mut reader = BufReader::new(stream);
-    let mut first = String::new();
-    let attached = sent.is_ok()
-        && reader.read_line(&mut first).is_ok()
-        && matches!(serde_json::from_str(&first), Ok(Reply::Ok { .. }));
-    print_logs(&mut last);
-    if !attached {
-        let code = rt.wait(id)?;
-        print_logs(&mut last);
-        return Ok(code);
-    }
-    if stdin {
-        std::thread::spawn(move || pump_stdin(writer, tty));
-    }
-    let mut code = None;
-    loop {
-        let mut text = String::new();
-        match reader.read_line(&mut text) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        match serde_json::from_str::<Reply>(&text) {
-            Ok(Reply::Output { entry }) if entry.time > last => {
-                write_entry(&entry);
-                last = entry.time;
-            }
-            Ok(Reply::Exit { state }) => {
-                code = state.exit_code;
-                break;
-            }
-            _ => {}
-        }
-    }
-    let code = match code {
-        Some(c) => c,
-        None => rt.wait(id)?,
-    };
-    print_logs(&mut last);
-    Ok(code)
-}
-
-/// Standard input → the container's stdin over the control socket; end of input closes it.
-fn pump_stdin(mut writer: UnixStream, tty: bool) {
-    let mut input = std::io::stdin().lock();
-    let mut buf = vec![0u8; 32 * 1024];
-    let send = |writer: &mut UnixStream, request: &Request| {
-        let mut line = serde_json::to_vec(request).unwrap_or_default();
-        line.push(b'\n');
-        writer.write_all(&line)
-    };
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        let data = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if send(&mut writer, &Request::Stdin { data }).is_err() {
-            return;
-        }
-    }
-    if !tty {
-        let _ = send(&mut writer, &Request::CloseStdin);
-    }
-}
-
-// --- logs / exec ----------------------------------------------------------------------------
+// --- logs ----------------------------------------------------------------------------
 
 fn since(text: &str) -> Result<SystemTime, Failure> {
     if let Some(t) = time::parse(text) {
@@ -676,51 +478,6 @@ async fn logs(client: &Client, args: &LogsArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
-}
-
-fn exec_in(rt: &Runtime, args: &ExecArgs) -> Result<u8, Failure> {
-    let id = rt.resolve(&args.container).map_err(fail)?;
-    let st = rt.state(&id).map_err(fail)?;
-    if st.status == Status::Paused {
-        return Err(fail(format!(
-            "container {id} is paused: unpause it before exec"
-        )));
-    }
-    exec_at(&rt.dir(&id), &id, args).map_err(fail)
-}
-
-/// Runs `args.command` in container `id`, whose state dir is `dir` (found and checked not to be
-/// paused by the caller): the command's exit code (128 + signal when killed), or 0 at once when
-/// detached. Shared by `container exec` and Compose's `exec`.
-pub(super) fn exec_at(dir: &Path, id: &str, args: &ExecArgs) -> Result<u8, String> {
-    let options = ExecOptions {
-        args: args.command.clone(),
-        env: args.env.iter().filter_map(|e| env_entry(e)).collect(),
-        user: args.user.clone(),
-        working_dir: args.workdir.clone(),
-        tty: args.tty,
-        exe: None,
-    };
-    let mut cmd = exec::command(dir, &options).map_err(|e| e.to_string())?;
-    if !args.interactive {
-        cmd.stdin(std::process::Stdio::null());
-    }
-    if args.detach {
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        cmd.spawn()
-            .map_err(|e| format!("container {id}: exec: {e}"))?;
-        return Ok(0);
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("container {id}: exec: {e}"))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => (code & 0xff) as u8,
-        (None, Some(sig)) => (128 + sig) as u8,
-        (None, None) => 125,
-    })
 }
 
 #[cfg(test)]

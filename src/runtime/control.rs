@@ -8,7 +8,8 @@
 //! - `{"cmd":"wait"}` → nothing until the container has exited, then `{"type":"exit","state":…}`
 //! - `{"cmd":"attach","stdin":true}` → `{"type":"ok"}`, then `{"type":"output",…}` lines as
 //!   the container writes, and `{"type":"exit",…}` at the end; meanwhile the client may send
-//!   `{"cmd":"stdin","data":"…"}` and `{"cmd":"close_stdin"}`.
+//!   `{"cmd":"stdin","data":"…"}` (or `"b64":"…"` for any bytes), `{"cmd":"close_stdin"}` and, for a container with a
+//!   pseudo-terminal, `{"cmd":"resize","rows":R,"cols":C}`.
 //!
 //! Errors are `{"type":"error","message":"…"}`. This module holds the shapes and the blocking
 //! client the lifecycle uses; the shim's side is in [`crate::runtime::shim`].
@@ -43,9 +44,18 @@ pub enum Request {
         stdin: bool,
     },
     Stdin {
+        #[serde(default)]
         data: String,
+        /// The bytes in base64 instead of `data` (input that is not UTF-8).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        b64: Option<String>,
     },
     CloseStdin,
+    /// The pseudo-terminal's new size (containers with a tty).
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// A line from the shim.
@@ -129,6 +139,12 @@ impl Client {
         serde_json::from_str(&line)
             .map(Some)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// The connection, and what was read from it but not yet returned as a reply.
+    pub fn into_parts(self) -> (UnixStream, Vec<u8>) {
+        let buffered = self.reader.buffer().to_vec();
+        (self.writer, buffered)
     }
 
     /// Sends `request` and returns the first reply.

@@ -196,6 +196,72 @@ pub fn exec(dir: &Path, options: &ExecOptions) -> Result<i32, ExecError> {
     })
 }
 
+/// The live descendants of `pid` (children first found through `/proc/*/stat`'s parent pid).
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut parents: Vec<(i32, i32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Ends an exec: the `shim exec` joiner `pid` and every process it started in the container,
+/// however deep. They are stopped first (a stopped process cannot fork, and its children keep
+/// it as their parent instead of moving to the container's init), then killed.
+pub fn kill_tree(pid: u32) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let Ok(pid) = i32::try_from(pid) else {
+        return;
+    };
+    let send = |p: i32, sig: Signal| {
+        if let Some(p) = Pid::from_raw(p) {
+            let _ = kill_process(p, sig);
+        }
+    };
+    send(pid, Signal::STOP);
+    let mut all: Vec<i32> = Vec::new();
+    for _ in 0..8 {
+        let now = descendants(pid);
+        let fresh: Vec<i32> = now.iter().copied().filter(|p| !all.contains(p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for p in &fresh {
+            send(*p, Signal::STOP);
+        }
+        all.extend(fresh);
+    }
+    for p in all.iter().chain(std::iter::once(&pid)) {
+        send(*p, Signal::KILL);
+    }
+}
+
 // --- the hidden subcommands ----------------------------------------------------------------
 
 /// `flotilla shim exec …` and `flotilla shim init …` (`sub`), `args` after the subcommand;

@@ -231,7 +231,10 @@ impl Attach {
     /// Sends text to the container's stdin.
     pub fn send_stdin(&mut self, data: &str) -> Result<()> {
         self.client
-            .send(&Request::Stdin { data: data.into() })
+            .send(&Request::Stdin {
+                data: data.into(),
+                b64: None,
+            })
             .map_err(|source| LifecycleError::Control {
                 id: self.id.clone(),
                 step: "write stdin",

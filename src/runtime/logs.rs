@@ -76,6 +76,11 @@ impl Splitter {
         lines
     }
 
+    /// The bytes of the line not ended yet.
+    pub fn partial(&self) -> &[u8] {
+        &self.pending
+    }
+
     /// The partial line left at the end of the stream, if any.
     pub fn finish(&mut self) -> Option<String> {
         if self.pending.is_empty() {

@@ -1,7 +1,7 @@
 //! The Compose commands on one service: `port` (where a private port is published), `scale`
 //! (an `up -d --no-recreate` with `--scale` for the services named) and `exec` (a command in
-//! one of the service's containers, run in-process like `container exec`, in the daemon's data
-//! root, with the command's exit code).
+//! one of the service's containers through the daemon's exec stream, shared with `container
+//! exec`, with the command's exit code).
 
 use std::io::IsTerminal;
 
@@ -183,12 +183,8 @@ pub fn exec(
 ) -> Result<u8, String> {
     let scope = Scope::of(project)?;
     let client = engine_client(engine, hosts)?;
-    let (c, data_root) = block_on(async {
-        let c = replica("exec", &scope, &client, &args.service, args.index).await?;
-        let info = client.info().await.map_err(|e| format!("exec: {e}"))?;
-        Ok::<_, String>((c, info.data_root))
-    })
-    .map_err(|e| format!("start a runtime: {e}"))??;
+    let c = block_on(replica("exec", &scope, &client, &args.service, args.index))
+        .map_err(|e| format!("start a runtime: {e}"))??;
     match c.state.status {
         ContainerStatus::Running => {}
         ContainerStatus::Paused => {
@@ -204,8 +200,6 @@ pub fn exec(
             ));
         }
     }
-    let rt = crate::runtime::lifecycle::Runtime::new(std::path::Path::new(&data_root))
-        .map_err(|e| format!("exec: {e}"))?;
     let exec_args = ContainerExecArgs {
         interactive: !args.detach,
         tty: !args.no_tty && !args.detach && std::io::stdin().is_terminal(),
@@ -216,8 +210,10 @@ pub fn exec(
         container: c.id.clone(),
         command: args.command.clone(),
     };
-    container::exec_at(&rt.dir(&c.id), &c.id, &exec_args)
-        .map_err(|e| format!("exec: service {:?}: {e}", args.service))
+    container::attach_api::exec(&client, &c.id, &exec_args).map_err(|e| {
+        let e = e.strip_prefix("error: ").unwrap_or(&e).to_string();
+        format!("exec: service {:?}: {e}", args.service)
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! lines go to stdout and stderr as they come, signals this command receives are sent to the
 //! container (Docker's sig-proxy), and the command exits with the container's status. `--rm`
 //! is the daemon's `auto_remove`: it removes the container after its exit even when this
-//! command is gone. With `-i`/`-t` the container is attached in-process (see
-//! [`super::attach`]) until the upgraded attach stream replaces it.
+//! command is gone. With `-i`/`-t` it is attached through the daemon's attach stream
+//! ([`super::attach_api`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +16,6 @@ use crate::api::client::{Client, ClientError, EventStream, EventsQuery, LogsQuer
 use crate::api::types::{Bind, ContainerCreate, LogLine, Tmpfs};
 use crate::cli::{ProjectArgs, out};
 use crate::engine::events::EventFilter;
-use crate::runtime::lifecycle::Runtime;
 use crate::spec::units;
 
 /// The exit status of an engine failure before the container runs.
@@ -202,7 +201,6 @@ async fn start_failure(client: &Client, id: &str, e: &ClientError) -> Failure {
 /// `create` (`start` false) and `run`.
 pub(super) fn run(
     client: &Client,
-    data_root: &std::path::Path,
     project: &ProjectArgs,
     args: &RunArgs,
     start: bool,
@@ -231,7 +229,7 @@ pub(super) fn run(
         return Ok(0);
     }
     if interactive {
-        return run_interactive(client, &tokio, data_root, &c.id, args);
+        return run_interactive(client, &tokio, &c.id, args);
     }
     tokio.block_on(attached(client, &c.id, args.rm))
 }
@@ -240,11 +238,9 @@ pub(super) fn run(
 fn run_interactive(
     client: &Client,
     tokio: &tokio::runtime::Runtime,
-    data_root: &std::path::Path,
     id: &str,
     args: &RunArgs,
 ) -> Result<u8, Failure> {
-    let rt = Runtime::new(data_root).map_err(|e| Failure::new(ENGINE, e))?;
     let remove = || {
         if args.rm
             && let Err(e) = tokio.block_on(client.remove_container_with(id, true, true))
@@ -252,17 +248,14 @@ fn run_interactive(
             eprintln!("error: {e}");
         }
     };
-    // Signals for the container are taken before any thread starts.
-    let signals = (!args.tty).then(super::block_signals);
     if let Err(e) = tokio.block_on(client.start_container(id)) {
         let f = tokio.block_on(start_failure(client, id, &e));
         remove();
         return Err(f);
     }
-    if let Some(set) = signals {
-        super::forward_signals(rt.clone(), id.to_string(), set);
-    }
-    let code = super::attach(&rt, id, args.interactive, args.tty);
+    // Through the daemon's attach stream, what it printed so far first (nothing is missed);
+    // signals are proxied to the container there.
+    let code = super::attach_api::attach(client, id, args.interactive, args.tty, true);
     remove();
     let code = code.map_err(|e| Failure::new(ENGINE, e))?;
     Ok((code & 0xff) as u8)

@@ -45,6 +45,9 @@ struct Output {
     file: Option<File>,
     stream: Stream,
     splitter: Splitter,
+    /// A terminal's output sent live to attached clients as it comes (a prompt has no newline):
+    /// the start of a UTF-8 character cut by the read, held for the next one.
+    held: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -177,6 +180,7 @@ fn streams(spec: &Spec) -> Result<(Stdio, Vec<Output>, Option<File>), ShimError>
         file: Some(file),
         stream,
         splitter: Splitter::default(),
+        held: Vec::new(),
     };
     if bundle::terminal(spec) {
         let size = nix::pty::Winsize {
@@ -455,16 +459,93 @@ impl Supervisor {
         }
         let lines = self.outputs[i].splitter.push(&buf[..n]);
         let stream = self.outputs[i].stream;
+        if !self.terminal {
+            for line in lines {
+                self.emit(stream, line);
+            }
+            return;
+        }
+        // A terminal: whole lines to the log, every read at once to attached clients, under
+        // one time (a client that replays the log first skips what it has seen by time).
+        let now = time::now();
         for line in lines {
-            self.emit(stream, line);
+            self.log_entry(&Entry {
+                time: now.clone(),
+                stream,
+                log: line,
+            });
+        }
+        let mut chunk = std::mem::take(&mut self.outputs[i].held);
+        chunk.extend_from_slice(&buf[..n]);
+        let cut = match std::str::from_utf8(&chunk) {
+            Ok(_) => chunk.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => chunk.len(),
+        };
+        self.outputs[i].held = chunk.split_off(cut);
+        if !chunk.is_empty() {
+            self.send_attached(now, stream, String::from_utf8_lossy(&chunk).into_owned());
+        }
+    }
+
+    /// What a terminal printed of its current line before a client attached.
+    fn partial_line(&self) -> Option<Reply> {
+        let out = self.outputs.first()?;
+        let partial = out.splitter.partial();
+        let partial = &partial[..partial.len().saturating_sub(out.held.len())];
+        (!partial.is_empty()).then(|| Reply::Output {
+            entry: Entry {
+                time: time::now(),
+                stream: out.stream,
+                log: String::from_utf8_lossy(partial).into_owned(),
+            },
+        })
+    }
+
+    fn log_entry(&mut self, entry: &Entry) {
+        if let Err(e) = self.log.write(entry) {
+            if !self.log_failed {
+                eprintln!("flotilla shim: write the container log: {e}");
+            }
+            self.log_failed = true;
+        }
+    }
+
+    fn send_attached(&mut self, time: String, stream: Stream, log: String) {
+        let reply = Reply::Output {
+            entry: Entry { time, stream, log },
+        };
+        for c in self.clients.iter_mut().filter(|c| c.flags.attached) {
+            c.reply(&reply);
+            c.flush();
         }
     }
 
     fn close_output(&mut self, i: usize) {
         self.outputs[i].file = None;
-        if let Some(rest) = self.outputs[i].splitter.finish() {
-            let stream = self.outputs[i].stream;
-            self.emit(stream, rest);
+        let stream = self.outputs[i].stream;
+        let rest = self.outputs[i].splitter.finish();
+        if !self.terminal {
+            if let Some(rest) = rest {
+                self.emit(stream, rest);
+            }
+            return;
+        }
+        // Attached clients had the terminal's output as it came (but a cut character).
+        if let Some(rest) = rest {
+            self.log_entry(&Entry {
+                time: time::now(),
+                stream,
+                log: rest,
+            });
+        }
+        let held = std::mem::take(&mut self.outputs[i].held);
+        if !held.is_empty() {
+            self.send_attached(
+                time::now(),
+                stream,
+                String::from_utf8_lossy(&held).into_owned(),
+            );
         }
     }
 
@@ -611,19 +692,39 @@ impl Supervisor {
                 None
             }
             Request::Attach { stdin } => {
+                let partial = if self.terminal {
+                    self.partial_line()
+                } else {
+                    None
+                };
+                let has_stdin = self.stdin.is_some();
                 let c = &mut self.clients[client];
                 c.flags.attached = true;
-                c.flags.stdin = stdin && self.stdin.is_some();
+                c.flags.stdin = stdin && has_stdin;
+                if let Some(p) = partial {
+                    c.reply(&Reply::Ok { state: None });
+                    return Some(p);
+                }
                 Some(Reply::Ok { state: None })
             }
-            Request::Stdin { data } => {
+            Request::Stdin { data, b64 } => {
                 if !self.clients[client].flags.stdin || self.stdin.is_none() {
                     return error("stdin is not open".into());
                 }
-                if self.stdin_buf.len() + data.len() > MAX_STDIN_BACKLOG {
+                let bytes = match b64 {
+                    Some(b) => {
+                        use base64::Engine as _;
+                        match base64::engine::general_purpose::STANDARD.decode(b) {
+                            Ok(bytes) => bytes,
+                            Err(e) => return error(format!("stdin: bad base64: {e}")),
+                        }
+                    }
+                    None => data.into_bytes(),
+                };
+                if self.stdin_buf.len() + bytes.len() > MAX_STDIN_BACKLOG {
                     return error("stdin backlog full, retry later".into());
                 }
-                self.stdin_buf.extend_from_slice(data.as_bytes());
+                self.stdin_buf.extend_from_slice(&bytes);
                 None
             }
             Request::CloseStdin => {
@@ -631,6 +732,19 @@ impl Supervisor {
                     self.stdin_close = true;
                 }
                 None
+            }
+            Request::Resize { rows, cols } => {
+                // The terminal's input side is a clone of its master.
+                match (&self.stdin, self.terminal) {
+                    (Some(master), true) => {
+                        let fd = std::os::fd::AsFd::as_fd(master);
+                        match crate::runtime::sys::exec::resize_terminal(fd, rows, cols) {
+                            Ok(()) => None,
+                            Err(e) => error(format!("resize the terminal: {e}")),
+                        }
+                    }
+                    _ => error("the container has no terminal".into()),
+                }
             }
         }
     }

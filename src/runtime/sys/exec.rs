@@ -144,7 +144,7 @@ pub fn run(join: &Join<'_>) -> Result<u8> {
         SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(setup("create the signalfd"))?;
 
     let terminal = if join.tty {
-        Some(Terminal::open()?)
+        Some(Terminal::open(join.pid)?)
     } else {
         None
     };
@@ -244,13 +244,18 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn open() -> Result<Terminal> {
+    /// A pseudo-terminal of this process's terminal size: on the devpts of the container of
+    /// `pid` (so that `tty` in the container names it, /dev/pts/N), else on the host's.
+    fn open(pid: i32) -> Result<Terminal> {
         let size = window_size(io::stdin().as_fd()).unwrap_or(nix::pty::Winsize {
             ws_row: 24,
             ws_col: 80,
             ws_xpixel: 0,
             ws_ypixel: 0,
         });
+        if let Some(t) = Terminal::open_in(pid, &size) {
+            return Ok(t);
+        }
         let pty = nix::pty::openpty(&size, None).map_err(setup("open a pseudo-terminal"))?;
         for fd in [&pty.master, &pty.slave] {
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)
@@ -259,6 +264,38 @@ impl Terminal {
         Ok(Terminal {
             master: File::from(pty.master),
             slave: pty.slave,
+        })
+    }
+
+    /// A pseudo-terminal from the container's `/dev/pts/ptmx` (reached through its root from
+    /// this process, which still sees the host), the slave opened as the master's peer.
+    fn open_in(pid: i32, size: &nix::pty::Winsize) -> Option<Terminal> {
+        use rustix::fs::{Mode, OFlags};
+        let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+        let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let master = rustix::fs::open(ptmx.as_str(), flags, Mode::empty()).ok()?;
+        let unlock: libc::c_int = 0;
+        // SAFETY: TIOCSPTLCK reads one int from `unlock`, live for the call; the fd is open.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+            return None;
+        }
+        // SAFETY: TIOCGPTPEER takes the open flags by value and returns a new fd or -1.
+        let peer = unsafe {
+            libc::ioctl(
+                master.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if peer < 0 {
+            return None;
+        }
+        // SAFETY: `peer` is a fresh fd the kernel just returned, owned by nothing else.
+        let slave = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(peer) };
+        set_window_size(master.as_fd(), size);
+        Some(Terminal {
+            master: File::from(master),
+            slave,
         })
     }
 
@@ -357,6 +394,39 @@ fn window_size(fd: BorrowedFd<'_>) -> Option<nix::pty::Winsize> {
 fn set_window_size(fd: BorrowedFd<'_>, size: &nix::pty::Winsize) {
     // SAFETY: TIOCSWINSZ only reads one `struct winsize` from `size`.
     let _ = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, size as *const _) };
+}
+
+/// The size of the terminal `fd`, `(rows, cols)`; none when it is not a terminal.
+pub fn terminal_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    window_size(fd).map(|s| (s.ws_row, s.ws_col))
+}
+
+/// Sets the window size of the pseudo-terminal `fd` (master or slave) to `rows` × `cols`; the
+/// kernel signals SIGWINCH to the terminal's foreground process group.
+pub fn resize_terminal(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let size = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ only reads one `struct winsize` from `size`, which is live for the
+    // call; the fd is borrowed for its duration.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size as *const _) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `file` (a non-blocking pseudo-terminal master) registered with the current tokio runtime's
+/// reactor, for the daemon's exec sessions. Must be called inside a runtime.
+pub fn register_async(file: File) -> io::Result<tokio::io::unix::AsyncFd<File>> {
+    // SAFETY: the AsyncFd takes ownership of `file`, so its fd stays open and refers to the
+    // same open file description until the AsyncFd is dropped (which deregisters it before the
+    // File closes it), and `File::as_raw_fd` always returns that one fd.
+    unsafe { tokio::io::unix::AsyncFd::register(file) }.map_err(|e| e.into_parts().1)
 }
 
 /// This process's terminal in raw mode while it relays a pseudo-terminal; restored on drop.
