@@ -420,3 +420,46 @@ fn connect_disconnect_dns_restart_and_removal() {
     d.ok(&["network", "rm", &back]);
     d.finish();
 }
+
+#[test]
+fn compose_ipam_gateway_and_ip_range_are_checked_naming_the_field() {
+    let mut d = NetDaemon::start(true);
+    let tag = unique();
+    let (a, b) = random_subnet();
+    for (i, (config, want)) in [
+        (
+            format!("subnet: 10.{a}.{b}.0/24\n          gateway: 10.{a}.{b}.255"),
+            "networks.front.ipam.config[0].gateway: address",
+        ),
+        (
+            format!("subnet: 10.{a}.{b}.0/24\n          gateway: 10.1.2.3"),
+            "networks.front.ipam.config[0].gateway: address 10.1.2.3 is outside",
+        ),
+        (
+            format!("gateway: 10.{a}.{b}.1"),
+            "networks.front.ipam.config[0].gateway: needs ipam.config[0].subnet",
+        ),
+        (
+            format!("subnet: 10.{a}.{b}.0/24\n          ip_range: 10.9.0.0/25"),
+            "networks.front.ipam.config[0].ip_range: ip range 10.9.0.0/25 is not inside",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let yaml = format!(
+            "services:\n  app:\n    image: {IMAGE}\n    command: [sleep, '300']\n    \
+             networks: [front]\nnetworks:\n  front:\n    ipam:\n      config:\n        - {config}\n"
+        );
+        let dir = d.stack(&format!("ip{i}{tag}"), &yaml);
+        let o = d.cli_in(&dir, &["up", "-d"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{config}: {err}");
+        assert!(
+            err.contains(want),
+            "{config}: {err:?} does not contain {want:?}"
+        );
+        assert_eq!(d.links(), Vec::<String>::new(), "{config}: nothing is made");
+    }
+    d.finish();
+}
