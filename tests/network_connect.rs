@@ -349,6 +349,8 @@ fn connect_disconnect_dns_restart_and_removal() {
     assert_eq!(dns_a(back_gw, &app), [app_back]);
     let err = d.fails(&["network", "connect", &back, &app], 1);
     assert!(err.contains("already connected"), "{err}");
+    let err = d.fails(&["network", "rm", &back], 1);
+    assert!(err.contains(&app), "{err}");
 
     // A stopped container connects too, with the address asked for; its names
     // join the DNS when it starts.
