@@ -338,7 +338,12 @@ fn connect_disconnect_dns_restart_and_removal() {
         &app,
     ]);
     assert_eq!(interfaces(&d, &app), ["eth0", "eth1", "lo"]);
-    assert_eq!(d.links().len(), links_before.len() + 1);
+    let app_veth: Vec<String> = d
+        .links()
+        .into_iter()
+        .filter(|l| !links_before.contains(l))
+        .collect();
+    assert_eq!(app_veth.len(), 1, "{app_veth:?}");
     let app_back = address_on(&inspect(&d, &back), &app).unwrap();
     // The address is the container's own (a local route of its namespace).
     let trie = d.ok(&["container", "exec", &app, "cat", "/proc/net/fib_trie"]);
@@ -381,6 +386,10 @@ fn connect_disconnect_dns_restart_and_removal() {
     d.ok(&["network", "disconnect", &back, &app]);
     assert_eq!(interfaces(&d, &app), ["eth0", "lo"]);
     assert_eq!(address_on(&inspect(&d, &back), &app), None);
+    assert!(
+        !d.links().contains(&app_veth[0]),
+        "the veth of the endpoint is gone"
+    );
     assert_eq!(
         dns_a(back_gw, &format!("extra{tag}")),
         Vec::<Ipv4Addr>::new()
