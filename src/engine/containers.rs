@@ -451,9 +451,9 @@ impl Containers {
     /// After container `id` (its lock held) was connected to a network: when it runs, its
     /// names join that network's DNS (starting the network's server if needed).
     pub async fn network_connected(&self, id: &str) {
-        let running = self
-            .runtime
-            .state(id)
+        let (rt, i) = (self.runtime.clone(), id.to_string());
+        let running = blocking("state", move || rt.state(&i))
+            .await
             .is_ok_and(|s| matches!(s.status, Status::Running | Status::Paused));
         if running && let Some(ns) = self.netsvc.get() {
             ns.register(id).await;
