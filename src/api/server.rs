@@ -37,9 +37,10 @@ use super::types::{
     Bind, CommitResult, Container, ContainerCommit, ContainerCreate, ContainerExit, ContainerState,
     ContainerStats, ContainerStatus, ContainerTop, Counts, DiskUsage, ErrorBody, ErrorCode, Event,
     ExecCreate, ExecDetached, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
-    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkContainer, NetworkCreate, NetworkIpam,
-    NetworksPruned, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
-    PullProgress, PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
+    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkConnect, NetworkContainer,
+    NetworkCreate, NetworkDisconnect, NetworkIpam, NetworksPruned, Port, ProjectDown,
+    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, PushProgress, Tmpfs,
+    UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -119,6 +120,8 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         )
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/prune", post(networks::prune))
+        .route("/v1/networks/{name}/connect", post(networks::connect))
+        .route("/v1/networks/{name}/disconnect", post(networks::disconnect))
         .route(
             "/v1/networks/{name}",
             get(networks::inspect).delete(networks::remove),
@@ -381,7 +384,7 @@ impl utoipa::Modify for Tidy {
     ),
     paths(version, info, events, volumes::create, volumes::list, volumes::inspect,
         volumes::remove, volumes::prune, networks::create, networks::list, networks::inspect,
-        networks::remove, networks::prune, df::df,
+        networks::remove, networks::prune, networks::connect, networks::disconnect, df::df,
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, container_ops::restart,
@@ -396,7 +399,7 @@ impl utoipa::Modify for Tidy {
         ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,
         VolumeCreate, VolumesPruned, Network, NetworkCreate, NetworkIpam, NetworkContainer,
-        NetworksPruned, DiskUsage, UsageSummary)),
+        NetworkConnect, NetworkDisconnect, NetworksPruned, DiskUsage, UsageSummary)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;
@@ -447,6 +450,8 @@ mod tests {
             "/v1/networks",
             "/v1/networks/{name}",
             "/v1/networks/prune",
+            "/v1/networks/{name}/connect",
+            "/v1/networks/{name}/disconnect",
             "/v1/system/df",
             "/v1/images/prune",
             "/v1/images/save",

@@ -81,6 +81,7 @@ fn rule(path: &[&str]) -> Option<Rule> {
             }
             ["rm"] | ["compose", "rm"] => (&[("-f", "--force")], false),
             ["network" | "volume", "rm" | "remove" | "prune"] => (&[("-f", "--force")], false),
+            ["network", "disconnect"] => (&[("-f", "--force")], false),
             ["network" | "volume", "ls" | "list"] => (&[("-f", "--filter")], false),
             _ => return None,
         };

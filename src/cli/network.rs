@@ -1,7 +1,6 @@
-//! `flotilla network create|ls|inspect|rm|prune` through the daemon (Docker's flags, tables and
-//! exit codes). `connect`/`disconnect` are not offered: the engine attaches containers to
-//! networks only when it creates them. Helpers shared with `volume` (filters, confirmation,
-//! the call to the daemon) live here.
+//! `flotilla network create|ls|inspect|rm|prune|connect|disconnect` through the daemon
+//! (Docker's flags, tables and exit codes). Helpers shared with `volume` (filters,
+//! confirmation, the call to the daemon) live here.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -11,7 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, human, out};
 use crate::api::client::{ClientError, NetworkFilter, block_on};
-use crate::api::types::{ErrorCode, Network, NetworkCreate, NetworkIpam};
+use crate::api::types::{
+    ErrorCode, Network, NetworkConnect, NetworkCreate, NetworkDisconnect, NetworkIpam,
+};
 
 #[derive(Args, Debug)]
 pub struct NetworkArgs {
@@ -33,6 +34,35 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove every network no container is attached to
     Prune(PruneArgs),
+    /// Connect a container to a network
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The network, by name or id
+    pub network: String,
+    /// The container, by name or id
+    pub container: String,
+    /// Another name the network's DNS answers for the container (repeatable)
+    #[arg(long = "alias", value_name = "ALIAS")]
+    pub aliases: Vec<String>,
+    /// The container's IPv4 address on the network
+    #[arg(long = "ip", value_name = "IP")]
+    pub ip: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DisconnectArgs {
+    /// The network, by name or id
+    pub network: String,
+    /// The container, by name or id
+    pub container: String,
+    /// A container not connected is not an error (`-f` after the command)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +150,8 @@ pub fn run(engine: &EngineArgs, hosts: &HostArgs, args: &NetworkArgs) -> Result<
         NetworkCommand::Inspect(a) => inspect(engine, hosts, a),
         NetworkCommand::Rm(a) => rm(engine, hosts, a),
         NetworkCommand::Prune(a) => prune(engine, hosts, a),
+        NetworkCommand::Connect(a) => connect(engine, hosts, a),
+        NetworkCommand::Disconnect(a) => disconnect(engine, hosts, a),
     }
 }
 
@@ -364,6 +396,28 @@ fn prune(engine: &EngineArgs, hosts: &HostArgs, args: &PruneArgs) -> Result<(), 
     write(&text)
 }
 
+fn connect(engine: &EngineArgs, hosts: &HostArgs, args: &ConnectArgs) -> Result<(), String> {
+    let req = NetworkConnect {
+        container: args.container.clone(),
+        aliases: args.aliases.clone(),
+        ipv4_address: args.ip.clone(),
+    };
+    let client = engine_client(engine, hosts)?;
+    call(client.connect_network(&args.network, &req))?
+        .map(|_| ())
+        .map_err(|e| format!("error: network connect: {e}"))
+}
+
+fn disconnect(engine: &EngineArgs, hosts: &HostArgs, args: &DisconnectArgs) -> Result<(), String> {
+    let req = NetworkDisconnect {
+        container: args.container.clone(),
+        force: args.force,
+    };
+    let client = engine_client(engine, hosts)?;
+    call(client.disconnect_network(&args.network, &req))?
+        .map_err(|e| format!("error: network disconnect: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +454,10 @@ mod tests {
         assert_eq!(
             rewrite(&["flotilla", "network", "ls", "-q", "-f", "name=x"]),
             ["flotilla", "network", "ls", "-q", "--filter", "name=x"]
+        );
+        assert_eq!(
+            rewrite(&["flotilla", "network", "disconnect", "-f", "n", "c"]),
+            ["flotilla", "network", "disconnect", "--force", "n", "c"]
         );
         // The global -f before the command stays the stack file.
         assert_eq!(

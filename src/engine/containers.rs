@@ -557,6 +557,26 @@ impl Containers {
         }
     }
 
+    /// After container `id` (its lock held) was connected to a network: when it runs, its
+    /// names join that network's DNS (starting the network's server if needed).
+    pub async fn network_connected(&self, id: &str) {
+        let (rt, i) = (self.runtime.clone(), id.to_string());
+        let running = blocking("state", move || rt.state(&i))
+            .await
+            .is_ok_and(|s| matches!(s.status, Status::Running | Status::Paused));
+        if running && let Some(ns) = self.netsvc.get() {
+            ns.register(id).await;
+        }
+    }
+
+    /// After container `id` was disconnected from `network`: its names leave that network's
+    /// DNS.
+    pub fn network_disconnected(&self, id: &str, network: &str) {
+        if let Some(ns) = self.netsvc.get() {
+            ns.disconnected(id, network);
+        }
+    }
+
     /// Stops the DNS server of a network about to be removed.
     pub async fn network_removed(&self, name: &str) {
         if let Some(ns) = self.netsvc.get() {

@@ -183,6 +183,25 @@ impl NetServices {
         }
     }
 
+    /// Takes container `id`'s names out of `network`'s DNS (disconnected from it while
+    /// running); its other networks keep them.
+    pub fn disconnected(&self, id: &str, network: &str) {
+        let was = self
+            .registered
+            .lock()
+            .ok()
+            .and_then(|mut r| {
+                let list = r.get_mut(id)?;
+                let before = list.len();
+                list.retain(|n| n != network);
+                Some(list.len() != before)
+            })
+            .unwrap_or(false);
+        if was {
+            self.directory.network(network).remove_endpoint(id);
+        }
+    }
+
     /// The published ports of container `id` as bound.
     pub fn ports(&self, id: &str) -> Vec<PortBinding> {
         self.proxies.port(id)

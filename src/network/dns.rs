@@ -113,7 +113,9 @@ pub fn normalize_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
-fn check_name(name: &str) -> Result<String, DnsError> {
+/// `name` normalized ([`normalize_name`]) when it is a valid DNS name (non-empty labels of at
+/// most 63 printable ASCII characters without `\`; at most 253 characters).
+pub fn check_name(name: &str) -> Result<String, DnsError> {
     let invalid = |why| DnsError::InvalidName {
         name: name.to_string(),
         why,

@@ -264,6 +264,20 @@ impl NetDaemon {
         let _ = child.wait();
     }
 
+    /// Stops the daemon (SIGTERM, its containers keep running) and starts another on the same
+    /// data root, socket and config: live restore.
+    pub fn restart(&mut self) {
+        self.stop_daemon();
+        let dir = self.path().to_path_buf();
+        self.child = Some(super::daemon::spawn(
+            &self.root,
+            &self.socket,
+            &dir.join("daemon.toml"),
+            &dir.join("daemon.log"),
+            TIMEOUT,
+        ));
+    }
+
     /// Stacks down, the daemon stopped, and nothing of it left on the host.
     pub fn finish(mut self) {
         for dir in std::mem::take(&mut self.stacks) {

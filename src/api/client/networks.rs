@@ -3,7 +3,10 @@
 use http::Method;
 
 use super::{Client, Result, query_escape, with_query};
-use crate::api::types::{DiskUsage, Network, NetworkCreate, NetworksPruned, VolumesPruned};
+use crate::api::types::{
+    DiskUsage, Network, NetworkConnect, NetworkContainer, NetworkCreate, NetworkDisconnect,
+    NetworksPruned, VolumesPruned,
+};
 
 /// Filters of `GET /v1/networks`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +46,22 @@ impl Client {
     pub async fn remove_network(&self, name: &str) -> Result<()> {
         let path = format!("/v1/networks/{}", query_escape(name));
         self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/networks/{name}/connect`: the container's new endpoint.
+    pub async fn connect_network(
+        &self,
+        name: &str,
+        req: &NetworkConnect,
+    ) -> Result<NetworkContainer> {
+        let path = format!("/v1/networks/{}/connect", query_escape(name));
+        self.call(Method::POST, &path, Some(req)).await
+    }
+
+    /// `POST /v1/networks/{name}/disconnect`.
+    pub async fn disconnect_network(&self, name: &str, req: &NetworkDisconnect) -> Result<()> {
+        let path = format!("/v1/networks/{}/disconnect", query_escape(name));
+        self.call(Method::POST, &path, Some(req)).await
     }
 
     /// `POST /v1/networks/prune`, optionally only networks with a label (`key` or

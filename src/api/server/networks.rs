@@ -1,8 +1,12 @@
 //! `/v1/networks`: create, list, inspect, remove and prune bridge networks through the
 //! daemon's [`crate::network::Networks`] (bridge, subnet, nftables rules); a network with
 //! containers attached is never removed, and its containers are named in the refusal.
+//! Connect and disconnect add or remove an endpoint of a container's own network namespace
+//! (recorded in the network's record, one store transaction, so it survives a restart and the
+//! container's removal releases it) and follow it in the network's DNS.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use axum::extract::rejection::QueryRejection;
@@ -14,7 +18,8 @@ use super::ServerState;
 use super::volumes::with_engine;
 use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{
-    ErrorBody, Event, Network, NetworkContainer, NetworkCreate, NetworksPruned,
+    ErrorBody, Event, Network, NetworkConnect, NetworkContainer, NetworkCreate, NetworkDisconnect,
+    NetworksPruned,
 };
 use crate::engine::project::ProjectEngine;
 use crate::engine::project::labels as plabels;
@@ -28,13 +33,17 @@ pub(super) fn network_error(e: NetworkError) -> ApiError {
         | NetworkError::NeedsSubnet { .. }
         | NetworkError::InvalidGateway { .. } => ApiError::bad_request(e.to_string()),
         NetworkError::Ipam { source, .. } => match source {
-            IpamError::Overlap { .. } | IpamError::PoolExhausted { .. } => {
-                ApiError::conflict(e.to_string())
-            }
+            IpamError::Overlap { .. }
+            | IpamError::PoolExhausted { .. }
+            | IpamError::InUse { .. }
+            | IpamError::SubnetExhausted { .. }
+            | IpamError::RangeExhausted { .. } => ApiError::conflict(e.to_string()),
             _ => ApiError::bad_request(e.to_string()),
         },
         NetworkError::NotFound { .. } => ApiError::not_found(e.to_string()),
-        NetworkError::InUse { .. } => ApiError::conflict(e.to_string()),
+        NetworkError::InUse { .. }
+        | NetworkError::AlreadyConnected { .. }
+        | NetworkError::NotConnected { .. } => ApiError::conflict(e.to_string()),
         NetworkError::Store(StoreError::NameConflict { name, .. }) => {
             ApiError::conflict(format!("network {name:?} already exists"))
         }
@@ -328,4 +337,156 @@ pub(super) async fn prune(
         .events
         .publish(Event::now("network", "prune", "", "").with("count", pruned.len()));
     Ok(axum::Json(NetworksPruned { networks: pruned }))
+}
+
+/// The network namespace container `c` owns; a container sharing another's (`network_mode:
+/// container:`/`service:`), the host's or none cannot change networks (409).
+fn own_netns(
+    engine: &ProjectEngine,
+    c: &crate::runtime::lifecycle::Container,
+) -> Result<PathBuf, ApiError> {
+    if let Some(ns) = c.meta.labels.get(plabels::NETNS) {
+        return Ok(engine.networks().netns_dir().join(ns));
+    }
+    let dir = engine.runtime().dir(&c.meta.id);
+    let mode = match oci_spec::runtime::Spec::load(dir.join("config.json")) {
+        Ok(spec) => {
+            let net = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().clone())
+                .unwrap_or_default()
+                .into_iter()
+                .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network);
+            match net.as_ref().and_then(|n| n.path().clone()) {
+                None if net.is_some() => "network_mode none",
+                Some(p) if p == std::path::Path::new("/proc/self/ns/net") => "network_mode host",
+                Some(_) => "the network namespace of another container",
+                None => "network_mode host",
+            }
+        }
+        Err(_) => "no network namespace of its own",
+    };
+    Err(ApiError::conflict(format!(
+        "container {} uses {mode}: it cannot be connected to or disconnected from a network",
+        c.meta.name
+    )))
+}
+
+/// Connects a container (created, running or stopped, with a network namespace of its own) to
+/// the network: an address from the network's pool or the asked one, a new interface inside
+/// at once, and its name and aliases in the network's DNS while it runs. A failed connect
+/// leaves no interface and no address taken.
+#[utoipa::path(post, path = "/v1/networks/{name}/connect", tag = "networks",
+    params(("name" = String, Path, description = "network name, id or id prefix")),
+    request_body = NetworkConnect,
+    responses((status = 200, description = "the container's endpoint on the network",
+            body = NetworkContainer),
+        (status = 400, description = "bad address or alias, or an address outside the \
+            network's subnet", body = ErrorBody),
+        (status = 404, description = "no such network or container", body = ErrorBody),
+        (status = 409, description = "already connected, the address is in use or the pool \
+            exhausted, or the container has no network namespace of its own (network_mode \
+            host, none, container:)", body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub(super) async fn connect(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<NetworkConnect>,
+) -> Result<axum::Json<NetworkContainer>, ApiError> {
+    let ipv4 = match req.ipv4_address.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(a) => Some(a.parse::<Ipv4Addr>().map_err(|_| {
+            ApiError::bad_request(format!("ipv4_address {a:?}: not an IPv4 address"))
+        })?),
+    };
+    for a in &req.aliases {
+        crate::network::dns::check_name(a)
+            .map_err(|e| ApiError::bad_request(format!("alias: {e}")))?;
+    }
+    let id = state.containers.resolve(&req.container).await?;
+    let _guard = state.containers.lock(&id).await;
+    let cid = id.clone();
+    let (net, ep, cname) = with_engine(&state, move |e| {
+        let net = resolve(e, &name)?;
+        let c = e.runtime().inspect(&cid)?;
+        let netns = own_netns(e, &c)?;
+        let mut aliases = vec![c.meta.name.clone()];
+        for a in req.aliases {
+            if !aliases.contains(&a) {
+                aliases.push(a);
+            }
+        }
+        let ep = e
+            .networks()
+            .connect(&netns, &net.id, &aliases, ipv4)
+            .map_err(|err| match err {
+                NetworkError::AlreadyConnected { .. } => ApiError::conflict(format!(
+                    "container {} is already connected to network {}",
+                    c.meta.name, net.name
+                )),
+                other => network_error(other),
+            })?;
+        Ok((net, ep, c.meta.name))
+    })
+    .await?;
+    state.containers.network_connected(&id).await;
+    state.events.publish(
+        Event::now("network", "connect", &net.id, &net.name)
+            .with("container", &id)
+            .with("type", "bridge"),
+    );
+    tracing::info!(network = %net.name, container = %cname, ip = %ep.ip, "container connected");
+    Ok(axum::Json(NetworkContainer {
+        id,
+        name: cname,
+        ipv4_address: format!("{}/{}", ep.ip, ep.prefix),
+        mac_address: ep.mac,
+        aliases: ep.aliases,
+    }))
+}
+
+/// Disconnects a container from the network: its interface goes, its address is released
+/// and its names leave the network's DNS.
+#[utoipa::path(post, path = "/v1/networks/{name}/disconnect", tag = "networks",
+    params(("name" = String, Path, description = "network name, id or id prefix")),
+    request_body = NetworkDisconnect,
+    responses((status = 204),
+        (status = 404, description = "no such network or container", body = ErrorBody),
+        (status = 409, description = "the container is not connected to the network (unless \
+            force), or has no network namespace of its own", body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+pub(super) async fn disconnect(
+    State(state): State<ServerState>,
+    Path(name): Path<String>,
+    JsonBody(req): JsonBody<NetworkDisconnect>,
+) -> Result<StatusCode, ApiError> {
+    let id = state.containers.resolve(&req.container).await?;
+    let _guard = state.containers.lock(&id).await;
+    let cid = id.clone();
+    let force = req.force;
+    let done = with_engine(&state, move |e| {
+        let net = resolve(e, &name)?;
+        let c = e.runtime().inspect(&cid)?;
+        let netns = own_netns(e, &c)?;
+        match e.networks().disconnect(&netns, &net.id) {
+            Ok(()) => Ok(Some(net)),
+            Err(NetworkError::NotConnected { .. }) if force => Ok(None),
+            Err(NetworkError::NotConnected { .. }) => Err(ApiError::conflict(format!(
+                "container {} is not connected to network {}",
+                c.meta.name, net.name
+            ))),
+            Err(other) => Err(network_error(other)),
+        }
+    })
+    .await?;
+    if let Some(net) = done {
+        state.containers.network_disconnected(&id, &net.name);
+        state.events.publish(
+            Event::now("network", "disconnect", &net.id, &net.name)
+                .with("container", &id)
+                .with("type", "bridge"),
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

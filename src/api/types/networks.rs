@@ -124,3 +124,28 @@ pub struct UsageSummary {
     /// stopped containers, the content of volumes no container mounts.
     pub reclaimable: u64,
 }
+
+/// `POST /v1/networks/{name}/connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConnect {
+    /// The container's name, id or id prefix.
+    pub container: String,
+    /// More names the network's DNS answers for it (its own name always).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its address on the network (inside the subnet, free); none: the next free one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<String>,
+}
+
+/// `POST /v1/networks/{name}/disconnect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkDisconnect {
+    /// The container's name, id or id prefix.
+    pub container: String,
+    /// Succeed (doing nothing) when the container is not connected to the network.
+    #[serde(default)]
+    pub force: bool,
+}

@@ -2,10 +2,12 @@
 //! external ones checked, removed (never external ones).
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde_json::Value as J;
 
 use super::{ProjectEngine, ProjectError, Result, labels, translate};
+use crate::network::ipam::{self, Ipv4Net};
 use crate::network::{Network, NetworkError, NetworkOptions};
 use crate::spec::model;
 use crate::volume::{Volume, VolumeError};
@@ -21,14 +23,29 @@ fn is_unset(v: &J) -> bool {
     }
 }
 
-/// `ipam.config[0].subnet` of a network definition (the rest refused).
-fn ipam_subnet(key: &str, ipam: Option<&J>) -> Result<Option<String>> {
+/// `ipam.config[0]` of a network definition: its subnet, gateway and ip range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Ipam {
+    subnet: Option<String>,
+    gateway: Option<String>,
+    ip_range: Option<String>,
+}
+
+/// `ipam.config[0]` of a network definition (`subnet`, `gateway`, `ip_range`; the rest
+/// refused), checked here so an error names the field: the gateway an IPv4 address and the
+/// range a CIDR, both inside the subnet, which they need.
+fn ipam_config(key: &str, ipam: Option<&J>) -> Result<Ipam> {
     let bad = |reason: String| ProjectError::NetworkField {
         key: key.to_string(),
         reason,
     };
+    // `networks.<key>.ipam.config[0].<field>: <reason>`.
+    let field = |f: &str, reason: String| ProjectError::NetworkField {
+        key: format!("{key}.ipam.config[0].{f}"),
+        reason,
+    };
     let Some(J::Object(ipam)) = ipam else {
-        return Ok(None);
+        return Ok(Ipam::default());
     };
     if let Some(d) = ipam
         .get("driver")
@@ -55,17 +72,65 @@ fn ipam_subnet(key: &str, ipam: Option<&J>) -> Result<Option<String>> {
         ));
     }
     let Some(J::Object(c)) = configs.into_iter().next() else {
-        return Ok(None);
+        return Ok(Ipam::default());
     };
     if let Some((k, _)) = c
         .iter()
-        .find(|(k, v)| k.as_str() != "subnet" && !is_unset(v))
+        .find(|(k, v)| !matches!(k.as_str(), "subnet" | "gateway" | "ip_range") && !is_unset(v))
     {
         return Err(bad(format!(
-            "ipam.config[0].{k}: not supported yet (only subnet)"
+            "ipam.config[0].{k}: not supported yet (only subnet, gateway and ip_range)"
         )));
     }
-    Ok(c.get("subnet").and_then(J::as_str).map(str::to_string))
+    let text = |k: &str| {
+        c.get(k)
+            .and_then(J::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let out = Ipam {
+        subnet: text("subnet"),
+        gateway: text("gateway"),
+        ip_range: text("ip_range"),
+    };
+    let Some(subnet) = &out.subnet else {
+        for (k, v) in [("gateway", &out.gateway), ("ip_range", &out.ip_range)] {
+            if v.is_some() {
+                return Err(field(k, "needs ipam.config[0].subnet".into()));
+            }
+        }
+        return Ok(out);
+    };
+    let subnet: Ipv4Net = subnet
+        .parse()
+        .map_err(|e: ipam::IpamError| field("subnet", e.to_string()))?;
+    let gateway = match &out.gateway {
+        None => subnet.gateway(),
+        Some(g) => {
+            let gw = g
+                .parse::<Ipv4Addr>()
+                .map_err(|_| field("gateway", format!("{g:?} is not an IPv4 address")))?;
+            let pool = ipam::Pool {
+                subnet,
+                gateway: gw,
+                range: None,
+            };
+            ipam::check_pool(&pool).map_err(|e| field("gateway", e.to_string()))?;
+            gw
+        }
+    };
+    if let Some(r) = &out.ip_range {
+        let range: Ipv4Net = r
+            .parse()
+            .map_err(|e: ipam::IpamError| field("ip_range", e.to_string()))?;
+        let pool = ipam::Pool {
+            subnet,
+            gateway,
+            range: Some(range),
+        };
+        ipam::check_pool(&pool).map_err(|e| field("ip_range", e.to_string()))?;
+    }
+    Ok(out)
 }
 
 impl ProjectEngine {
@@ -113,7 +178,7 @@ impl ProjectEngine {
                 }
             }
         }
-        let subnet = ipam_subnet(key, net.ipam.as_ref())?;
+        let ipam = ipam_config(key, net.ipam.as_ref())?;
         match self.networks.get(&name) {
             Ok(n) => {
                 if n.internal != net.internal {
@@ -125,10 +190,11 @@ impl ProjectEngine {
             Err(e) => return Err(nerr(e)),
         }
         let options = NetworkOptions {
-            subnet,
+            subnet: ipam.subnet,
+            gateway: ipam.gateway,
+            ip_range: ipam.ip_range,
             internal: net.internal,
             labels: crate::plan::labels::network_labels(project, key, &net.labels),
-            ..NetworkOptions::default()
         };
         match self.networks.create_network(&name, &options) {
             Ok(n) => Ok(n),
@@ -248,5 +314,58 @@ impl ProjectEngine {
             })
             .map(|c| c.meta.name)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(c: J) -> Result<Ipam> {
+        ipam_config("front", Some(&serde_json::json!({ "config": [c] })))
+    }
+
+    #[test]
+    fn ipam_gateway_and_range() {
+        let ok = config(serde_json::json!({
+            "subnet": "10.231.0.0/24", "gateway": "10.231.0.254", "ip_range": "10.231.0.128/25"
+        }))
+        .unwrap();
+        assert_eq!(ok.gateway.as_deref(), Some("10.231.0.254"));
+        assert_eq!(ok.ip_range.as_deref(), Some("10.231.0.128/25"));
+        let cases = [
+            (
+                serde_json::json!({"gateway": "10.231.0.1"}),
+                "networks.front.ipam.config[0].gateway: needs ipam.config[0].subnet",
+            ),
+            (
+                serde_json::json!({"subnet": "10.231.0.0/24", "gateway": "10.232.0.1"}),
+                "networks.front.ipam.config[0].gateway: address 10.232.0.1 is outside",
+            ),
+            (
+                serde_json::json!({"subnet": "10.231.0.0/24", "gateway": "nope"}),
+                "networks.front.ipam.config[0].gateway: \"nope\" is not an IPv4 address",
+            ),
+            (
+                serde_json::json!({"subnet": "10.231.0.0/24", "gateway": "10.231.0.255"}),
+                "networks.front.ipam.config[0].gateway: address 10.231.0.255 of subnet",
+            ),
+            (
+                serde_json::json!({"subnet": "10.231.0.0/24", "ip_range": "10.9.0.0/25"}),
+                "networks.front.ipam.config[0].ip_range: ip range 10.9.0.0/25 is not inside",
+            ),
+            (
+                serde_json::json!({"ip_range": "10.231.0.0/25"}),
+                "networks.front.ipam.config[0].ip_range: needs ipam.config[0].subnet",
+            ),
+            (
+                serde_json::json!({"subnet": "10.231.0.0/24", "aux_addresses": {"a": "10.231.0.5"}}),
+                "networks.front: ipam.config[0].aux_addresses: not supported yet",
+            ),
+        ];
+        for (c, want) in cases {
+            let got = config(c.clone()).unwrap_err().to_string();
+            assert!(got.starts_with(want), "{c}: {got}");
+        }
     }
 }
