@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 pub mod host;
 pub mod server;
+pub mod sync;
 pub mod types;
 
 /// The API version, the first segment of every path.

@@ -7,6 +7,7 @@
 mod containers;
 mod images;
 mod projects;
+mod project_sync;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -78,6 +79,7 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
         .route("/v1/projects/{name}/run", post(projects::run))
+        .route("/v1/projects/{name}/sync", post(project_sync::sync))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route(
@@ -448,11 +450,13 @@ impl utoipa::Modify for Tidy {
         containers::create, containers::list, containers::inspect, containers::start,
         containers::stop, containers::kill, containers::pause, containers::unpause,
         containers::wait, containers::remove, containers::logs, projects::up, projects::down,
-        projects::run, projects::list, images::list, images::inspect,
+        projects::run, projects::list, project_sync::sync, images::list, images::inspect,
         images::remove, images::pull, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
-        ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary)),
+        ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary,
+        crate::api::sync::ProjectSync, crate::api::sync::SyncFile,
+        crate::api::sync::ProjectSynced)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;
