@@ -40,8 +40,6 @@ struct Daemon {
     cg_prefix: String,
     net_prefix: String,
     projects: Vec<(PathBuf, String)>,
-    /// CLI processes still running (watchers), killed by pid on the way out.
-    watchers: Vec<Child>,
     calls: std::cell::Cell<u32>,
 }
 
@@ -120,6 +118,17 @@ impl Cli {
     }
 }
 
+/// A watcher still running when a test fails is killed (by its pid), before the daemon's
+/// cleanup (it is declared after the daemon, so dropped first).
+impl Drop for Cli {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
 impl Daemon {
     fn start(tag: &str) -> Daemon {
         assert!(
@@ -144,7 +153,6 @@ impl Daemon {
             cg_prefix,
             net_prefix,
             projects: Vec::new(),
-            watchers: Vec::new(),
             calls: std::cell::Cell::new(0),
         };
         let tar = d.path().join("busybox-rootfs.tar");
@@ -330,10 +338,6 @@ fn processes_naming(root: &Path) -> Vec<i32> {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        for mut w in self.watchers.drain(..) {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
         if self.child.is_some() {
             for (dir, project) in self.projects.clone() {
                 let _ = self.run(&dir, &["-p", &project, "down", "-v", "-t", "0"]);
@@ -374,12 +378,6 @@ impl Drop for Daemon {
             let _ = dir.close();
         }
     }
-}
-
-/// Keeps a watcher for the cleanup (killed by pid if the test fails before stopping it).
-fn keep(d: &mut Daemon, cli: Cli) -> usize {
-    d.watchers.push(cli.child);
-    d.watchers.len() - 1
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //!   with every file and deletion), `sync+restart`/`restart` (the same request restarts the
 //!   replicas), `sync+exec` (then `exec.command` in each replica), `rebuild` (reported: image
 //!   build does not exist yet).
+//!
 //! Every action is one line: which file(s), which service, which action, how long it took.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
