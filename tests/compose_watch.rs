@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flotilla::api::client::{Client, block_on};
+use flotilla::api::host::Host;
 use flotilla::runtime::lifecycle::{self, Runtime};
 use flotilla::runtime::state;
 use flotilla::runtime::sys::cgroup::{self, Cgroup};
@@ -476,6 +478,50 @@ fn sync_copies_into_every_replica_deletes_and_ignores() {
         assert_eq!(in_container(*pid, "/www/index.html").as_deref(), Some("v2"));
     }
     assert_eq!(d.running(&dir, "web"), before, "a sync must not restart");
+
+    // The sync endpoint on bad input: clear errors with stable codes, nothing written.
+    let client = Client::new(Host::Unix(d.socket.clone()), None);
+    let post = |path: &str, body: &str| {
+        let (status, bytes) = block_on(client.raw(
+            http::Method::POST,
+            path,
+            Some(bytes::Bytes::from(body.to_string())),
+        ))
+        .unwrap()
+        .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        (
+            status.as_u16(),
+            v["code"].as_str().unwrap_or("").to_string(),
+            v["message"].to_string(),
+        )
+    };
+    let (st, code, msg) = post(
+        "/v1/projects/cwsync/sync",
+        r#"{"service":"web","files":[{"path":"www/x","content":"eA=="}]}"#,
+    );
+    assert_eq!((st, code.as_str()), (400, "bad_request"), "{msg}");
+    assert!(msg.contains("files[0].path"), "{msg}");
+    let (st, _, msg) = post(
+        "/v1/projects/cwsync/sync",
+        r#"{"service":"web","files":[{"path":"/www/../x","content":"eA=="}]}"#,
+    );
+    assert_eq!(st, 400, "{msg}");
+    let (st, _, msg) = post(
+        "/v1/projects/cwsync/sync",
+        r#"{"service":"web","files":[{"path":"/www/x","content":"not base64!"}]}"#,
+    );
+    assert_eq!(st, 400, "{msg}");
+    let (st, _, msg) = post("/v1/projects/cwsync/sync", r#"{"service":"web","bogus":1}"#);
+    assert!(st == 400 && msg.contains("bogus"), "{msg}");
+    let (st, code, msg) = post("/v1/projects/cwsync/sync", r#"{"service":"nope"}"#);
+    assert_eq!((st, code.as_str()), (404, "not_found"), "{msg}");
+    let (st, _, msg) = post("/v1/projects/Bad%20Name/sync", r#"{"service":"web"}"#);
+    assert_eq!(st, 400, "{msg}");
+    for (_, _, pid) in &before {
+        assert!(in_container(*pid, "/www/x").is_none());
+        assert!(in_container(*pid, "/x").is_none());
+    }
 
     // A new file in a new directory.
     let n = cli.watch_lines().len();
