@@ -460,7 +460,11 @@ fn sync_stack(project: &str, action: &str, extra: &str) -> String {
 fn sync_copies_into_every_replica_deletes_and_ignores() {
     let mut d = Daemon::start("sync");
     let project = "cwsync";
-    let dir = d.stack(project, &sync_stack(project, "sync", ""));
+    // The image's user is replaced by the service's: synced files get it.
+    let dir = d.stack(
+        project,
+        &sync_stack(project, "sync", "    user: \"1234:1235\"\n"),
+    );
     fs::create_dir_all(dir.join("www")).unwrap();
     fs::write(dir.join("www/index.html"), "v1").unwrap();
     let mut cli = d.watch(&dir, &["watch"]);
@@ -476,6 +480,11 @@ fn sync_copies_into_every_replica_deletes_and_ignores() {
     assert!(!line.contains("restarted"), "{line}");
     for (_, _, pid) in &before {
         assert_eq!(in_container(*pid, "/www/index.html").as_deref(), Some("v2"));
+        use std::os::unix::fs::MetadataExt;
+        for p in ["/www", "/www/index.html"] {
+            let m = fs::metadata(format!("/proc/{pid}/root{p}")).unwrap();
+            assert_eq!((m.uid(), m.gid()), (1234, 1235), "owner of {p}");
+        }
     }
     assert_eq!(d.running(&dir, "web"), before, "a sync must not restart");
 

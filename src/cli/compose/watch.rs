@@ -6,7 +6,7 @@
 //! action restarted or recreated is followed again (from where its log ended); Ctrl-C stops the
 //! containers (a second one kills them) and exits 130.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use clap::Args;
 use tokio::signal::unix::Signal;
@@ -143,11 +143,16 @@ pub(super) async fn attached(
     // Followed containers by short name → id; where each ended log stopped.
     let mut followed: HashMap<String, String> = HashMap::new();
     let mut ended: HashMap<String, String> = HashMap::new();
-    let mut known_ids: HashSet<String> = HashSet::new();
     let name = loaded.name.clone();
+    // Redeploys keep the command's options (not a forced recreate of everything each time).
     let host = CliHost {
         project,
-        up: redeploy_args(&args.services),
+        up: UpArgs {
+            detach: true,
+            watch: false,
+            force_recreate: false,
+            ..args.clone()
+        },
         acted: Some(acted_tx),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -160,6 +165,7 @@ pub(super) async fn attached(
     let mut stopping: Option<tokio::task::JoinHandle<()>> = None;
     let mut interrupts = 0u32;
     let mut stop_tx = Some(stop_tx);
+    let mut rescan_now = true;
     if interrupted {
         interrupts = 1;
     }
@@ -193,8 +199,16 @@ pub(super) async fn attached(
                 }
                 None => {}
             },
-            _ = acted_rx.recv() => {}
-            _ = rescan.tick() => {}
+            Some(()) = acted_rx.recv() => rescan_now = true,
+            _ = rescan.tick() => rescan_now = true,
+            _ = async {
+                match stopping.as_mut() {
+                    Some(task) => {
+                        let _ = task.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            } => return Ok(INTERRUPTED),
             _ = sigint.recv() => {
                 interrupts += 1;
                 if interrupts == 2 {
@@ -210,12 +224,7 @@ pub(super) async fn attached(
                 continue;
             }
         }
-        if let Some(task) = &stopping
-            && task.is_finished()
-        {
-            return Ok(INTERRUPTED);
-        }
-        if stopping.is_some() {
+        if stopping.is_some() || !std::mem::take(&mut rescan_now) {
             continue;
         }
         // Follow what runs and is not followed: new containers from their start, restarted
@@ -228,15 +237,13 @@ pub(super) async fn attached(
             if c.state.status != ContainerStatus::Running || followed.contains_key(&n) {
                 continue;
             }
+            // Restarted: from where its log ended; there at the start: since `up` began; new
+            // (recreated, scaled): all of it.
             let from = match ended.get(&c.id) {
                 Some(t) => Some(t.clone()),
-                None if known_ids.contains(&c.id) => None,
-                None if names.contains(&n) && list.iter().any(|o| o.id == c.id) => {
-                    Some(since.to_string())
-                }
+                None if list.iter().any(|o| o.id == c.id) => Some(since.to_string()),
                 None => None,
             };
-            known_ids.insert(c.id.clone());
             followed.insert(n, c.id.clone());
             let q = LogsQuery {
                 follow: true,
