@@ -452,7 +452,8 @@ fn sync_stack(project: &str, action: &str, extra: &str) -> String {
     format!(
         "name: {project}\nservices:\n  web:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n    \
          deploy:\n      replicas: 2\n    develop:\n      watch:\n        - path: ./www\n          \
-         action: {action}\n          target: /www\n          ignore: [\"*.tmp\", \"cache/\"]\n{extra}"
+         action: {action}\n          target: /www\n          ignore: [\"*.tmp\", \"cache/\"]\n          \
+         initial_sync: true\n{extra}"
     )
 }
 
@@ -470,6 +471,12 @@ fn sync_copies_into_every_replica_deletes_and_ignores() {
     let mut cli = d.watch(&dir, &["watch"]);
     let before = d.running(&dir, "web");
     assert_eq!(before.len(), 2, "{}", cli.text());
+    // initial_sync: the tree is in both replicas before the watch starts.
+    let line = cli.wait_line(0, "web: initial sync");
+    assert!(line.contains("www/index.html → 2 containers"), "{line}");
+    for (_, _, pid) in &before {
+        assert_eq!(in_container(*pid, "/www/index.html").as_deref(), Some("v1"));
+    }
 
     // A change: copied into both replicas, no restart.
     let n = cli.watch_lines().len();

@@ -303,11 +303,8 @@ impl<H: Host> Session<H> {
                 }
             }
         }
-        for (service, mut w) in work {
-            // The initial copy restarts nothing and runs nothing.
-            w.rules
-                .retain(|i| self.rules.all()[*i].action == Action::Sync);
-            self.act(&service, w, "initial sync").await;
+        for (service, w) in work {
+            self.act(&service, w, true).await;
         }
     }
 
@@ -364,7 +361,7 @@ impl<H: Host> Session<H> {
             self.redeploy(&stack_changed, started).await;
         }
         for (service, w) in work {
-            self.act(&service, w, "").await;
+            self.act(&service, w, false).await;
         }
         self.host.acted();
     }
@@ -437,8 +434,9 @@ impl<H: Host> Session<H> {
         }
     }
 
-    /// One service's action for a batch.
-    async fn act(&mut self, service: &str, w: Work, what: &str) {
+    /// One service's action for a batch; `initial`: the initial sync (copies only: restarts
+    /// and runs nothing).
+    async fn act(&mut self, service: &str, w: Work, initial: bool) {
         let t0 = Instant::now();
         let rules: Vec<_> = w
             .rules
@@ -448,7 +446,11 @@ impl<H: Host> Session<H> {
         let Some(action) = rules.iter().map(|r| r.action).max() else {
             return;
         };
-        let name = if what.is_empty() { action.name() } else { what };
+        let name = if initial {
+            "initial sync"
+        } else {
+            action.name()
+        };
         let files = listed(&w.shown);
         if action == Action::Rebuild {
             self.host.line(&format!(
@@ -457,7 +459,7 @@ impl<H: Host> Session<H> {
             ));
             return;
         }
-        let restart = rules.iter().any(|r| r.action.restarts());
+        let restart = !initial && rules.iter().any(|r| r.action.restarts());
         let mut chunks: Vec<Vec<SyncFile>> = vec![Vec::new()];
         let mut size = 0;
         for f in w.files {
@@ -496,7 +498,10 @@ impl<H: Host> Session<H> {
         }
         let Some(synced) = synced else { return };
         let mut notes = Vec::new();
-        for r in rules.iter().filter(|r| r.action == Action::SyncExec) {
+        for r in rules
+            .iter()
+            .filter(|r| !initial && r.action == Action::SyncExec)
+        {
             let Some(hook) = &r.exec else { continue };
             match self.exec_all(service, hook).await {
                 Ok(failed) if failed.is_empty() => {}
