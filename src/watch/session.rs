@@ -246,6 +246,10 @@ impl<H: Host> Session<H> {
             let mut watcher =
                 notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                     let Ok(ev) = res else { return };
+                    if ev.need_rescan() {
+                        // Events were lost (the kernel's queue overflowed): look at everything.
+                        let _ = tx.send(PathBuf::new());
+                    }
                     if matches!(ev.kind, EventKind::Access(_)) {
                         return;
                     }
@@ -308,9 +312,28 @@ impl<H: Host> Session<H> {
         }
     }
 
-    async fn flush(&mut self, batch: BTreeSet<PathBuf>, started: Instant) {
+    async fn flush(&mut self, mut batch: BTreeSet<PathBuf>, started: Instant) {
         let mut stack_changed: Vec<String> = Vec::new();
         let mut work: BTreeMap<String, Work> = BTreeMap::new();
+        if batch.remove(Path::new("")) {
+            // A rescan: every path seen and every path there now is compared.
+            batch.extend(self.stack_files.iter().cloned());
+            for root in self.rules.roots() {
+                batch.extend(self.tree.paths_under(&root));
+                let mut dirs = vec![root];
+                while let Some(d) = dirs.pop() {
+                    let Ok(rd) = std::fs::read_dir(&d) else {
+                        continue;
+                    };
+                    for e in rd.flatten() {
+                        if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            dirs.push(e.path());
+                        }
+                        batch.insert(e.path());
+                    }
+                }
+            }
+        }
         let mut queue: Vec<PathBuf> = batch.into_iter().rev().collect();
         let mut seen: HashSet<PathBuf> = HashSet::new();
         while let Some(p) = queue.pop() {

@@ -113,6 +113,15 @@ impl Tree {
         }
     }
 
+    /// What was seen under `root` (itself included).
+    pub fn paths_under(&self, root: &Path) -> Vec<PathBuf> {
+        self.known
+            .keys()
+            .filter(|p| p.starts_with(root))
+            .cloned()
+            .collect()
+    }
+
     /// Forgets what is under `root` (a root no longer watched).
     pub fn forget(&mut self, root: &Path) {
         self.known.retain(|p, _| !p.starts_with(root));
