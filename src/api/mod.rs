@@ -10,6 +10,7 @@ pub mod error;
 pub mod frame;
 pub mod host;
 pub mod server;
+pub mod sync;
 pub mod types;
 
 /// The API version, the first segment of every path.

@@ -13,6 +13,7 @@ mod exec;
 mod image_archive;
 mod images;
 mod networks;
+mod project_sync;
 mod projects;
 mod volumes;
 
@@ -99,6 +100,7 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/projects/{name}/up", post(projects::up))
         .route("/v1/projects/{name}/down", post(projects::down))
         .route("/v1/projects/{name}/run", post(projects::run))
+        .route("/v1/projects/{name}/sync", post(project_sync::sync))
         .route("/v1/images", get(images::list))
         .route("/v1/images/pull", post(images::pull))
         .route("/v1/images/prune", post(images::prune))
@@ -390,7 +392,7 @@ impl utoipa::Modify for Tidy {
         containers::wait, containers::remove, containers::logs, container_ops::restart,
         container_ops::top, container_ops::stats, container_ops::archive_get,
         container_ops::archive_put, container_ops::commit, exec::exec, exec::attach, projects::up, projects::down,
-        projects::run, projects::list, images::list, images::inspect,
+        projects::run, projects::list, project_sync::sync, images::list, images::inspect,
         images::remove, images::pull, images::tag, images::push, images::prune, images::history,
         image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
@@ -399,7 +401,9 @@ impl utoipa::Modify for Tidy {
         ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,
         VolumeCreate, VolumesPruned, Network, NetworkCreate, NetworkIpam, NetworkContainer,
-        NetworkConnect, NetworkDisconnect, NetworksPruned, DiskUsage, UsageSummary)),
+        NetworkConnect, NetworkDisconnect, NetworksPruned, DiskUsage, UsageSummary,
+        crate::api::sync::ProjectSync, crate::api::sync::SyncFile,
+        crate::api::sync::ProjectSynced)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;

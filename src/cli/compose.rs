@@ -17,6 +17,7 @@ mod ops;
 mod pull;
 mod run;
 mod service;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -71,6 +72,8 @@ pub enum ProjectCommand {
     Create(pull::CreateArgs),
     /// Run a one-off command in a new container of a service
     Run(run::RunArgs),
+    /// Bring the stack up, then apply edits of the stack files and `develop.watch` rules
+    Watch(watch::WatchArgs),
 }
 
 /// `flotilla compose …`: every project command under Compose's own group.
@@ -119,6 +122,7 @@ pub fn run(
         ProjectCommand::Exec(args) => service::exec(engine, hosts, project, args),
         ProjectCommand::Create(args) => pull::create(engine, hosts, project, args),
         ProjectCommand::Run(args) => run::run(engine, hosts, project, args),
+        ProjectCommand::Watch(args) => watch::watch(engine, hosts, project, args),
     };
     exit(result)
 }
@@ -214,6 +218,10 @@ pub struct UpArgs {
     /// Also print why each container is recreated
     #[arg(long)]
     pub verbose: bool,
+    /// Attached: also watch the stack files and the services' `develop.watch` rules, and
+    /// apply what changes (see `watch`)
+    #[arg(long, conflicts_with_all = ["detach", "dry_run", "no_start", "wait"])]
+    pub watch: bool,
     /// Only these services (and their dependencies)
     pub services: Vec<String>,
 }
@@ -378,13 +386,8 @@ async fn follow_interruptible(
     }
 }
 
-pub fn up(
-    engine: &EngineArgs,
-    hosts: &HostArgs,
-    project: &ProjectArgs,
-    args: &UpArgs,
-) -> Result<u8, String> {
-    let loaded = load_stack(project)?;
+/// The `up` request for `loaded` with `args` (the `--scale` values checked).
+fn up_request(loaded: &Loaded, args: &UpArgs) -> Result<ProjectUp, String> {
     let mut scale = BTreeMap::new();
     for s in &args.scale {
         let (svc, n) = s
@@ -395,20 +398,9 @@ pub fn up(
             .map_err(|_| format!("--scale {s:?}: N must be a number"))?;
         scale.insert(svc.to_string(), n);
     }
-    let declared = declared_services(&loaded);
-    let attached = !(args.detach || args.wait || args.dry_run || args.no_start);
-    let named = args
-        .services
-        .iter()
-        .chain(&args.attach)
-        .chain(&args.no_attach)
-        .chain(&args.exit_code_from);
-    for s in named {
-        check_service("up", &loaded.name, &declared, s)?;
-    }
-    let req = ProjectUp {
+    Ok(ProjectUp {
         project: loaded.config_with_values(),
-        config_files: config_files(&loaded),
+        config_files: config_files(loaded),
         working_dir: loaded.project_dir.display().to_string(),
         services: args.services.clone(),
         no_deps: args.no_deps,
@@ -421,7 +413,28 @@ pub fn up(
         dry_run: args.dry_run,
         wait: args.wait,
         wait_timeout: args.wait_timeout,
-    };
+    })
+}
+
+pub fn up(
+    engine: &EngineArgs,
+    hosts: &HostArgs,
+    project: &ProjectArgs,
+    args: &UpArgs,
+) -> Result<u8, String> {
+    let loaded = load_stack(project)?;
+    let req = up_request(&loaded, args)?;
+    let declared = declared_services(&loaded);
+    let attached = !(args.detach || args.wait || args.dry_run || args.no_start);
+    let named = args
+        .services
+        .iter()
+        .chain(&args.attach)
+        .chain(&args.no_attach)
+        .chain(&args.exit_code_from);
+    for s in named {
+        check_service("up", &loaded.name, &declared, s)?;
+    }
     let client = engine_client(engine, hosts)?;
     let name = loaded.name.clone();
     block_on(async {
@@ -446,6 +459,18 @@ pub fn up(
                 .map_err(|e| format!("up: project {name}: {e}"))?;
         match sigint {
             Some(_) if interrupts > 1 => Ok(attach::INTERRUPTED),
+            Some(mut sig) if args.watch => {
+                watch::attached(
+                    &client,
+                    project,
+                    args,
+                    loaded,
+                    &since,
+                    &mut sig,
+                    interrupts > 0,
+                )
+                .await
+            }
             Some(mut sig) => {
                 attach::attached(&client, &name, args, &since, &mut sig, interrupts > 0).await
             }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod shim;
 pub mod state;
+pub mod sync;
 #[allow(unsafe_code)]
 #[warn(clippy::undocumented_unsafe_blocks)]
 pub mod sys;

@@ -401,11 +401,20 @@ pub fn service(svc: &mut Node, path: &Path, out: &mut Vec<Diagnostic>) {
                 if let Some(d) = v.as_map_mut()
                     && let Some(Value::Seq(rules)) = d.get_mut("watch").map(|w| &mut w.value)
                 {
-                    for r in rules.iter_mut() {
+                    for (i, r) in rules.iter_mut().enumerate() {
                         if let Some(rm) = r.as_map_mut() {
                             for f in ["ignore", "include"] {
                                 if let Some(x) = rm.get_mut(f) {
                                     str_to_list(x);
+                                }
+                            }
+                            if let Some(em) = rm.get_mut("exec").and_then(Node::as_map_mut) {
+                                if let Some(c) = em.get_mut("command") {
+                                    let cp = p.key("watch").index(i).key("exec").key("command");
+                                    command(c, &cp, false, out);
+                                }
+                                if let Some(e) = em.get_mut("environment") {
+                                    list_to_dict(e, '=');
                                 }
                             }
                         }

@@ -3,6 +3,7 @@
 //! typed model in [`model`]. Pure: it reads stack files and env files, nothing else.
 
 pub mod canon;
+pub mod develop;
 pub mod dotenv;
 pub mod emit;
 pub mod error;

@@ -268,6 +268,8 @@ pub struct WatchRule {
     #[serde(default)]
     pub include: Vec<String>,
     pub initial_sync: Option<bool>,
+    /// `sync+exec`: the command run in each replica after the sync.
+    pub exec: Option<Hook>,
     #[serde(flatten)]
     pub extra: Extra,
 }

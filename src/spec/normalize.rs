@@ -175,6 +175,7 @@ pub fn normalize(mut root: Node, cx: &mut Context<'_>) -> Result<Output, Vec<Dia
     for (k, svc) in svc_map.entries.iter_mut() {
         let sp = Path::root().key("services").key(&k.name);
         let Some(m) = svc.as_map_mut() else { continue };
+        super::develop::check(m, &sp, &mut errs);
 
         // image or build
         if !m.contains("image") && !m.contains("build") {
