@@ -334,15 +334,35 @@ fn ls(engine: &EngineArgs, hosts: &HostArgs, args: &LsArgs) -> Result<(), String
 
 fn inspect(engine: &EngineArgs, hosts: &HostArgs, args: &InspectArgs) -> Result<(), String> {
     let client = engine_client(engine, hosts)?;
+    inspect_each("network", &args.networks, |n| client.inspect_network(n))
+}
+
+fn rm(engine: &EngineArgs, hosts: &HostArgs, args: &RmArgs) -> Result<(), String> {
+    let client = engine_client(engine, hosts)?;
+    remove_each(&args.networks, args.force, |n| client.remove_network(n))
+}
+
+/// `KIND inspect NAME…`: the found objects as one JSON array, then an error line per name that
+/// failed (Docker's shape).
+pub(super) fn inspect_each<'a, T, F, Fut>(
+    kind: &str,
+    names: &'a [String],
+    get: F,
+) -> Result<(), String>
+where
+    T: serde::Serialize,
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    for name in &args.networks {
-        match call(client.inspect_network(name))? {
-            Ok(n) => found.push(n),
+    for name in names {
+        match call(get(name))? {
+            Ok(v) => found.push(v),
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {
-                errors.push(format!("error: no such network: {name}"))
+                errors.push(format!("error: no such {kind}: {name}"))
             }
-            Err(e) => errors.push(format!("error: network inspect {name}: {e}")),
+            Err(e) => errors.push(format!("error: {kind} inspect {name}: {e}")),
         }
     }
     let text = serde_json::to_string_pretty(&found).map_err(|e| e.to_string())?;
@@ -353,13 +373,22 @@ fn inspect(engine: &EngineArgs, hosts: &HostArgs, args: &InspectArgs) -> Result<
     }
 }
 
-fn rm(engine: &EngineArgs, hosts: &HostArgs, args: &RmArgs) -> Result<(), String> {
-    let client = engine_client(engine, hosts)?;
+/// `KIND rm NAME…`: each removed name printed, an error line per failure (`force`: an unknown
+/// name is not one).
+pub(super) fn remove_each<'a, F, Fut>(
+    names: &'a [String],
+    force: bool,
+    remove: F,
+) -> Result<(), String>
+where
+    F: Fn(&'a str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ClientError>>,
+{
     let mut errors = Vec::new();
-    for name in &args.networks {
-        match call(client.remove_network(name))? {
+    for name in names {
+        match call(remove(name))? {
             Ok(()) => write(&format!("{name}\n"))?,
-            Err(e) if args.force && e.code() == Some(ErrorCode::NotFound) => {}
+            Err(e) if force && e.code() == Some(ErrorCode::NotFound) => {}
             Err(e) => errors.push(format!("error: {e}")),
         }
     }

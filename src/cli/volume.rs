@@ -4,11 +4,12 @@
 use clap::{Args, Subcommand};
 
 use super::network::{
-    LsFormat, call, confirm, has_label, labels_text, parse_filters, parse_labels,
+    LsFormat, call, confirm, has_label, inspect_each, labels_text, parse_filters, parse_labels,
+    remove_each,
 };
 use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, human, out};
-use crate::api::types::{ErrorCode, Volume, VolumeCreate};
+use crate::api::types::{Volume, VolumeCreate};
 
 #[derive(Args, Debug)]
 pub struct VolumeArgs {
@@ -178,39 +179,12 @@ fn ls(engine: &EngineArgs, hosts: &HostArgs, args: &LsArgs) -> Result<(), String
 
 fn inspect(engine: &EngineArgs, hosts: &HostArgs, args: &InspectArgs) -> Result<(), String> {
     let client = engine_client(engine, hosts)?;
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
-    for name in &args.volumes {
-        match call(client.inspect_volume(name))? {
-            Ok(v) => found.push(v),
-            Err(e) if e.code() == Some(ErrorCode::NotFound) => {
-                errors.push(format!("error: no such volume: {name}"))
-            }
-            Err(e) => errors.push(format!("error: volume inspect {name}: {e}")),
-        }
-    }
-    let text = serde_json::to_string_pretty(&found).map_err(|e| e.to_string())?;
-    write(&format!("{text}\n"))?;
-    match errors.is_empty() {
-        true => Ok(()),
-        false => Err(errors.join("\n")),
-    }
+    inspect_each("volume", &args.volumes, |n| client.inspect_volume(n))
 }
 
 fn rm(engine: &EngineArgs, hosts: &HostArgs, args: &RmArgs) -> Result<(), String> {
     let client = engine_client(engine, hosts)?;
-    let mut errors = Vec::new();
-    for name in &args.volumes {
-        match call(client.remove_volume(name))? {
-            Ok(()) => write(&format!("{name}\n"))?,
-            Err(e) if args.force && e.code() == Some(ErrorCode::NotFound) => {}
-            Err(e) => errors.push(format!("error: {e}")),
-        }
-    }
-    match errors.is_empty() {
-        true => Ok(()),
-        false => Err(errors.join("\n")),
-    }
+    remove_each(&args.volumes, args.force, |n| client.remove_volume(n))
 }
 
 fn prune(engine: &EngineArgs, hosts: &HostArgs, args: &PruneArgs) -> Result<(), String> {
