@@ -851,3 +851,71 @@ services:
     assert!(text(&o.stderr).contains("is not running"), "{o:?}");
     d.finish();
 }
+
+/// `post_start` runs right after the start, with its environment; `pre_stop` runs before the
+/// stop signal on `stop` and on `down` (the order the three writers leave in a bind-mounted
+/// file); a failing `post_start` fails `up` for its service, naming the hook and its output.
+#[test]
+fn lifecycle_hooks_run_in_the_container() {
+    let mut d = Daemon::start();
+    let name = project("h");
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'echo term >> /out/log; exit 0' TERM; while true; do sleep 0.1; done"]
+    volumes: ["./out:/out"]
+    post_start:
+      - command: ["sh", "-c", "echo post_start $$HOOKVAR $$(id -u) >> /out/log"]
+        environment:
+          HOOKVAR: set
+    pre_stop:
+      - command: "sh -c 'echo pre_stop >> /out/log'"
+        user: "0"
+"#
+        ),
+    );
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let log = dir.join("out/log");
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "post_start set 0\n");
+    d.ok(&dir, &["stop"]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\n"
+    );
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["up", "-d"]);
+    d.ok(&dir, &["down"]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\n"
+    );
+
+    let bad = project("hb");
+    let bad_dir = d.stack(
+        &bad,
+        &format!(
+            r#"name: {bad}
+services:
+  bad:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    post_start:
+      - command: ["sh", "-c", "echo hook broke; exit 3"]
+"#
+        ),
+    );
+    let o = d.cli(&bad_dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service bad")
+            && err.contains("post_start hook 1: exited with code 3: hook broke"),
+        "{err}"
+    );
+    d.finish();
+}
