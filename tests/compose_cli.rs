@@ -919,3 +919,115 @@ services:
     );
     d.finish();
 }
+
+/// `compose top` (each running container's name, then its process table), `compose stats
+/// --no-stream` (table and JSON lines), `compose push` to a loopback registry (a missing image
+/// fails it, unless `--ignore-push-failures`), `down --rmi local` (keeps named images) and
+/// `down --rmi all` (removes them).
+#[test]
+fn top_stats_push_and_down_rmi() {
+    let registry = common::registry::Registry::start();
+    let mut d = Daemon::start();
+    let name = project("t");
+    let pushed = format!("{}/cc/{name}:1", registry.host());
+    d.ok(d.path(), &["tag", IMAGE, &pushed]);
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+  pushed:
+    image: {pushed}
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d"]);
+
+    let top = d.ok(&dir, &["compose", "top"]);
+    let blocks: Vec<&str> = top.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{top}");
+    assert!(
+        blocks[0].starts_with(&format!("{name}-app-1\nUID")),
+        "{top}"
+    );
+    assert!(
+        blocks[0].contains("sleep 0.1") || blocks[0].contains("sh -c"),
+        "{top}"
+    );
+    assert!(
+        blocks[1].starts_with(&format!("{name}-pushed-1\nUID")),
+        "{top}"
+    );
+    assert!(blocks[1].contains("sleep 1000"), "{top}");
+    let only = d.ok(&dir, &["compose", "top", "pushed"]);
+    assert!(!only.contains("-app-1"), "{only}");
+    let o = d.cli(&dir, &["compose", "top", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no such service: nope"));
+
+    let table = d.ok(&dir, &["compose", "stats", "--no-stream"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID"), "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
+    let json = d.ok(
+        &dir,
+        &["compose", "stats", "--no-stream", "--format", "json", "app"],
+    );
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["Name"], format!("{name}-app-1"));
+    assert!(rows[0]["MemUsage"].as_str().unwrap().contains(" / "));
+    assert!(rows[0]["PIDs"].as_str().unwrap().parse::<u64>().unwrap() >= 1);
+
+    // push: only `pushed` has a registry name; busybox's own name is not pushable.
+    let out = d.ok(&dir, &["compose", "push", "pushed"]);
+    assert_eq!(
+        out,
+        format!(" Image {pushed}  Pushing\n Image {pushed}  Pushed\n")
+    );
+    assert!(
+        registry
+            .log()
+            .contains(&format!("PUT /v2/cc/{name}/manifests/1")),
+        "{}",
+        registry.log()
+    );
+    let missing_dir = d.path().join("missing");
+    fs::create_dir_all(&missing_dir).unwrap();
+    let missing = format!("{}/cc/{name}-missing:1", registry.host());
+    fs::write(
+        missing_dir.join("compose.yaml"),
+        format!("name: {name}-m\nservices:\n  gone:\n    image: {missing}\n"),
+    )
+    .unwrap();
+    let o = d.cli(&missing_dir, &["compose", "push"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!(" Image {missing}  Error")), "{err}");
+    assert!(err.contains("1 image(s) could not be pushed"), "{err}");
+    let o = d.cli(&missing_dir, &["compose", "push", "--ignore-push-failures"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    // down --rmi local keeps images named by `image`; --rmi all removes them.
+    let out = d.ok(&dir, &["down", "--rmi", "local"]);
+    assert!(!out.contains(" Image "), "{out}");
+    d.ok(d.path(), &["image", "inspect", &pushed]);
+    d.ok(&dir, &["up", "-d"]);
+    let out = d.ok(&dir, &["down", "--rmi", "all"]);
+    assert!(out.contains(&format!(" Image {pushed}  Removed")), "{out}");
+    assert!(out.contains(&format!(" Image {IMAGE}  Removed")), "{out}");
+    for image in [&pushed, IMAGE] {
+        let o = d.cli(d.path(), &["image", "inspect", image]);
+        assert!(!o.status.success(), "{image} is still there");
+    }
+    let o = d.cli(&dir, &["down", "--rmi", "some"]);
+    assert_eq!(o.status.code(), Some(2));
+    d.finish();
+}

@@ -9,12 +9,16 @@
 //! all at once.
 //!
 //! Every command is also under `flotilla compose …`, so `alias docker-compose='flotilla
-//! compose'` works; `events` and `images` are only there (the top-level names are Docker's).
+//! compose'` works; `events`, `images`, `push`, `top` and `stats` are only there (the
+//! top-level names are Docker's). `push` is in [`push`], `top` and `stats` in [`monitor`].
 
 mod attach;
 mod logs;
+mod monitor;
 mod ops;
 mod pull;
+mod push;
+mod rmi;
 mod run;
 mod service;
 mod watch;
@@ -93,6 +97,12 @@ pub enum ComposeCommand {
     Images(ops::ImagesArgs),
     /// Pull the images of the stack's services through the daemon
     Pull(pull::PullArgs),
+    /// Push the images of the stack's services through the daemon
+    Push(push::PushArgs),
+    /// Show the processes of the stack's running containers
+    Top(monitor::TopArgs),
+    /// Show the resource use of the stack's running containers
+    Stats(monitor::StatsArgs),
 }
 
 /// Runs a project command; its exit code (1 with the message on standard error on failure).
@@ -139,6 +149,9 @@ pub fn run_group(
         ComposeCommand::Events(a) => exit(ops::events(engine, hosts, project, a)),
         ComposeCommand::Images(a) => exit(ops::images(engine, hosts, project, a)),
         ComposeCommand::Pull(a) => exit(pull::pull(engine, hosts, project, a)),
+        ComposeCommand::Push(a) => exit(push::push(engine, hosts, project, a)),
+        ComposeCommand::Top(a) => exit(monitor::top(engine, hosts, project, a)),
+        ComposeCommand::Stats(a) => exit(monitor::stats(engine, hosts, project, a)),
     }
 }
 
@@ -240,6 +253,9 @@ pub struct DownArgs {
     /// Print the plan, change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Then remove the services' images: `local` (those without an `image` name) or `all`
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub rmi: Option<rmi::Rmi>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -500,6 +516,10 @@ pub fn down(
     args: &DownArgs,
 ) -> Result<(), String> {
     let (loaded, name) = project_and_name(project, true)?;
+    let images = match args.rmi {
+        Some(mode) if !args.dry_run => rmi::images(loaded.as_ref(), &name, mode),
+        _ => Vec::new(),
+    };
     let req = ProjectDown {
         project: loaded.map(|l| l.config),
         volumes: args.volumes,
@@ -515,7 +535,16 @@ pub fn down(
             .map_err(|e| format!("down: {e}"))?;
         follow(stream, true)
             .await
-            .map_err(|e| format!("down: project {name}: {e}"))
+            .map_err(|e| format!("down: project {name}: {e}"))?;
+        let failed = rmi::remove(&client, &images, |line| {
+            let _ = out(&line);
+        })
+        .await;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("down: project {name}: {}", failed.join("; ")))
+        }
     })
     .map_err(|e| format!("start a runtime: {e}"))?
 }
