@@ -1031,3 +1031,101 @@ services:
     assert_eq!(o.status.code(), Some(2));
     d.finish();
 }
+
+/// Image build does not exist yet: a `build:`-only service, `pull_policy: build` and `up
+/// --build` on a service with `build:` fail with one line naming the service, before any
+/// network or container is made; `run` of a `build:`-only service too.
+#[test]
+fn build_paths_say_build_is_not_available() {
+    let mut d = Daemon::start();
+    let name = project("b");
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+  built:
+    build: ./ctx
+"#
+        ),
+    );
+    fs::create_dir_all(dir.join("ctx")).unwrap();
+    let nothing_made = |d: &Daemon, dir: &Path| {
+        assert_eq!(d.ok(dir, &["ps", "-a", "-q"]), "");
+        let nets = d.ok(d.path(), &["network", "ls"]);
+        assert!(!nets.contains(&format!("{name}_default")), "{nets}");
+    };
+    let o = d.cli(&dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service built: has only build:")
+            && err.contains("image build is not available yet"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    nothing_made(&d, &dir);
+    let o = d.cli(&dir, &["run", "--rm", "built", "true"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("service built: has only build: (no image): image build is not available"),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    pull_policy: build
+"#
+        ),
+    )
+    .unwrap();
+    let o = d.cli(&dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "service ok: pull_policy: build needs an image build: image build is not available yet"
+        ),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    build: ./ctx
+    command: ["sleep", "1000"]
+"#
+        ),
+    )
+    .unwrap();
+    let o = d.cli(&dir, &["up", "-d", "--build"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "up --build: project {name}: service ok: image build is not available yet"
+        )),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+    // Without --build the image there is used.
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(d.state_of(&dir, "ok").as_deref(), Some("running"));
+    d.finish();
+}

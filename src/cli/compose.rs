@@ -235,6 +235,13 @@ pub struct UpArgs {
     /// apply what changes (see `watch`)
     #[arg(long, conflicts_with_all = ["detach", "dry_run", "no_start", "wait"])]
     pub watch: bool,
+    /// Build the images first (image build is not available yet: refused when a selected
+    /// service has `build:`)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images (none is ever built yet)
+    #[arg(long)]
+    pub no_build: bool,
     /// Only these services (and their dependencies)
     pub services: Vec<String>,
 }
@@ -451,6 +458,9 @@ pub fn up(
     for s in named {
         check_service("up", &loaded.name, &declared, s)?;
     }
+    if args.build {
+        refuse_build(&loaded, &args.services)?;
+    }
     let client = engine_client(engine, hosts)?;
     let name = loaded.name.clone();
     block_on(async {
@@ -497,6 +507,31 @@ pub fn up(
 }
 
 /// The stack files given (absolute), for the containers' labels.
+/// `up --build`: refused, naming the (selected) services with `build:`, since image build is
+/// not available yet.
+fn refuse_build(loaded: &Loaded, selected: &[String]) -> Result<(), String> {
+    let building: Vec<String> = loaded
+        .config
+        .get("services")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flatten()
+        .filter(|(name, svc)| {
+            (selected.is_empty() || selected.contains(name)) && svc.get("build").is_some()
+        })
+        .map(|(name, _)| format!("service {name}"))
+        .collect();
+    if building.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "up --build: project {}: {}: {}",
+        loaded.name,
+        building.join(", "),
+        crate::engine::nobuild::NOT_YET
+    ))
+}
+
 fn config_files(loaded: &Loaded) -> Vec<String> {
     loaded
         .files

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod images;
 pub mod locks;
 pub mod netsvc;
+pub mod nobuild;
 pub mod project;
 pub mod reconcile;
 pub mod restart;

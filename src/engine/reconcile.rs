@@ -281,6 +281,7 @@ impl Reconciler {
             }
             return Ok(());
         }
+        crate::engine::nobuild::refuse(&project, &plan)?;
         for w in &plan.warnings {
             report.send("warning", "", None, "", Some(w.clone()));
         }
@@ -1013,6 +1014,7 @@ impl Reconciler {
                 }
             ))
         })?;
+        crate::engine::nobuild::refuse_run(&service, &original).map_err(RunError::Invalid)?;
         let suffix = crate::store::new_id()
             .map_err(|e| RunError::Failed(e.to_string()))?
             .chars()
