@@ -1129,3 +1129,120 @@ services:
     assert_eq!(d.state_of(&dir, "ok").as_deref(), Some("running"));
     d.finish();
 }
+
+/// `--progress`: `json` is one JSON object per event (the last `done`), `quiet` prints
+/// nothing, `plain` Compose's lines (also from $COMPOSE_PROGRESS); on a terminal the default
+/// is the live view, redrawn in place, whose final screen shows every container Started; a
+/// bad value is a usage error.
+#[test]
+fn progress_modes() {
+    let mut d = Daemon::start();
+    let name = project("g");
+    let dir = d.stack(&name, &two_services(&name));
+
+    let out = d.ok(&dir, &["--progress", "json", "up", "-d"]);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for svc in ["web", "db"] {
+        let c = format!("{name}-{svc}-1");
+        assert!(
+            events.iter().any(|e| e["kind"] == "container"
+                && e["name"] == c.as_str()
+                && e["status"] == "Started"),
+            "{out}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["kind"], &last["status"]),
+        (&"done".into(), &"ok".into())
+    );
+
+    let o = d.cli(&dir, &["--progress", "quiet", "down"]);
+    assert!(o.status.success());
+    assert_eq!(
+        (text(&o.stdout), text(&o.stderr)),
+        (String::new(), String::new())
+    );
+    assert_eq!(d.ok(&dir, &["ps", "-a", "-q"]), "");
+
+    let out = d.ok(&dir, &["up", "-d", "--progress", "plain"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!(" Container {name}-web-1  Started  "))),
+        "{out}"
+    );
+    let o = d
+        .command(&dir, &["down"])
+        .env("COMPOSE_PROGRESS", "quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "");
+
+    let o = d.cli(&dir, &["--progress", "fancy", "up", "-d"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("fancy"));
+
+    // The live view under a pseudo-terminal.
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&size, None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut cmd = d.command(&dir, &["up", "-d"]);
+    cmd.stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(slave);
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("up under a terminal did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = text(&reader.join().unwrap());
+    assert!(status.success(), "{seen}");
+    // Redrawn in place: the final screen is what follows the last "up N lines, clear".
+    assert!(seen.contains("\x1b[J"), "{seen:?}");
+    let screen = seen.rsplit("\x1b[J").next().unwrap();
+    assert!(screen.starts_with("[+] Running 3/3"), "{screen:?}");
+    assert!(
+        screen.contains(&format!("Network {name}_default")),
+        "{screen:?}"
+    );
+    for svc in ["web", "db"] {
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains(&format!("✔ Container {name}-{svc}-1"))
+                    && l.contains("  Started  ")),
+            "{screen:?}"
+        );
+    }
+    d.finish();
+}

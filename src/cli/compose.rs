@@ -4,7 +4,8 @@
 //! [`service`]. The stack is loaded here, in the client (like `docker compose`: paths, `.env`
 //! and the process environment are the user's), and sent to the daemon as its canonical
 //! model; the daemon plans and converges, and streams each step back
-//! (`api::types::ProjectProgress`), rendered as Compose's plain lines. The other commands find
+//! (`api::types::ProjectProgress`), rendered in the `--progress` mode ([`progress`]: plain
+//! lines, JSON, quiet, or the live tty view). The other commands find
 //! the project's containers by their Compose labels and act on each through the container API,
 //! all at once.
 //!
@@ -16,6 +17,7 @@ mod attach;
 mod logs;
 mod monitor;
 mod ops;
+pub(crate) mod progress;
 mod pull;
 mod push;
 mod rmi;
@@ -355,12 +357,12 @@ fn render(p: &ProjectProgress, verbose: bool) -> Option<String> {
     Some(line)
 }
 
-/// Prints the stream; the result is the `done` line's.
+/// Shows the stream in `progress`'s mode; the result is the `done` line's.
 async fn follow(
     stream: crate::api::client::JsonStream<ProjectProgress>,
-    verbose: bool,
+    progress: &mut progress::Renderer,
 ) -> Result<(), String> {
-    follow_interruptible(stream, verbose, None)
+    follow_interruptible(stream, progress, None)
         .await
         .map(|_| ())
 }
@@ -369,35 +371,36 @@ async fn follow(
 /// will stop once it is up; the second returns at once, with 2).
 async fn follow_interruptible(
     mut stream: crate::api::client::JsonStream<ProjectProgress>,
-    verbose: bool,
+    progress: &mut progress::Renderer,
     mut sigint: Option<&mut tokio::signal::unix::Signal>,
 ) -> Result<u32, String> {
     let mut last: Option<ProjectProgress> = None;
     let mut interrupts = 0;
+    let mut ticks = tokio::time::interval(progress::TICK);
     loop {
-        let item = match sigint.as_deref_mut() {
-            Some(sig) => tokio::select! {
-                item = stream.next() => item,
-                _ = sig.recv() => {
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        return Ok(interrupts);
-                    }
-                    eprintln!("{}", attach::GRACEFUL);
-                    continue;
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = ticks.tick() => {
+                progress.tick().map_err(|e| e.to_string())?;
+                continue;
+            }
+            Some(()) = async {
+                match sigint.as_deref_mut() {
+                    Some(sig) => sig.recv().await,
+                    None => std::future::pending().await,
                 }
-            },
-            None => stream.next().await,
+            } => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    return Ok(interrupts);
+                }
+                eprintln!("{}", attach::GRACEFUL);
+                continue;
+            }
         };
         let Some(item) = item else { break };
         let p = item.map_err(|e| e.to_string())?;
-        if let Some(text) = render(&p, verbose) {
-            if p.status == "Error" {
-                eprint!("{text}");
-            } else {
-                out(&text).map_err(|e| e.to_string())?;
-            }
-        }
+        progress.event(&p).map_err(|e| e.to_string())?;
         if p.kind == "done" {
             last = Some(p);
         }
@@ -479,10 +482,10 @@ pub fn up(
             .project_up(&name, &req)
             .await
             .map_err(|e| format!("up: {e}"))?;
-        let interrupts =
-            follow_interruptible(stream, args.verbose || args.dry_run, sigint.as_mut())
-                .await
-                .map_err(|e| format!("up: project {name}: {e}"))?;
+        let mut renderer = progress::Renderer::new(project.progress, args.verbose || args.dry_run);
+        let interrupts = follow_interruptible(stream, &mut renderer, sigint.as_mut())
+            .await
+            .map_err(|e| format!("up: project {name}: {e}"))?;
         match sigint {
             Some(_) if interrupts > 1 => Ok(attach::INTERRUPTED),
             Some(mut sig) if args.watch => {
@@ -568,13 +571,28 @@ pub fn down(
             .project_down(&name, &req)
             .await
             .map_err(|e| format!("down: {e}"))?;
-        follow(stream, true)
+        let mut renderer = progress::Renderer::new(project.progress, true);
+        follow(stream, &mut renderer)
             .await
             .map_err(|e| format!("down: project {name}: {e}"))?;
-        let failed = rmi::remove(&client, &images, |line| {
-            let _ = out(&line);
-        })
-        .await;
+        let mut failed = Vec::new();
+        for (image, result) in rmi::remove(&client, &images).await {
+            let (status, detail) = match result {
+                Ok(()) => ("Removed", None),
+                Err(e) => {
+                    failed.push(format!("image {image}: {e}"));
+                    ("Error", Some(e))
+                }
+            };
+            let _ = renderer.event(&ProjectProgress {
+                kind: "image".into(),
+                name: image,
+                service: None,
+                status: status.into(),
+                detail,
+                elapsed_ms: 0,
+            });
+        }
         if failed.is_empty() {
             Ok(())
         } else {

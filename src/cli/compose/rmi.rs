@@ -42,18 +42,15 @@ pub fn images(loaded: Option<&Loaded>, name: &str, mode: Rmi) -> Vec<String> {
     out.into_iter().collect()
 }
 
-/// Removes `images`, printing ` Image X  Removed`; the failures, one line each.
-pub async fn remove(client: &Client, images: &[String], say: impl Fn(String)) -> Vec<String> {
-    let mut failed = Vec::new();
+/// Removes `images`: each one's result (images not there are left out).
+pub async fn remove(client: &Client, images: &[String]) -> Vec<(String, Result<(), String>)> {
+    let mut results = Vec::new();
     for image in images {
         match client.remove_image(image, false).await {
-            Ok(_) => say(format!(" Image {image}  Removed\n")),
+            Ok(_) => results.push((image.clone(), Ok(()))),
             Err(e) if e.code() == Some(ErrorCode::NotFound) => {}
-            Err(e) => {
-                eprintln!(" Image {image}  Error: {e}");
-                failed.push(format!("image {image}: {e}"));
-            }
+            Err(e) => results.push((image.clone(), Err(e.to_string()))),
         }
     }
-    failed
+    results
 }
