@@ -853,7 +853,7 @@ services:
 }
 
 /// `post_start` runs right after the start, with its environment; `pre_stop` runs before the
-/// stop signal on `stop` and on `down` (the order the three writers leave in a bind-mounted
+/// stop signal on `stop`, a recreate and `down` (the order the writers leave in a bind-mounted
 /// file); a failing `post_start` fails `up` for its service, naming the hook and its output.
 #[test]
 fn lifecycle_hooks_run_in_the_container() {
@@ -889,11 +889,25 @@ services:
     );
     fs::write(&log, "").unwrap();
     d.ok(&dir, &["up", "-d"]);
-    d.ok(&dir, &["down"]);
+    // A recreate (its environment edited) stops the old container with its pre_stop first.
+    let yaml = fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    fs::write(
+        dir.join("compose.yaml"),
+        yaml.replace(
+            "    volumes:",
+            "    environment:\n      EDITED: \"1\"\n    volumes:",
+        ),
+    )
+    .unwrap();
+    let out = d.ok(&dir, &["up", "-d"]);
+    assert!(out.contains("Recreate"), "{out}");
     assert_eq!(
         fs::read_to_string(&log).unwrap(),
-        "post_start set 0\npre_stop\nterm\n"
+        "post_start set 0\npre_stop\nterm\npost_start set 0\n"
     );
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["down"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "pre_stop\nterm\n");
 
     let bad = project("hb");
     let bad_dir = d.stack(
