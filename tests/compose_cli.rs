@@ -887,6 +887,16 @@ services:
         fs::read_to_string(&log).unwrap(),
         "post_start set 0\npre_stop\nterm\n"
     );
+    // `start` and `restart` (through the container API) run them too.
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["start"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "post_start set 0\n");
+    d.ok(&dir, &["restart"]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\npost_start set 0\n"
+    );
+    d.ok(&dir, &["stop"]);
     fs::write(&log, "").unwrap();
     d.ok(&dir, &["up", "-d"]);
     // A recreate (its environment edited) stops the old container with its pre_stop first.
@@ -929,6 +939,13 @@ services:
     assert!(
         err.contains("service bad")
             && err.contains("post_start hook 1: exited with code 3: hook broke"),
+        "{err}"
+    );
+    let o = d.cli(&bad_dir, &["restart"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("post_start hook 1: exited with code 3: hook broke"),
         "{err}"
     );
     d.finish();

@@ -696,6 +696,21 @@ impl Containers {
         }
     }
 
+    /// Runs the `post_start` hooks of the just started container `id` (from the configuration
+    /// it was created with): the API's start and restart of a Compose container (`compose
+    /// start`/`restart`); the reconciler runs its own.
+    pub async fn post_start(&self, c: &Container) -> std::result::Result<(), String> {
+        let hooks = super::hooks::from_labels(&c.meta.labels, "post_start");
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir(&c.meta.id);
+        let exe = self.runtime.exe().to_path_buf();
+        super::hooks::run(&dir, &exe, "post_start", &hooks)
+            .await
+            .map_err(|e| format!("container {}: {e}", c.meta.name))
+    }
+
     pub async fn kill(&self, query: &str, signal: &str) -> Result<Container> {
         let sig = signal.to_string();
         let (_, c) = self

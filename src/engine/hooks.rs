@@ -7,7 +7,8 @@
 //!
 //! `post_start` hooks come from the service of the stack being brought up; `pre_stop` hooks
 //! from the configuration a container was created with (its `io.flotilla.config` label), so
-//! that every stop of a Compose container (`stop`, `down`, a recreate) runs them.
+//! that every stop of a Compose container (`stop`, `down`, a recreate) runs them; the API's
+//! start and restart of a Compose container run its `post_start` hooks from that label too.
 //! `privileged: true` is accepted, and the hook runs with the container's own privileges.
 
 use std::collections::BTreeMap;
