@@ -851,3 +851,429 @@ services:
     assert!(text(&o.stderr).contains("is not running"), "{o:?}");
     d.finish();
 }
+
+/// `post_start` runs right after the start, with its environment; `pre_stop` runs before the
+/// stop signal on `stop`, a recreate and `down` (the order the writers leave in a bind-mounted
+/// file); a failing `post_start` fails `up` for its service, naming the hook and its output.
+#[test]
+fn lifecycle_hooks_run_in_the_container() {
+    let mut d = Daemon::start();
+    let name = project("h");
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'echo term >> /out/log; exit 0' TERM; while true; do sleep 0.1; done"]
+    volumes: ["./out:/out"]
+    post_start:
+      - command: ["sh", "-c", "echo post_start $$HOOKVAR $$(id -u) >> /out/log"]
+        environment:
+          HOOKVAR: set
+    pre_stop:
+      - command: "sh -c 'echo pre_stop >> /out/log'"
+        user: "0"
+"#
+        ),
+    );
+    fs::create_dir_all(dir.join("out")).unwrap();
+    let log = dir.join("out/log");
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "post_start set 0\n");
+    d.ok(&dir, &["stop"]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\n"
+    );
+    // `start` and `restart` (through the container API) run them too.
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["start"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "post_start set 0\n");
+    d.ok(&dir, &["restart"]);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\npost_start set 0\n"
+    );
+    d.ok(&dir, &["stop"]);
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["up", "-d"]);
+    // A recreate (its environment edited) stops the old container with its pre_stop first.
+    let yaml = fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    fs::write(
+        dir.join("compose.yaml"),
+        yaml.replace(
+            "    volumes:",
+            "    environment:\n      EDITED: \"1\"\n    volumes:",
+        ),
+    )
+    .unwrap();
+    let out = d.ok(&dir, &["up", "-d"]);
+    assert!(out.contains("Recreate"), "{out}");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "post_start set 0\npre_stop\nterm\npost_start set 0\n"
+    );
+    fs::write(&log, "").unwrap();
+    d.ok(&dir, &["down"]);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "pre_stop\nterm\n");
+
+    let bad = project("hb");
+    let bad_dir = d.stack(
+        &bad,
+        &format!(
+            r#"name: {bad}
+services:
+  bad:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    post_start:
+      - command: ["sh", "-c", "echo hook broke; exit 3"]
+"#
+        ),
+    );
+    let o = d.cli(&bad_dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service bad")
+            && err.contains("post_start hook 1: exited with code 3: hook broke"),
+        "{err}"
+    );
+    let o = d.cli(&bad_dir, &["restart"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("post_start hook 1: exited with code 3: hook broke"),
+        "{err}"
+    );
+    d.finish();
+}
+
+/// `compose top` (each running container's name, then its process table), `compose stats
+/// --no-stream` (table and JSON lines), `compose push` to a loopback registry (a missing image
+/// fails it, unless `--ignore-push-failures`), `down --rmi local` (keeps named images) and
+/// `down --rmi all` (removes them).
+#[test]
+fn top_stats_push_and_down_rmi() {
+    let registry = common::registry::Registry::start();
+    let mut d = Daemon::start();
+    let name = project("t");
+    let pushed = format!("{}/cc/{name}:1", registry.host());
+    d.ok(d.path(), &["tag", IMAGE, &pushed]);
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+  pushed:
+    image: {pushed}
+    command: ["sleep", "1000"]
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d"]);
+
+    let top = d.ok(&dir, &["compose", "top"]);
+    let blocks: Vec<&str> = top.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{top}");
+    assert!(
+        blocks[0].starts_with(&format!("{name}-app-1\nUID")),
+        "{top}"
+    );
+    assert!(
+        blocks[0].contains("sleep 0.1") || blocks[0].contains("sh -c"),
+        "{top}"
+    );
+    assert!(
+        blocks[1].starts_with(&format!("{name}-pushed-1\nUID")),
+        "{top}"
+    );
+    assert!(blocks[1].contains("sleep 1000"), "{top}");
+    let only = d.ok(&dir, &["compose", "top", "pushed"]);
+    assert!(!only.contains("-app-1"), "{only}");
+    let o = d.cli(&dir, &["compose", "top", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no such service: nope"));
+
+    let table = d.ok(&dir, &["compose", "stats", "--no-stream"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID"), "{table}");
+    assert_eq!(lines.len(), 3, "{table}");
+    let json = d.ok(
+        &dir,
+        &["compose", "stats", "--no-stream", "--format", "json", "app"],
+    );
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["Name"], format!("{name}-app-1"));
+    assert!(rows[0]["MemUsage"].as_str().unwrap().contains(" / "));
+    assert!(rows[0]["PIDs"].as_str().unwrap().parse::<u64>().unwrap() >= 1);
+
+    // push: only `pushed` has a registry name; busybox's own name is not pushable.
+    let out = d.ok(&dir, &["compose", "push", "pushed"]);
+    assert_eq!(
+        out,
+        format!(" Image {pushed}  Pushing\n Image {pushed}  Pushed\n")
+    );
+    assert!(
+        registry
+            .log()
+            .contains(&format!("PUT /v2/cc/{name}/manifests/1")),
+        "{}",
+        registry.log()
+    );
+    let missing_dir = d.path().join("missing");
+    fs::create_dir_all(&missing_dir).unwrap();
+    let missing = format!("{}/cc/{name}-missing:1", registry.host());
+    fs::write(
+        missing_dir.join("compose.yaml"),
+        format!("name: {name}-m\nservices:\n  gone:\n    image: {missing}\n"),
+    )
+    .unwrap();
+    let o = d.cli(&missing_dir, &["compose", "push"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!(" Image {missing}  Error")), "{err}");
+    assert!(err.contains("1 image(s) could not be pushed"), "{err}");
+    let o = d.cli(&missing_dir, &["compose", "push", "--ignore-push-failures"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+
+    // down --rmi local keeps images named by `image`; --rmi all removes them.
+    let out = d.ok(&dir, &["down", "--rmi", "local"]);
+    assert!(!out.contains(" Image "), "{out}");
+    d.ok(d.path(), &["image", "inspect", &pushed]);
+    d.ok(&dir, &["up", "-d"]);
+    let out = d.ok(&dir, &["down", "--rmi", "all"]);
+    assert!(out.contains(&format!(" Image {pushed}  Removed")), "{out}");
+    assert!(out.contains(&format!(" Image {IMAGE}  Removed")), "{out}");
+    for image in [&pushed, IMAGE] {
+        let o = d.cli(d.path(), &["image", "inspect", image]);
+        assert!(!o.status.success(), "{image} is still there");
+    }
+    let o = d.cli(&dir, &["down", "--rmi", "some"]);
+    assert_eq!(o.status.code(), Some(2));
+    d.finish();
+}
+
+/// Image build does not exist yet: a `build:`-only service, `pull_policy: build` and `up
+/// --build` on a service with `build:` fail with one line naming the service, before any
+/// network or container is made; `run` of a `build:`-only service too.
+#[test]
+fn build_paths_say_build_is_not_available() {
+    let mut d = Daemon::start();
+    let name = project("b");
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+  built:
+    build: ./ctx
+"#
+        ),
+    );
+    fs::create_dir_all(dir.join("ctx")).unwrap();
+    let nothing_made = |d: &Daemon, dir: &Path| {
+        assert_eq!(d.ok(dir, &["ps", "-a", "-q"]), "");
+        let nets = d.ok(d.path(), &["network", "ls"]);
+        assert!(!nets.contains(&format!("{name}_default")), "{nets}");
+    };
+    let o = d.cli(&dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service built: has only build:")
+            && err.contains("image build is not available yet"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    nothing_made(&d, &dir);
+    let o = d.cli(&dir, &["run", "--rm", "built", "true"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("service built: has only build: (no image): image build is not available"),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    command: ["sleep", "1000"]
+    pull_policy: build
+"#
+        ),
+    )
+    .unwrap();
+    let o = d.cli(&dir, &["up", "-d"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "service ok: pull_policy: build needs an image build: image build is not available yet"
+        ),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+
+    fs::write(
+        dir.join("compose.yaml"),
+        format!(
+            r#"name: {name}
+services:
+  ok:
+    image: {IMAGE}
+    build: ./ctx
+    command: ["sleep", "1000"]
+"#
+        ),
+    )
+    .unwrap();
+    let o = d.cli(&dir, &["up", "-d", "--build"]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "up --build: project {name}: service ok: image build is not available yet"
+        )),
+        "{err}"
+    );
+    nothing_made(&d, &dir);
+    // Without --build the image there is used.
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(d.state_of(&dir, "ok").as_deref(), Some("running"));
+    d.finish();
+}
+
+/// `--progress`: `json` is one JSON object per event (the last `done`), `quiet` prints
+/// nothing, `plain` Compose's lines (also from $COMPOSE_PROGRESS); on a terminal the default
+/// is the live view, redrawn in place, whose final screen shows every container Started; a
+/// bad value is a usage error.
+#[test]
+fn progress_modes() {
+    let mut d = Daemon::start();
+    let name = project("g");
+    let dir = d.stack(&name, &two_services(&name));
+
+    let out = d.ok(&dir, &["--progress", "json", "up", "-d"]);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for svc in ["web", "db"] {
+        let c = format!("{name}-{svc}-1");
+        assert!(
+            events.iter().any(|e| e["kind"] == "container"
+                && e["name"] == c.as_str()
+                && e["status"] == "Started"),
+            "{out}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["kind"], &last["status"]),
+        (&"done".into(), &"ok".into())
+    );
+
+    let o = d.cli(&dir, &["--progress", "quiet", "down"]);
+    assert!(o.status.success());
+    assert_eq!(
+        (text(&o.stdout), text(&o.stderr)),
+        (String::new(), String::new())
+    );
+    assert_eq!(d.ok(&dir, &["ps", "-a", "-q"]), "");
+
+    let out = d.ok(&dir, &["up", "-d", "--progress", "plain"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!(" Container {name}-web-1  Started  "))),
+        "{out}"
+    );
+    let o = d
+        .command(&dir, &["down"])
+        .env("COMPOSE_PROGRESS", "quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "");
+
+    let o = d.cli(&dir, &["--progress", "fancy", "up", "-d"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("fancy"));
+
+    // The live view under a pseudo-terminal.
+    let size = nix::pty::Winsize {
+        ws_row: 40,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(&size, None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut cmd = d.command(&dir, &["up", "-d"]);
+    cmd.stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(slave);
+    let mut master = fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("up under a terminal did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seen = text(&reader.join().unwrap());
+    assert!(status.success(), "{seen}");
+    // Redrawn in place: the final screen is what follows the last "up N lines, clear".
+    assert!(seen.contains("\x1b[J"), "{seen:?}");
+    let screen = seen.rsplit("\x1b[J").next().unwrap();
+    assert!(screen.starts_with("[+] Running 3/3"), "{screen:?}");
+    assert!(
+        screen.contains(&format!("Network {name}_default")),
+        "{screen:?}"
+    );
+    for svc in ["web", "db"] {
+        assert!(
+            screen
+                .lines()
+                .any(|l| l.contains(&format!("✔ Container {name}-{svc}-1"))
+                    && l.contains("  Started  ")),
+            "{screen:?}"
+        );
+    }
+    d.finish();
+}

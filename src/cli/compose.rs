@@ -4,17 +4,23 @@
 //! [`service`]. The stack is loaded here, in the client (like `docker compose`: paths, `.env`
 //! and the process environment are the user's), and sent to the daemon as its canonical
 //! model; the daemon plans and converges, and streams each step back
-//! (`api::types::ProjectProgress`), rendered as Compose's plain lines. The other commands find
+//! (`api::types::ProjectProgress`), rendered in the `--progress` mode ([`progress`]: plain
+//! lines, JSON, quiet, or the live tty view). The other commands find
 //! the project's containers by their Compose labels and act on each through the container API,
 //! all at once.
 //!
 //! Every command is also under `flotilla compose …`, so `alias docker-compose='flotilla
-//! compose'` works; `events` and `images` are only there (the top-level names are Docker's).
+//! compose'` works; `events`, `images`, `push`, `top` and `stats` are only there (the
+//! top-level names are Docker's). `push` is in [`push`], `top` and `stats` in [`monitor`].
 
 mod attach;
 mod logs;
+mod monitor;
 mod ops;
+pub(crate) mod progress;
 mod pull;
+mod push;
+mod rmi;
 mod run;
 mod service;
 mod watch;
@@ -93,6 +99,12 @@ pub enum ComposeCommand {
     Images(ops::ImagesArgs),
     /// Pull the images of the stack's services through the daemon
     Pull(pull::PullArgs),
+    /// Push the images of the stack's services through the daemon
+    Push(push::PushArgs),
+    /// Show the processes of the stack's running containers
+    Top(monitor::TopArgs),
+    /// Show the resource use of the stack's running containers
+    Stats(monitor::StatsArgs),
 }
 
 /// Runs a project command; its exit code (1 with the message on standard error on failure).
@@ -139,6 +151,9 @@ pub fn run_group(
         ComposeCommand::Events(a) => exit(ops::events(engine, hosts, project, a)),
         ComposeCommand::Images(a) => exit(ops::images(engine, hosts, project, a)),
         ComposeCommand::Pull(a) => exit(pull::pull(engine, hosts, project, a)),
+        ComposeCommand::Push(a) => exit(push::push(engine, hosts, project, a)),
+        ComposeCommand::Top(a) => exit(monitor::top(engine, hosts, project, a)),
+        ComposeCommand::Stats(a) => exit(monitor::stats(engine, hosts, project, a)),
     }
 }
 
@@ -222,6 +237,13 @@ pub struct UpArgs {
     /// apply what changes (see `watch`)
     #[arg(long, conflicts_with_all = ["detach", "dry_run", "no_start", "wait"])]
     pub watch: bool,
+    /// Build the images first (image build is not available yet: refused when a selected
+    /// service has `build:`)
+    #[arg(long, conflicts_with = "no_build")]
+    pub build: bool,
+    /// Do not build images (none is ever built yet)
+    #[arg(long)]
+    pub no_build: bool,
     /// Only these services (and their dependencies)
     pub services: Vec<String>,
 }
@@ -240,6 +262,9 @@ pub struct DownArgs {
     /// Print the plan, change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Then remove the services' images: `local` (those without an `image` name) or `all`
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub rmi: Option<rmi::Rmi>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -332,12 +357,12 @@ fn render(p: &ProjectProgress, verbose: bool) -> Option<String> {
     Some(line)
 }
 
-/// Prints the stream; the result is the `done` line's.
+/// Shows the stream in `progress`'s mode; the result is the `done` line's.
 async fn follow(
     stream: crate::api::client::JsonStream<ProjectProgress>,
-    verbose: bool,
+    progress: &mut progress::Renderer,
 ) -> Result<(), String> {
-    follow_interruptible(stream, verbose, None)
+    follow_interruptible(stream, progress, None)
         .await
         .map(|_| ())
 }
@@ -346,35 +371,36 @@ async fn follow(
 /// will stop once it is up; the second returns at once, with 2).
 async fn follow_interruptible(
     mut stream: crate::api::client::JsonStream<ProjectProgress>,
-    verbose: bool,
+    progress: &mut progress::Renderer,
     mut sigint: Option<&mut tokio::signal::unix::Signal>,
 ) -> Result<u32, String> {
     let mut last: Option<ProjectProgress> = None;
     let mut interrupts = 0;
+    let mut ticks = tokio::time::interval(progress::TICK);
     loop {
-        let item = match sigint.as_deref_mut() {
-            Some(sig) => tokio::select! {
-                item = stream.next() => item,
-                _ = sig.recv() => {
-                    interrupts += 1;
-                    if interrupts > 1 {
-                        return Ok(interrupts);
-                    }
-                    eprintln!("{}", attach::GRACEFUL);
-                    continue;
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = ticks.tick() => {
+                progress.tick().map_err(|e| e.to_string())?;
+                continue;
+            }
+            Some(()) = async {
+                match sigint.as_deref_mut() {
+                    Some(sig) => sig.recv().await,
+                    None => std::future::pending().await,
                 }
-            },
-            None => stream.next().await,
+            } => {
+                interrupts += 1;
+                if interrupts > 1 {
+                    return Ok(interrupts);
+                }
+                eprintln!("{}", attach::GRACEFUL);
+                continue;
+            }
         };
         let Some(item) = item else { break };
         let p = item.map_err(|e| e.to_string())?;
-        if let Some(text) = render(&p, verbose) {
-            if p.status == "Error" {
-                eprint!("{text}");
-            } else {
-                out(&text).map_err(|e| e.to_string())?;
-            }
-        }
+        progress.event(&p).map_err(|e| e.to_string())?;
         if p.kind == "done" {
             last = Some(p);
         }
@@ -435,6 +461,9 @@ pub fn up(
     for s in named {
         check_service("up", &loaded.name, &declared, s)?;
     }
+    if args.build {
+        refuse_build(&loaded, &args.services)?;
+    }
     let client = engine_client(engine, hosts)?;
     let name = loaded.name.clone();
     block_on(async {
@@ -453,10 +482,10 @@ pub fn up(
             .project_up(&name, &req)
             .await
             .map_err(|e| format!("up: {e}"))?;
-        let interrupts =
-            follow_interruptible(stream, args.verbose || args.dry_run, sigint.as_mut())
-                .await
-                .map_err(|e| format!("up: project {name}: {e}"))?;
+        let mut renderer = progress::Renderer::new(project.progress, args.verbose || args.dry_run);
+        let interrupts = follow_interruptible(stream, &mut renderer, sigint.as_mut())
+            .await
+            .map_err(|e| format!("up: project {name}: {e}"))?;
         match sigint {
             Some(_) if interrupts > 1 => Ok(attach::INTERRUPTED),
             Some(mut sig) if args.watch => {
@@ -481,6 +510,31 @@ pub fn up(
 }
 
 /// The stack files given (absolute), for the containers' labels.
+/// `up --build`: refused, naming the (selected) services with `build:`, since image build is
+/// not available yet.
+fn refuse_build(loaded: &Loaded, selected: &[String]) -> Result<(), String> {
+    let building: Vec<String> = loaded
+        .config
+        .get("services")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flatten()
+        .filter(|(name, svc)| {
+            (selected.is_empty() || selected.contains(name)) && svc.get("build").is_some()
+        })
+        .map(|(name, _)| format!("service {name}"))
+        .collect();
+    if building.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "up --build: project {}: {}: {}",
+        loaded.name,
+        building.join(", "),
+        crate::engine::nobuild::NOT_YET
+    ))
+}
+
 fn config_files(loaded: &Loaded) -> Vec<String> {
     loaded
         .files
@@ -500,6 +554,10 @@ pub fn down(
     args: &DownArgs,
 ) -> Result<(), String> {
     let (loaded, name) = project_and_name(project, true)?;
+    let images = match args.rmi {
+        Some(mode) if !args.dry_run => rmi::images(loaded.as_ref(), &name, mode),
+        _ => Vec::new(),
+    };
     let req = ProjectDown {
         project: loaded.map(|l| l.config),
         volumes: args.volumes,
@@ -513,9 +571,33 @@ pub fn down(
             .project_down(&name, &req)
             .await
             .map_err(|e| format!("down: {e}"))?;
-        follow(stream, true)
+        let mut renderer = progress::Renderer::new(project.progress, true);
+        follow(stream, &mut renderer)
             .await
-            .map_err(|e| format!("down: project {name}: {e}"))
+            .map_err(|e| format!("down: project {name}: {e}"))?;
+        let mut failed = Vec::new();
+        for (image, result) in rmi::remove(&client, &images).await {
+            let (status, detail) = match result {
+                Ok(()) => ("Removed", None),
+                Err(e) => {
+                    failed.push(format!("image {image}: {e}"));
+                    ("Error", Some(e))
+                }
+            };
+            let _ = renderer.event(&ProjectProgress {
+                kind: "image".into(),
+                name: image,
+                service: None,
+                status: status.into(),
+                detail,
+                elapsed_ms: 0,
+            });
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("down: project {name}: {}", failed.join("; ")))
+        }
     })
     .map_err(|e| format!("start a runtime: {e}"))?
 }

@@ -14,7 +14,7 @@
 
 pub(super) mod attach_api;
 mod run;
-mod show;
+pub(crate) mod show;
 mod transfer;
 
 use std::io::Write;

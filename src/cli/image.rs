@@ -234,7 +234,7 @@ fn call<F: std::future::Future>(work: F) -> Result<F::Output, String> {
 
 /// This user's credentials for the registry of `reference` (Docker's config file and its
 /// credential helpers), sent to the daemon with a pull or push.
-fn registry_auth(reference: &Reference) -> Result<Option<RegistryAuth>, String> {
+pub(crate) fn registry_auth(reference: &Reference) -> Result<Option<RegistryAuth>, String> {
     let Ok(path) = credentials::docker_config_path() else {
         return Ok(None);
     };

@@ -83,6 +83,17 @@ pub struct ProjectArgs {
         help_heading = "Project"
     )]
     pub project_directory: Option<PathBuf>,
+    /// How `up`, `down` and `pull` show progress: auto (tty on a terminal, else plain), tty,
+    /// plain, quiet or json (default: $COMPOSE_PROGRESS)
+    #[arg(
+        long = "progress",
+        global = true,
+        value_enum,
+        value_name = "TYPE",
+        env = "COMPOSE_PROGRESS",
+        help_heading = "Project"
+    )]
+    pub progress: Option<compose::progress::Mode>,
 }
 
 /// Where the engine keeps its state and reads its configuration.

@@ -665,7 +665,10 @@ impl Containers {
     }
 
     /// Stops the container for the user: its restart policy leaves it stopped.
+    /// A Compose container's `pre_stop` hooks run first (a failing one is logged and the
+    /// stop goes on).
     pub async fn stop(&self, query: &str, timeout: Option<Duration>) -> Result<Container> {
+        self.pre_stop(query).await;
         let (_, c) = self
             .locked(query, "stop", move |rt, id| {
                 let _ = restart::update(&rt.dir(id), |r| r.manually_stopped = true);
@@ -674,6 +677,38 @@ impl Containers {
             .await?;
         self.events.publish(container_event("stop", &c));
         Ok(c)
+    }
+
+    /// Runs the `pre_stop` hooks of the running container `query` (from the configuration
+    /// it was created with).
+    pub async fn pre_stop(&self, query: &str) {
+        let Ok(c) = self.inspect(query).await else {
+            return;
+        };
+        let hooks = super::hooks::from_labels(&c.meta.labels, "pre_stop");
+        if hooks.is_empty() || !matches!(c.state.status, Status::Running) {
+            return;
+        }
+        let dir = self.dir(&c.meta.id);
+        let exe = self.runtime.exe().to_path_buf();
+        if let Err(e) = super::hooks::run(&dir, &exe, "pre_stop", &hooks).await {
+            tracing::warn!(container = c.meta.name, error = %e, "pre_stop hook failed");
+        }
+    }
+
+    /// Runs the `post_start` hooks of the just started container `id` (from the configuration
+    /// it was created with): the API's start and restart of a Compose container (`compose
+    /// start`/`restart`); the reconciler runs its own.
+    pub async fn post_start(&self, c: &Container) -> std::result::Result<(), String> {
+        let hooks = super::hooks::from_labels(&c.meta.labels, "post_start");
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir(&c.meta.id);
+        let exe = self.runtime.exe().to_path_buf();
+        super::hooks::run(&dir, &exe, "post_start", &hooks)
+            .await
+            .map_err(|e| format!("container {}: {e}", c.meta.name))
     }
 
     pub async fn kill(&self, query: &str, signal: &str) -> Result<Container> {

@@ -4,7 +4,7 @@
 //! per-container locks, exit watchers), live restore at start ([`restore`]) and the lock table
 //! ([`locks`]: one async mutex per object or project); the reconciler ([`reconcile`]) that
 //! executes plans through the compose engine ([`project`]), health and restart supervision
-//! ([`health`], [`restart`]), per-network DNS and published ports ([`netsvc`]) and pulls
+//! ([`health`], [`restart`]), Compose's lifecycle hooks ([`hooks`]), per-network DNS and published ports ([`netsvc`]) and pulls
 //! ([`images`]).
 
 pub mod config;
@@ -12,9 +12,11 @@ pub mod containers;
 pub mod daemon;
 pub mod events;
 pub mod health;
+pub mod hooks;
 pub mod images;
 pub mod locks;
 pub mod netsvc;
+pub mod nobuild;
 pub mod project;
 pub mod reconcile;
 pub mod restart;

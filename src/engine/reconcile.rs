@@ -281,6 +281,7 @@ impl Reconciler {
             }
             return Ok(());
         }
+        crate::engine::nobuild::refuse(&project, &plan)?;
         for w in &plan.warnings {
             report.send("warning", "", None, "", Some(w.clone()));
         }
@@ -692,6 +693,7 @@ impl Reconciler {
                     .start(&id)
                     .await
                     .map_err(|e| e.to_string())?;
+                self.post_start(project, service, &id).await?;
                 report.send("container", name, Some(service), "Started", None);
             }
             Action::StopContainer { service, id, name } => {
@@ -730,6 +732,7 @@ impl Reconciler {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.containers.start(id).await.map_err(|e| e.to_string())?;
+                self.post_start(project, service, id).await?;
                 report.send("container", name, Some(service), "Restarted", None);
             }
             Action::RemoveNetwork { key, name } => {
@@ -763,6 +766,21 @@ impl Reconciler {
             }
         }
         Ok(())
+    }
+
+    /// Runs the `post_start` hooks of `service` in its just started container `id`.
+    async fn post_start(&self, project: &Project, service: &str, id: &str) -> Result<(), String> {
+        let Some(hooks) = project
+            .services
+            .get(service)
+            .map(|s| &s.post_start)
+            .filter(|h| !h.is_empty())
+        else {
+            return Ok(());
+        };
+        let dir = self.containers.dir(id);
+        let exe = self.containers.runtime().exe().to_path_buf();
+        crate::engine::hooks::run(&dir, &exe, "post_start", hooks).await
     }
 
     /// Runs `op` on the compose engine off the async threads, between two progress lines
@@ -996,6 +1014,7 @@ impl Reconciler {
                 }
             ))
         })?;
+        crate::engine::nobuild::refuse_run(&service, &original).map_err(RunError::Invalid)?;
         let suffix = crate::store::new_id()
             .map_err(|e| RunError::Failed(e.to_string()))?
             .chars()

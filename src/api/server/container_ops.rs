@@ -59,7 +59,9 @@ pub(super) struct RestartQuery {
     params(("id" = String, Path, description = "container name, id or id prefix"), RestartQuery),
     responses((status = 200, body = Container), (status = 400, body = crate::api::types::ErrorBody),
         (status = 404, body = crate::api::types::ErrorBody),
-        (status = 409, body = crate::api::types::ErrorBody)))]
+        (status = 409, body = crate::api::types::ErrorBody),
+        (status = 500, description = "a Compose post_start hook failed (the container runs)",
+            body = crate::api::types::ErrorBody)))]
 pub(super) async fn restart(
     State(state): State<ServerState>,
     Path(id): Path<String>,
@@ -70,6 +72,11 @@ pub(super) async fn restart(
         .containers
         .restart(&id, q.timeout.map(Duration::from_secs))
         .await?;
+    state
+        .containers
+        .post_start(&c)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(axum::Json(c.into()))
 }
 

@@ -218,12 +218,20 @@ pub(super) async fn inspect(
 #[utoipa::path(post, path = "/v1/containers/{id}/start", tag = "containers",
     params(("id" = String, Path, description = "container name, id or id prefix")),
     responses((status = 200, body = Container), (status = 404, body = ErrorBody),
-        (status = 409, description = "already running", body = ErrorBody)))]
+        (status = 409, description = "already running", body = ErrorBody),
+        (status = 500, description = "a Compose post_start hook failed (the container runs)",
+            body = ErrorBody)))]
 pub(super) async fn start(
     State(state): State<ServerState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Container>, ApiError> {
-    Ok(axum::Json(state.containers.start(&id).await?.into()))
+    let c = state.containers.start(&id).await?;
+    state
+        .containers
+        .post_start(&c)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(axum::Json(c.into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -1,15 +1,18 @@
 //! `create` (the containers of `up`, not started) and `flotilla compose pull` (the stack's
-//! images through the daemon, one line per image, like Compose's plain progress).
+//! images through the daemon, shown in the `--progress` mode: one line per image in plain, the
+//! bytes pulled so far in the live tty view).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use clap::Args;
 
+use super::progress::{Mode, Renderer};
 use super::{UpArgs, check_service, declared_services, load_stack};
 use crate::api::client::block_on;
-use crate::api::types::ImagePull;
+use crate::api::types::{ImagePull, ProjectProgress};
+use crate::cli::human::size;
 use crate::cli::system::{HostArgs, engine_client};
-use crate::cli::{EngineArgs, ProjectArgs, out};
+use crate::cli::{EngineArgs, ProjectArgs};
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct CreateArgs {
@@ -89,25 +92,54 @@ pub fn pull(
         .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()).map(String::from))
         .collect();
     let client = engine_client(engine, hosts)?;
-    let say = |line: String| {
-        if !args.quiet {
-            let _ = out(&line);
-        }
+    let mode = if args.quiet {
+        Some(Mode::Quiet)
+    } else {
+        project.progress
+    };
+    let mut renderer = Renderer::new(mode, false);
+    let tty = renderer.is_tty();
+    let started = std::time::Instant::now();
+    let mut say = |image: &str, status: &str, detail: Option<String>| {
+        let _ = renderer.event(&ProjectProgress {
+            kind: "image".into(),
+            name: image.to_string(),
+            service: None,
+            status: status.into(),
+            detail,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        });
     };
     let mut failed = Vec::new();
     block_on(async {
         for image in &images {
-            say(format!(" Image {image}  Pulling\n"));
+            say(image, "Pulling", None);
             let req = ImagePull {
                 reference: image.clone(),
                 platform: None,
             };
             let mut last = None;
+            // The live view shows the bytes pulled so far, over every layer.
+            let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             match client.pull_image(&req).await {
                 Ok(mut stream) => {
                     while let Some(item) = stream.next().await {
                         match item {
-                            Ok(p) => last = Some(p),
+                            Ok(p) => {
+                                if tty
+                                    && p.status == "downloading"
+                                    && let (Some(id), Some(cur), Some(total)) =
+                                        (&p.id, p.current, p.total)
+                                {
+                                    layers.insert(id.clone(), (cur, total));
+                                    let (c, t) = layers
+                                        .values()
+                                        .fold((0, 0), |(c, t), (a, b)| (c + a, t + b));
+                                    let bytes = format!("{} / {}", size(c), size(t));
+                                    say(image, "Pulling", Some(bytes));
+                                }
+                                last = Some(p);
+                            }
                             Err(e) => {
                                 last = None;
                                 failed.push(format!("{image}: {e}"));
@@ -119,10 +151,10 @@ pub fn pull(
                 Err(e) => failed.push(format!("{image}: {e}")),
             }
             match last {
-                Some(p) if p.status == "done" => say(format!(" Image {image}  Pulled\n")),
+                Some(p) if p.status == "done" => say(image, "Pulled", None),
                 Some(p) => {
                     let why = p.message.unwrap_or_else(|| p.status.clone());
-                    eprintln!(" Image {image}  Error: {why}");
+                    say(image, "Error", Some(why.clone()));
                     failed.push(format!("{image}: {why}"));
                 }
                 None => {}

@@ -223,7 +223,7 @@ pub async fn top(client: &Client, args: &TopArgs) -> Result<u8, Failure> {
 }
 
 /// Docker's binary sizes: `1.5MiB`, `512MiB`, `2GiB`.
-fn binary_size(bytes: u64) -> String {
+pub(crate) fn binary_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -236,7 +236,7 @@ fn binary_size(bytes: u64) -> String {
     format!("{text}{}", UNITS[unit])
 }
 
-fn row(s: &ContainerStats) -> Vec<String> {
+pub(crate) fn row(s: &ContainerStats) -> Vec<String> {
     let mem_pct = if s.memory_limit > 0 {
         s.memory_usage as f64 / s.memory_limit as f64 * 100.0
     } else {
