@@ -75,7 +75,7 @@ impl Bench {
     /// The container's address on its bridge (`hostname -i` inside it).
     fn address(&self, service: &str, port: u16) -> SocketAddr {
         let ip: Ipv4Addr = self
-            .text(&["exec", service, "hostname", "-i"])
+            .text(&["exec", service, "busybox", "hostname", "-i"])
             .split_whitespace()
             .next()
             .and_then(|a| a.parse().ok())
@@ -197,7 +197,7 @@ fn main() {
     std::fs::write(
         b.dir.path().join("compose.yaml"),
         format!(
-            "name: benchproxy\nservices:\n  bulk:\n    image: {IMAGE}\n    command: [nc, -ll, -p, '9000', -e, cat, /dev/zero]\n    ports: ['127.0.0.1::9000']\n  echo:\n    image: {IMAGE}\n    command: [nc, -ll, -p, '9001', -e, cat]\n    ports: ['127.0.0.1::9001']\n"
+            "name: benchproxy\nservices:\n  bulk:\n    image: {IMAGE}\n    command: [busybox, nc, -ll, -p, '9000', -e, cat, /dev/zero]\n    ports: ['127.0.0.1::9000']\n  echo:\n    image: {IMAGE}\n    command: [busybox, nc, -ll, -p, '9001', -e, cat]\n    ports: ['127.0.0.1::9001']\n"
         ),
     )
     .expect("stack");
