@@ -247,13 +247,21 @@ pub fn step_key(
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// A cache error at a step: which stage (index into the plan's stages) and which of its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyError {
+    pub stage: usize,
+    pub step: usize,
+    pub error: CacheError,
+}
+
 /// The keys of every step of the stages the plan builds: stage index → one key per step.
 /// `base_key` gives the key of a base image (its digest once pulled; the reference until then).
 pub fn plan_keys(
     plan: &Plan,
     ctx: &mut Context,
     base_key: &dyn Fn(&str) -> String,
-) -> Result<BTreeMap<usize, Vec<String>>, CacheError> {
+) -> Result<BTreeMap<usize, Vec<String>>, KeyError> {
     let mut out: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let mut last: BTreeMap<usize, String> = BTreeMap::new();
     for &s in &plan.order {
@@ -263,25 +271,30 @@ pub fn plan_keys(
             Base::Image(r) => base_key(r),
             Base::Stage(i) => last.get(i).cloned().unwrap_or_default(),
         };
-        let keys = stage_keys(stage, &parent, &last, ctx, base_key)?;
+        let keys =
+            stage_keys(stage, &parent, &last, ctx, base_key).map_err(|(step, error)| KeyError {
+                stage: s,
+                step,
+                error,
+            })?;
         last.insert(s, keys.last().cloned().unwrap_or(parent));
         out.insert(s, keys);
     }
     Ok(out)
 }
 
-/// The keys of one stage's steps, from the key of its base.
+/// The keys of one stage's steps, from the key of its base; an error names the step (its index).
 pub fn stage_keys(
     stage: &Stage,
     base: &str,
     stage_keys_done: &BTreeMap<usize, String>,
     ctx: &mut Context,
     base_key: &dyn Fn(&str) -> String,
-) -> Result<Vec<String>, CacheError> {
+) -> Result<Vec<String>, (usize, CacheError)> {
     let mut parent = base.to_string();
     let mut out = Vec::with_capacity(stage.steps.len());
-    for step in &stage.steps {
-        let content = content_of(step, stage_keys_done, ctx, base_key)?;
+    for (n, step) in stage.steps.iter().enumerate() {
+        let content = content_of(step, stage_keys_done, ctx, base_key).map_err(|e| (n, e))?;
         let key = step_key(&parent, &step.text, &step.args, content.as_deref());
         out.push(key.clone());
         parent = key;
