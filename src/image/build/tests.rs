@@ -593,3 +593,26 @@ fn cache_context_errors() {
     let k = cache::step_key("p", "RUN x", &BTreeMap::new(), None);
     assert!(k.starts_with("sha256:") && k.len() == 71);
 }
+
+proptest::proptest! {
+    /// Any text made of Dockerfile pieces parses or fails with an error; it never panics, nor
+    /// does planning what parsed.
+    #[test]
+    fn parser_and_planner_never_panic(
+        pieces in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "FROM ", "RUN ", "COPY ", "ADD ", "ENV ", "ARG ", "ONBUILD ", "HEALTHCHECK ",
+                "SHELL ", "LABEL ", "USER ", "CMD ", "NONE", "a", "b=1", "<<EOF", "<<-'E'", "EOF",
+                "E", "\t", "${A:-x}", "$", "${", "}", "--from=", "--from=a", "--mount=type=cache",
+                "[\"a\", ", "['a', ", "]", "'", "\"", " ", "\n", "\\", "\\\n", "#", "# escape=`\n",
+                "=", " AS b", "`", "é", "--", "0", "\r\n",
+            ]),
+            0..40,
+        )
+    ) {
+        let text: String = pieces.concat();
+        if let Ok(df) = parse("Dockerfile", &text) {
+            let _ = stages::plan(&df, &opts());
+        }
+    }
+}
