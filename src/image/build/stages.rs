@@ -8,9 +8,10 @@
 //! `ARG`s and `ENV`s are in effect from their line to the end of the stage, `ENV` winning over an
 //! `ARG` of the same name; a stage built `FROM` another stage inherits its `ENV`s, not its
 //! `ARG`s. Variables are expanded in `FROM`, `ENV`, `LABEL`, `WORKDIR`, `USER`, `EXPOSE`,
-//! `VOLUME`, `STOPSIGNAL`, `COPY`/`ADD` (paths, `--chown`, `--chmod`, `--from`) and `ARG`
-//! defaults; `RUN`, `CMD`, `ENTRYPOINT`, `SHELL` and `HEALTHCHECK` are left to the shell. The
-//! `ENV`s of a non-stage base image are not known here (they come with its config).
+//! `VOLUME`, `STOPSIGNAL`, `COPY`/`ADD` (paths, `--chown`, `--chmod`; `--from` with the global
+//! ARGs only) and `ARG` defaults; `RUN`, `CMD`, `ENTRYPOINT`, `SHELL` and `HEALTHCHECK` are left
+//! to the shell. The `ENV`s of a non-stage base image are not known here (they come with its
+//! config).
 
 use std::collections::BTreeMap;
 
@@ -516,7 +517,25 @@ impl<'a> Resolver<'a> {
                 let from = match &c.from {
                     None => None,
                     Some(w) => {
-                        let v = self.expand(w, &lookup)?;
+                        // Like FROM: only the global ARGs (stage names are resolved before
+                        // any stage runs).
+                        for name in words::referenced(&w.raw, self.df.escape) {
+                            let global_has = global.contains_key(&name) || auto.contains_key(&name);
+                            if !global_has && lookup(&name).is_some() {
+                                return Err(self
+                                    .err(
+                                        w.pos,
+                                        format!(
+                                            "--from uses {name}, which is declared in the stage"
+                                        ),
+                                    )
+                                    .with_hint(
+                                        "only ARGs declared before the first FROM expand in --from",
+                                    ));
+                            }
+                        }
+                        let global_lookup = |n: &str| lookup_global(global, auto, n);
+                        let v = self.expand(w, &global_lookup)?;
                         Some(self.source(&v, w.pos, stage, names, count)?)
                     }
                 };

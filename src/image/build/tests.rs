@@ -474,6 +474,10 @@ fn target_needs_only_its_stages() {
     .unwrap();
     let p = stages::plan(&df, &opts()).unwrap();
     assert_eq!(p.order, [1, 0, 2]);
+    // --from expands the global ARGs.
+    let df = parse("Dockerfile", "ARG V=1.2\nFROM a\nCOPY --from=img:$V x y\n").unwrap();
+    let p = stages::plan(&df, &opts()).unwrap();
+    assert_eq!(p.stages[0].images, ["img:1.2"]);
     // A stage FROM an earlier stage inherits its ENV.
     let df = parse(
         "Dockerfile",
