@@ -56,11 +56,13 @@ struct Entry {
     /// `f`, `d` or `l`.
     kind: char,
     mode: u32,
-    /// SHA-256 of the content (files) or of the link target (symlinks); empty for directories.
-    digest: String,
+    /// SHA-256 of the content (files, read when a step first needs it) or of the link target
+    /// (symlinks); empty for directories.
+    digest: Option<String>,
 }
 
-/// The build context: its root, its `.dockerignore`, and its files (read once, on first use).
+/// The build context: its root, its `.dockerignore`, and its files (listed once, on first use;
+/// a file's content is hashed only when a step reads it, and once).
 pub struct Context {
     root: PathBuf,
     ignore: Patterns,
@@ -112,12 +114,20 @@ impl Context {
             h.update(b"source\0");
             h.update(source.as_bytes());
             h.update(b"\n");
-            for e in self.entries()? {
+            self.entries()?;
+            let root = self.root.clone();
+            for e in self.entries.iter_mut().flatten() {
                 if everything || pattern.matches(&e.rel) {
                     any = true;
-                    h.update(
-                        format!("{}\0{}\0{:o}\0{}\n", e.rel, e.kind, e.mode, e.digest).as_bytes(),
-                    );
+                    let digest = match &e.digest {
+                        Some(d) => d.clone(),
+                        None => {
+                            let d = file_digest(&root.join(&e.rel))?;
+                            e.digest = Some(d.clone());
+                            d
+                        }
+                    };
+                    h.update(format!("{}\0{}\0{:o}\0{digest}\n", e.rel, e.kind, e.mode).as_bytes());
                 }
             }
             if !any && !everything {
@@ -128,6 +138,25 @@ impl Context {
         }
         Ok(hex::encode(h.finalize()))
     }
+}
+
+/// SHA-256 of a file's content, streamed.
+fn file_digest(path: &Path) -> Result<String, CacheError> {
+    let io = |e: std::io::Error| CacheError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 /// A source relative to the context root, cleaned; `..` above the root is an error.
@@ -182,7 +211,7 @@ fn walk(root: &Path, rel: &str, ignore: &Patterns, out: &mut Vec<Entry>) -> Resu
                     rel: child.clone(),
                     kind: 'd',
                     mode,
-                    digest: String::new(),
+                    digest: Some(String::new()),
                 });
             }
             walk(root, &child, ignore, out)?;
@@ -195,20 +224,12 @@ fn walk(root: &Path, rel: &str, ignore: &Patterns, out: &mut Vec<Entry>) -> Resu
             let target = std::fs::read_link(&path).map_err(|e| io(&path, e))?;
             (
                 'l',
-                hex::encode(Sha256::digest(target.as_os_str().as_encoded_bytes())),
+                Some(hex::encode(Sha256::digest(
+                    target.as_os_str().as_encoded_bytes(),
+                ))),
             )
         } else if ft.is_file() {
-            let mut f = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = std::io::Read::read(&mut f, &mut buf).map_err(|e| io(&path, e))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            ('f', hex::encode(h.finalize()))
+            ('f', None)
         } else {
             // Sockets, fifos, devices: not copied by a build; leave them out.
             continue;

@@ -478,6 +478,18 @@ fn target_needs_only_its_stages() {
     let df = parse("Dockerfile", "ARG V=1.2\nFROM a\nCOPY --from=img:$V x y\n").unwrap();
     let p = stages::plan(&df, &opts()).unwrap();
     assert_eq!(p.stages[0].images, ["img:1.2"]);
+    // One ENV line sees the values from before it (Docker's documented abc/def example).
+    let df = parse(
+        "Dockerfile",
+        "FROM a\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n",
+    )
+    .unwrap();
+    let p = stages::plan(&df, &opts()).unwrap();
+    assert_eq!(
+        p.stages[0].env.get("def").map(String::as_str),
+        Some("hello")
+    );
+    assert_eq!(p.stages[0].env.get("ghi").map(String::as_str), Some("bye"));
     // A stage FROM an earlier stage inherits its ENV.
     let df = parse(
         "Dockerfile",
