@@ -46,6 +46,8 @@ pub enum ProjectCommand {
     Up(UpArgs),
     /// Stop and remove the stack's containers and networks
     Down(DownArgs),
+    /// Check the services' builds and show their plans (executing builds is not there yet)
+    Build(super::build::ServiceBuildArgs),
     /// List the stack's containers
     Ps(PsArgs),
     /// List projects
@@ -118,6 +120,7 @@ pub fn run(
     let result = match command {
         ProjectCommand::Up(args) => up(engine, hosts, project, args),
         ProjectCommand::Down(args) => done(down(engine, hosts, project, args)),
+        ProjectCommand::Build(args) => super::build::service_build(project, args),
         ProjectCommand::Ps(args) => done(ps(engine, hosts, project, args)),
         ProjectCommand::Ls(args) => done(ls(engine, hosts, args)),
         ProjectCommand::Logs(args) => logs::logs(engine, hosts, project, args),
@@ -300,7 +303,7 @@ pub struct LsArgs {
 }
 
 /// The stack, loaded as `config` does (all errors at once).
-fn load_stack(project: &ProjectArgs) -> Result<Loaded, String> {
+pub(super) fn load_stack(project: &ProjectArgs) -> Result<Loaded, String> {
     let loaded = load::load(&project.options(false)).map_err(|errs| {
         let n = errs.0.len();
         format!(

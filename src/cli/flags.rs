@@ -73,6 +73,7 @@ fn rule(path: &[&str]) -> Option<Rule> {
     let (rewrite, options_end_at_positional): (&'static [(&'static str, &'static str)], bool) =
         match path {
             ["rmi"] | ["image", "rm" | "remove" | "prune"] => (&[("-f", "--force")], false),
+            ["image", "build"] => (&[("-f", "--dockerfile"), ("--file", "--dockerfile")], false),
             ["login"] => (&[("-p", "--password")], false),
             ["container", "run" | "create"] => (&[("-p", "--publish")], true),
             ["container", "rm" | "remove"] => (&[("-f", "--force")], false),
@@ -180,6 +181,32 @@ mod tests {
         assert_eq!(
             rewrite(&["flotilla", "-f", "a.yaml", "up", "-d"]),
             ["flotilla", "-f", "a.yaml", "up", "-d"]
+        );
+    }
+
+    #[test]
+    fn image_build_file_is_the_dockerfile() {
+        assert_eq!(
+            rewrite(&["flotilla", "image", "build", "-t", "x", "-f", "D", "."]),
+            [
+                "flotilla",
+                "image",
+                "build",
+                "-t",
+                "x",
+                "--dockerfile",
+                "D",
+                "."
+            ]
+        );
+        assert_eq!(
+            rewrite(&["flotilla", "image", "build", "--file", "D", "."]),
+            ["flotilla", "image", "build", "--dockerfile", "D", "."]
+        );
+        // `flotilla build` is the stack's: -f stays its stack file.
+        assert_eq!(
+            rewrite(&["flotilla", "-f", "s.yaml", "build", "web"]),
+            ["flotilla", "-f", "s.yaml", "build", "web"]
         );
     }
 }

@@ -56,6 +56,8 @@ pub enum ImageCommand {
     Tag(TagArgs),
     /// Show the steps that made an image
     History(HistoryArgs),
+    /// Build an image from a Dockerfile (for now: check it and show the plan)
+    Build(super::build::ImageBuildArgs),
     // --- tarballs (src/cli/image/archive.rs) ---
     /// Write images to a tar archive (docker-archive and OCI layout)
     Save(archive::SaveArgs),
@@ -189,6 +191,8 @@ pub fn run(engine: &EngineArgs, host: &HostArgs, command: &ImageCommand) -> Resu
         ImageCommand::Tag(args) => {
             parse_reference(&args.target)?;
         }
+        // Checked and planned client-side; nothing reaches the daemon yet.
+        ImageCommand::Build(args) => return super::build::image_build(args),
         _ => {}
     }
     let client = engine_client(engine, host).map_err(|e| format!("error: {e}"))?;
@@ -201,6 +205,7 @@ pub fn run(engine: &EngineArgs, host: &HostArgs, command: &ImageCommand) -> Resu
         ImageCommand::Prune(args) => prune(&client, args),
         ImageCommand::Tag(args) => tag(&client, args),
         ImageCommand::History(args) => history(&client, args),
+        ImageCommand::Build(_) => Ok(()),
         ImageCommand::Save(args) => archive::save(&client, args),
         ImageCommand::Load(args) => archive::load(&client, args),
         ImageCommand::Import(args) => archive::import(&client, args),

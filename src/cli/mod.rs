@@ -6,6 +6,7 @@
 //! The image commands (`image …`, `pull`, `push`, `images`, `rmi`, `tag`) are clients of the
 //! daemon; `login` and `logout` stay client-side, on this user's Docker config, as Docker's do.
 
+mod build;
 mod compose;
 mod config;
 mod container;

@@ -10,6 +10,7 @@
 //! [`archive`] (`image save` / `load` / `import` tarballs).
 
 pub mod archive;
+pub mod build;
 pub mod commit;
 pub mod credential_helper;
 pub mod credentials;

@@ -1,13 +1,29 @@
 //! A stack's `develop.watch` rules compiled for routing: each rule's host root (absolute), its
 //! container target, its action, and its patterns (the rule's `ignore` after the root's
-//! `.dockerignore` and the service's build context's, `include`, and [`pattern::DEFAULTS`]).
+//! `.dockerignore` and the service's build context's, `include`, and [`DEFAULTS`]).
 //! [`Rules::route`] says which rule of each service a changed path triggers (a service's
 //! first matching rule wins) and where it goes in the container.
 
 use std::path::{Path, PathBuf};
 
-use super::pattern::{self, Patterns};
+use crate::image::build::ignore::Patterns;
 use crate::spec::model::{Hook, Project};
+
+/// What watch ignores without being asked: version control and editors' temporary files.
+pub const DEFAULTS: &[&str] = &[
+    "**/.git",
+    "**/*.swp",
+    "**/*.swx",
+    "**/*.swo",
+    "**/*~",
+    "**/.#*",
+    "**/#*#",
+    "**/4913",
+    "**/*___jb_tmp___",
+    "**/*___jb_old___",
+    "**/.goutputstream-*",
+    "**/.*.flotilla-sync-*",
+];
 
 /// A rule's action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,7 +149,7 @@ impl Rules {
         }
         Rules {
             all,
-            defaults: Patterns::new(pattern::DEFAULTS),
+            defaults: Patterns::new(DEFAULTS),
         }
     }
 
@@ -273,5 +289,25 @@ mod tests {
         assert_eq!(Action::SyncRestart.name(), "sync+restart");
         assert!(Action::SyncRestart.restarts() && Action::SyncRestart.syncs());
         assert!(!Action::Restart.syncs());
+    }
+
+    #[test]
+    fn defaults_cover_editors_and_git() {
+        let p = Patterns::new(DEFAULTS);
+        for ignored in [
+            ".git/HEAD",
+            "src/.index.html.swp",
+            "index.html~",
+            "sub/.#index.html",
+            "#index.html#",
+            "4913",
+            "a/.goutputstream-XYZ",
+            "www/.index.html.flotilla-sync-123",
+        ] {
+            assert!(p.matches(ignored), "{ignored}");
+        }
+        for kept in ["index.html", "src/app.js", ".gitignore", "git/x"] {
+            assert!(!p.matches(kept), "{kept}");
+        }
     }
 }

@@ -1,24 +1,10 @@
-//! `.dockerignore`-style patterns (also `develop.watch[].ignore` and `include`), matched against
-//! slash-separated paths relative to a root: `*` and `?` within one component, `[a-z]` classes,
-//! `**` for any number of components, `\` escapes; a leading `/` is dropped; a pattern that
-//! matches a directory matches everything under it; `!` re-includes; the last pattern that
-//! matches decides. Editors' temporary files and `.git/` are ignored by default ([`DEFAULTS`]).
-
-/// What is ignored without being asked: version control and editors' temporary files.
-pub const DEFAULTS: &[&str] = &[
-    "**/.git",
-    "**/*.swp",
-    "**/*.swx",
-    "**/*.swo",
-    "**/*~",
-    "**/.#*",
-    "**/#*#",
-    "**/4913",
-    "**/*___jb_tmp___",
-    "**/*___jb_old___",
-    "**/.goutputstream-*",
-    "**/.*.flotilla-sync-*",
-];
+//! `.dockerignore` patterns: the one matcher of build contexts and of `develop.watch` (`ignore`,
+//! `include`, the root's `.dockerignore`). Docker's rules: paths are slash-separated and relative
+//! to the context root; each line is trimmed, `#` lines and blank lines are skipped; a pattern is
+//! cleaned like Go's `filepath.Clean` (`.` dropped, `..` climbs, a leading `/` and a trailing `/`
+//! mean nothing); `*` and `?` match within one component, `[a-z]` / `[^a-z]` are classes, `\`
+//! escapes, `**` matches any number of components (zero included); a pattern that matches a
+//! directory matches everything under it; `!` re-includes; the last pattern that matches decides.
 
 #[derive(Debug, Clone, PartialEq)]
 struct Pattern {
@@ -43,11 +29,7 @@ impl Patterns {
                 Some(rest) => (true, rest.trim()),
                 None => (false, line),
             };
-            let segments: Vec<String> = text
-                .split('/')
-                .filter(|s| !s.is_empty() && *s != ".")
-                .map(str::to_string)
-                .collect();
+            let segments = clean(text);
             if segments.is_empty() {
                 continue;
             }
@@ -60,6 +42,12 @@ impl Patterns {
     pub fn parse(text: &str) -> Self {
         let lines: Vec<&str> = text.lines().collect();
         Patterns::new(&lines)
+    }
+
+    /// Whether any pattern re-includes (`!`): then an ignored directory may still hold
+    /// something that is not ignored, and a walk must look inside it.
+    pub fn has_exceptions(&self) -> bool {
+        self.0.iter().any(|p| p.negated)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,6 +74,22 @@ impl Patterns {
         }
         matched
     }
+}
+
+/// The components of a cleaned pattern: empty and `.` components dropped, `..` removes the one
+/// before it (and, at the root, is dropped: nothing is above the context).
+fn clean(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in text.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s.to_string()),
+        }
+    }
+    out
 }
 
 /// Whether the pattern's segments match exactly these path components.
@@ -192,31 +196,103 @@ mod tests {
     }
 
     #[test]
-    fn defaults_cover_editors_and_git() {
-        let p = Patterns::new(DEFAULTS);
-        for ignored in [
-            ".git/HEAD",
-            "src/.index.html.swp",
-            "index.html~",
-            "sub/.#index.html",
-            "#index.html#",
-            "4913",
-            "a/.goutputstream-XYZ",
-            "www/.index.html.flotilla-sync-123",
-        ] {
-            assert!(p.matches(ignored), "{ignored}");
-        }
-        for kept in ["index.html", "src/app.js", ".gitignore", "git/x"] {
-            assert!(!p.matches(kept), "{kept}");
-        }
-    }
-
-    #[test]
     fn last_match_wins_and_negation_reincludes() {
         let p = Patterns::new(&["*.md", "!README.md", "README.md"]);
         assert!(p.matches("README.md"));
         let p = Patterns::new(&["docs", "!docs/keep.txt"]);
         assert!(p.matches("docs/x"));
         assert!(!p.matches("docs/keep.txt"));
+    }
+
+    /// The examples of Docker's documentation of `.dockerignore`.
+    #[test]
+    fn docker_documented_examples() {
+        let p = Patterns::parse("# comment\n*/temp*\n*/*/temp*\ntemp?\n");
+        for ignored in [
+            "somedir/temporary.txt",
+            "somedir/temp",
+            "somedir/subdir/temporary.txt",
+            "tempa",
+            "tempb",
+            "somedir/temp/inner.txt",
+        ] {
+            assert!(p.matches(ignored), "{ignored}");
+        }
+        for kept in [
+            "temporary.txt",
+            "temp",
+            "a/b/c/temp.txt",
+            "tempab",
+            "# comment",
+        ] {
+            assert!(!p.matches(kept), "{kept}");
+        }
+
+        let p = Patterns::parse("**/*.go\n");
+        assert!(p.matches("main.go"));
+        assert!(p.matches("cmd/x/main.go"));
+        assert!(!p.matches("main.gox"));
+
+        let p = Patterns::parse("*.md\n!README.md\n");
+        assert!(p.matches("CHANGES.md"));
+        assert!(!p.matches("README.md"));
+
+        let p = Patterns::parse("*.md\n!README*.md\nREADME-secret.md\n");
+        assert!(p.matches("CHANGES.md"));
+        assert!(!p.matches("README.md"));
+        assert!(!p.matches("README-public.md"));
+        assert!(p.matches("README-secret.md"));
+
+        let p = Patterns::parse("*.md\nREADME-secret.md\n!README*.md\n");
+        assert!(p.matches("CHANGES.md"));
+        assert!(!p.matches("README-secret.md"));
+        assert!(!p.matches("README.md"));
+    }
+
+    #[test]
+    fn leading_and_trailing_slashes_and_cleaning() {
+        let table: &[(&str, &str, bool)] = &[
+            ("/build", "build", true),
+            ("/build", "build/x.o", true),
+            ("/build", "src/build", false),
+            ("build/", "build", true),
+            ("build/", "build/a/b", true),
+            ("./a/./b", "a/b", true),
+            ("a/../b", "b", true),
+            ("a/../b", "a/b", false),
+            ("../secret", "secret", true),
+            ("  spaced.txt  ", "spaced.txt", true),
+            ("**", "anything/at/all", true),
+            ("**/", "x", true),
+            ("a/**/b", "a/b", true),
+            ("a/**/b", "a/x/y/b", true),
+            ("a/**/b", "a/x/y/c", false),
+            ("a/**", "a/x", true),
+            ("a/**", "b/x", false),
+            ("*", "top", true),
+            ("*", "dir/file", true),
+            ("*.txt", "dir/file.txt", false),
+            ("dir/*", "dir/file", true),
+            ("dir/*", "dir", false),
+        ];
+        for (pattern, path, want) in table {
+            assert_eq!(
+                Patterns::new(&[*pattern]).matches(path),
+                *want,
+                "{pattern:?} against {path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exceptions_inside_ignored_directories() {
+        let p = Patterns::parse("vendor\n!vendor/keep/**\n");
+        assert!(p.has_exceptions());
+        assert!(p.matches("vendor/a.go"));
+        assert!(!p.matches("vendor/keep/b.go"));
+        assert!(!Patterns::parse("x\n").has_exceptions());
+        // A lone `!` and empty lines are nothing.
+        let p = Patterns::parse("!\n\n   \n");
+        assert!(p.is_empty());
     }
 }
