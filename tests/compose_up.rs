@@ -1558,3 +1558,127 @@ volumes:
     assert_eq!(fs::read_dir(&files).unwrap().count(), 0, "files dir left");
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
+
+/// A stand-in for "the internet" made by the test: a network namespace behind a veth pair on
+/// the host (`198.19.x.0/30`: host side .1, outside .2) serving HTTP whose CGI prints the
+/// client's address. Removed on drop, its server ended by its pid.
+struct Outside {
+    netns: String,
+    host_link: String,
+    host_ip: String,
+    ip: String,
+    server: Option<Child>,
+    _www: tempfile::TempDir,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let pid = std::process::id();
+        let x = pid % 250 + 1;
+        let www = tempfile::tempdir().unwrap();
+        let mut o = Outside {
+            netns: format!("flt-out-{pid}"),
+            host_link: format!("fxo{pid}"),
+            host_ip: format!("198.19.{x}.1"),
+            ip: format!("198.19.{x}.2"),
+            server: None,
+            _www: www,
+        };
+        let peer = format!("fxi{pid}");
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        ip(&["netns", "add", &o.netns]);
+        ip(&[
+            "link",
+            "add",
+            &o.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &o.netns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", o.host_ip),
+            "dev",
+            &o.host_link,
+        ]);
+        ip(&["link", "set", &o.host_link, "up"]);
+        let ns = o.netns.clone();
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", ns.as_str(), "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        in_ns(&["addr", "add", &format!("{}/30", o.ip), "dev", &peer]);
+        in_ns(&["link", "set", &peer, "up"]);
+        in_ns(&["link", "set", "lo", "up"]);
+        let cgi = o._www.path().join("cgi-bin");
+        fs::create_dir_all(&cgi).unwrap();
+        let script = cgi.join("addr");
+        fs::write(
+            &script,
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let busybox = common::registry::busybox_path();
+        o.server = Some(
+            Command::new("ip")
+                .args(["netns", "exec", &o.netns])
+                .arg(busybox)
+                .args(["httpd", "-f", "-p", &format!("{}:9999", o.ip), "-h"])
+                .arg(o._www.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        o
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+#[test]
+fn outbound_traffic_leaves_masqueraded_as_the_host() {
+    let mut d = Daemon::start("nat");
+    let outside = Outside::new();
+    let p = "cunat";
+    let dir = d.stack(
+        p,
+        &format!("name: {p}\nservices:\n  c:\n    image: IMG\n    command: [\"sh\", \"-c\", \"{SERVE}\"]\n"),
+    );
+    d.ok(&dir, &["up", "-d", "--wait"]);
+    // The container reaches an address outside its bridge through the host, and arrives
+    // there from the host's own address on that link (masqueraded), not from 10.x.
+    let url = format!("http://{}:9999/cgi-bin/addr", outside.ip);
+    let seen = until("the outside server to answer", TIMEOUT, || {
+        let o = d.run_at(&dir, &["exec", "c", "wget", "-q", "-O", "-", &url], TIMEOUT);
+        o.ok().then(|| o.stdout.trim().to_string())
+    });
+    assert_eq!(seen, outside.host_ip, "the source the outside saw");
+    d.ok(&dir, &["down"]);
+    drop(outside);
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}

@@ -374,7 +374,8 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     header
 }
 
-fn busybox_path() -> &'static Path {
+/// The host's static busybox (installed by busybox-static).
+pub fn busybox_path() -> &'static Path {
     for candidate in ["/bin/busybox", "/usr/bin/busybox"] {
         if Path::new(candidate).is_file() {
             return Path::new(candidate);
