@@ -28,9 +28,7 @@ pub struct CommonArgs {
     /// Always pull newer versions of the base images
     #[arg(long)]
     pub pull: bool,
-    /// Progress output: auto, plain, tty, quiet
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty", "quiet"])]
-    pub progress: String,
+    // `--progress` is the global flag (auto, tty, plain, quiet, json).
 }
 
 /// `flotilla image build`.
