@@ -105,6 +105,8 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
             binds,
             tmpfs,
             netns,
+            // Removed at exit: its writable layer need not survive a crash.
+            volatile_rootfs: req.auto_remove,
             ..ContainerConfig::default()
         },
         limits,
