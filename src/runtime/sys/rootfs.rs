@@ -397,10 +397,11 @@ pub fn prepare(spec: &Spec, bundle: &Path, state: &Path, console: Option<&Path>)
             .and_then(|a| a.get(ANNOTATION_VOLATILE))
             .is_some_and(|v| v == "true");
         if volatile {
-            // A volatile mount leaves `work/incompat/volatile` behind and overlayfs refuses the
-            // next mount while it is there (its upper may have lost writes in a crash). This
-            // container's writable layer is disposable by definition: a restart reuses it.
-            let _ = std::fs::remove_dir(work.join("work/incompat/volatile"));
+            // A volatile mount leaves `work/incompat/volatile/dirty` behind, even when unmounted
+            // cleanly, and overlayfs refuses the next mount while it is there (the upper may
+            // have lost writes in a crash). This container's writable layer is disposable by
+            // definition: a restart reuses it as it is.
+            let _ = std::fs::remove_dir_all(work.join("work/incompat/volatile"));
         }
         mount_overlay(&layers, &upper, &work, &target, volatile).map_err(|source| {
             RootfsError::Overlay {
