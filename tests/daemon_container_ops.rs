@@ -577,6 +577,23 @@ fn create_takes_mounts_caps_host_network_and_auto_remove() {
         assert_eq!(code(e), ErrorCode::BadRequest);
         assert_eq!(client.wait_container(&c.id).await.unwrap().exit_code, 127);
         assert!(client.inspect_container(&c.id).await.is_err());
+        // An auto-remove container's root is a volatile overlay (no sync of the host
+        // filesystem when it is unmounted at exit); any other's is not.
+        for (name, auto) in [("vol1", true), ("vol2", false)] {
+            let mut s = spec(name, &["true"]);
+            s.auto_remove = auto;
+            let c = client.create_container(&s).await.unwrap();
+            let text =
+                fs::read_to_string(d.containers_dir().join(&c.id).join("config.json")).unwrap();
+            let spec: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let volatile = &spec["annotations"][flotilla::runtime::config::ANNOTATION_VOLATILE];
+            assert_eq!(
+                volatile.as_str() == Some("true"),
+                auto,
+                "{name}: {volatile}"
+            );
+            client.remove_container(&c.id, true).await.unwrap();
+        }
     });
     assert!(d.state_dirs().is_empty());
 }

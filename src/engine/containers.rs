@@ -805,12 +805,19 @@ impl Containers {
                 Status::Exited | Status::Dead => return Ok(st),
                 Status::Created => tokio::time::sleep(Duration::from_millis(50)).await,
                 Status::Running | Status::Paused => {
-                    if shim_wait(&self.dir(&id)).await.is_err() {
+                    if shim_wait(&self.dir(&id)).await.is_err() && !self.ended(&id).await {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             }
         }
+    }
+
+    /// Whether container `id` is recorded as exited (or its shim is gone) now.
+    async fn ended(&self, id: &str) -> bool {
+        self.state(id)
+            .await
+            .is_ok_and(|st| matches!(st.status, Status::Exited | Status::Dead))
     }
 
     async fn state(&self, id: &str) -> Result<State> {
@@ -878,8 +885,9 @@ impl Containers {
             };
             match st.status {
                 Status::Running | Status::Paused => {
-                    if shim_wait(&self.dir(id)).await.is_err() {
-                        // The shim is finishing (socket gone) or still starting.
+                    // The shim is finishing (socket gone) or still starting. Gone already (a
+                    // short-lived container exits before its watch begins): no pause.
+                    if shim_wait(&self.dir(id)).await.is_err() && !self.ended(id).await {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }

@@ -19,6 +19,10 @@ pub const ANNOTATION_LAYERS: &str = "io.flotilla.rootfs.layers";
 pub const ANNOTATION_USER: &str = "io.flotilla.user";
 /// Annotation: `"true"` when the container runs the built-in init as PID 1.
 pub const ANNOTATION_INIT: &str = "io.flotilla.init";
+/// `"true"`: the overlay root is mounted with overlayfs's `volatile` option (no sync of the
+/// upper filesystem, at unmount either); for containers whose writable layer is discarded
+/// with them.
+pub const ANNOTATION_VOLATILE: &str = "io.flotilla.rootfs.volatile";
 /// `unconfined`: no seccomp filter (`security_opt: seccomp=unconfined`); absent: the default
 /// filter ([`crate::runtime::sys::seccomp`]).
 pub const ANNOTATION_SECCOMP: &str = "io.flotilla.seccomp";
@@ -228,6 +232,10 @@ pub struct ContainerConfig {
     pub dns_opt: Vec<String>,
     pub extra_hosts: Vec<String>,
     pub addresses: Vec<std::net::IpAddr>,
+    /// The writable layer is thrown away with the container (`run --rm`): the overlay is
+    /// mounted `volatile` ([`ANNOTATION_VOLATILE`]), so its unmount at exit does not sync the
+    /// host filesystem.
+    pub volatile_rootfs: bool,
 }
 
 /// The host's hard resource limits, by Docker's ulimit name. A container's ulimit cannot exceed
@@ -317,6 +325,9 @@ pub fn render(config: &ContainerConfig, host: &HostLimits) -> Result<Rendered, C
     }
     if config.init {
         annotations.insert(ANNOTATION_INIT.into(), Value::String("true".into()));
+    }
+    if config.volatile_rootfs && !config.layers.is_empty() {
+        annotations.insert(ANNOTATION_VOLATILE.into(), Value::String("true".into()));
     }
     if config.seccomp_unconfined {
         annotations.insert(

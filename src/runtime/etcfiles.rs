@@ -413,8 +413,9 @@ pub fn install(mut spec: Spec, state: &Path) -> Result<Spec, EtcError> {
 }
 
 /// Writes `path` (0644) atomically: the bind mount of a later start must not see half a file.
+/// Not synced: every start writes it again from its sources, so a crash loses nothing.
 fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    crate::runtime::state::write_atomic(path, data)?;
+    crate::runtime::state::write_replace(path, data)?;
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
 }
 

@@ -105,6 +105,18 @@ pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
 
 /// Writes `path` atomically: `.<name>.tmp-<pid>` in the same directory, synced, renamed.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+/// Writes `path` atomically (readers see the old or the new file, never half of one) but not
+/// durably: no fsync. For files rewritten from their sources before every use (a container's
+/// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` at each start), where a crash can lose the
+/// new content but nothing depends on it surviving one.
+pub fn write_replace(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+fn replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -114,7 +126,9 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(data)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -8,12 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::{ServerState, ndjson};
 use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{Container, ContainerCreate, ContainerExit, ErrorBody, LogLine};
 use crate::engine::containers::AUTO_REMOVE_LABEL;
+use crate::engine::events::Event;
 use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
 use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
 use crate::runtime::logs::{self, Entry, Stream};
@@ -104,6 +105,8 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
             binds,
             tmpfs,
             netns,
+            // Removed at exit: its writable layer need not survive a crash.
+            volatile_rootfs: req.auto_remove,
             ..ContainerConfig::default()
         },
         limits,
@@ -396,9 +399,15 @@ pub(super) async fn logs(
     let (tx, rx) = mpsc::channel::<LogLine>(256);
     // Registered before the answer: an auto-removal waits until this stream has read all.
     let reader = state.containers.reader(&id);
+    // Subscribed before the state is first read: the container's `die` (or `destroy`) ends a
+    // pause of the follower at once instead of at its next poll.
+    let wake = Wake {
+        events: state.containers.events().subscribe(),
+        handle: tokio::runtime::Handle::current(),
+    };
     tokio::task::spawn_blocking(move || {
         let _reader = reader;
-        if let Err(e) = read_logs(&rt, &id, &q, since, &tx) {
+        if let Err(e) = read_logs(&rt, &id, &q, since, &tx, wake) {
             tracing::warn!(id, error = %e, "stream container logs");
         }
     });
@@ -412,6 +421,7 @@ fn read_logs(
     q: &LogsQuery,
     since: Option<SystemTime>,
     tx: &mpsc::Sender<LogLine>,
+    mut wake: Wake,
 ) -> Result<(), LifecycleError> {
     let dir = rt.dir(id);
     let io_err = |source| LifecycleError::Io {
@@ -469,7 +479,35 @@ fn read_logs(
         if done {
             return Ok(());
         }
-        std::thread::sleep(pause);
+        wake.nap(id, pause);
         pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// How a log follower learns that its container changed without waiting for its next poll.
+struct Wake {
+    events: broadcast::Receiver<Event>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Wake {
+    /// Sleeps up to `pause` (blocking); returns early on an event of container `id` (or when
+    /// events were missed). Events seen since the last call count, so none falls between a
+    /// state read and the nap.
+    fn nap(&mut self, id: &str, pause: Duration) {
+        let events = &mut self.events;
+        let changed = async {
+            loop {
+                match events.recv().await {
+                    Ok(e) if e.kind == "container" && e.id == id => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        self.handle.block_on(async {
+            let _ = tokio::time::timeout(pause, changed).await;
+        });
     }
 }

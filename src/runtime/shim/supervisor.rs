@@ -757,7 +757,6 @@ impl Supervisor {
                 self.close_output(i);
             }
         }
-        let _ = self.log.sync();
         let exit = self.exit.unwrap_or(Exit::Signal(9));
         let mut oom = false;
         if let Some(cg) = &self.cgroup {
@@ -792,5 +791,8 @@ impl Supervisor {
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = c.stream.write_all(&c.wbuf);
         }
+        // After the exit is reported: readers see the log from the page cache already, and a
+        // waiter need not wait for the disk.
+        let _ = self.log.sync();
     }
 }

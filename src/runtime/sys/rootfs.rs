@@ -22,7 +22,9 @@ use rustix::mount::{
     OpenTreeFlags, UnmountFlags,
 };
 
-use crate::runtime::config::{self, ANNOTATION_LAYERS, Atime, ConfigError, MountAttrs};
+use crate::runtime::config::{
+    self, ANNOTATION_LAYERS, ANNOTATION_VOLATILE, Atime, ConfigError, MountAttrs,
+};
 
 /// Why the root filesystem could not be built. Each variant names the path concerned.
 #[derive(Debug, thiserror::Error)]
@@ -292,7 +294,17 @@ fn layers(spec: &Spec) -> Result<Vec<PathBuf>> {
 /// Mounts the overlay of `layers` (bottom first) on `target` with the new mount API, one
 /// `lowerdir+` per layer (no option-length limit); kernels before 6.8 get the classic option
 /// string.
-fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> io::Result<()> {
+///
+/// `volatile`: overlayfs's `volatile` option (no syncs of the upper filesystem, not even the
+/// one at unmount, which otherwise makes every container exit wait for a `syncfs` of the host
+/// filesystem holding the state dir); ignored by kernels without it (before 5.10).
+fn mount_overlay(
+    layers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> io::Result<()> {
     let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
     let mut plus = true;
     for layer in layers.iter().rev() {
@@ -313,12 +325,15 @@ fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
                 .replace(',', "\\,")
         };
         let lower: Vec<String> = layers.iter().rev().map(|p| escape(p)).collect();
-        let data = format!(
+        let mut data = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
             escape(upper),
             escape(work)
         );
+        if volatile {
+            data.push_str(",volatile");
+        }
         return Ok(rustix::mount::mount(
             "overlay",
             target,
@@ -329,6 +344,12 @@ fn mount_overlay(layers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -
     }
     rustix::mount::fsconfig_set_string(&fs, "upperdir", upper.as_os_str())?;
     rustix::mount::fsconfig_set_string(&fs, "workdir", work.as_os_str())?;
+    if volatile {
+        match rustix::mount::fsconfig_set_flag(&fs, "volatile") {
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     rustix::mount::fsconfig_create(&fs)?;
     let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     rustix::mount::move_mount(
@@ -370,9 +391,23 @@ pub fn prepare(spec: &Spec, bundle: &Path, state: &Path, console: Option<&Path>)
         let work = state.join("work");
         create_dir(&upper)?;
         create_dir(&work)?;
-        mount_overlay(&layers, &upper, &work, &target).map_err(|source| RootfsError::Overlay {
-            path: target.clone(),
-            source,
+        let volatile = spec
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_VOLATILE))
+            .is_some_and(|v| v == "true");
+        if volatile {
+            // A volatile mount leaves `work/incompat/volatile/dirty` behind, even when unmounted
+            // cleanly, and overlayfs refuses the next mount while it is there (the upper may
+            // have lost writes in a crash). This container's writable layer is disposable by
+            // definition: a restart reuses it as it is.
+            let _ = std::fs::remove_dir_all(work.join("work/incompat/volatile"));
+        }
+        mount_overlay(&layers, &upper, &work, &target, volatile).map_err(|source| {
+            RootfsError::Overlay {
+                path: target.clone(),
+                source,
+            }
         })?;
     }
     let root: OwnedFd = rustix::fs::open(
