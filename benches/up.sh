@@ -85,7 +85,6 @@ for a in sh true echo cat sleep ls httpd wget test; do ln -s busybox "$R/bin/$a"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
 echo 'root:x:0:' > "$R/etc/group"
 tar -C "$R" -cf "$WORK/rootfs.tar" .
-"$FLOTILLA_BIN" --data-root "$ROOT" image import "$WORK/rootfs.tar" "$IMG" >/dev/null
 
 # The stacks (templates, copied into one directory per round: the directory names the project).
 TRAP="trap 'exit 0' TERM; while :; do sleep 0.1; done"
@@ -205,6 +204,8 @@ start_daemon() {
   [ -S "$SOCK" ] || { echo "up.sh: the daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1; }
 }
 start_daemon
+# Image commands are clients of the daemon: this run's own.
+"${F[@]}" image import "$WORK/rootfs.tar" "$IMG" >/dev/null
 UP=("${F[@]}" up -d)
 DOWN=("${F[@]}" down)
 DOWN_V=("${F[@]}" down -v)

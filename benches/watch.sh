@@ -70,7 +70,6 @@ for a in sh true echo cat sleep ls httpd; do ln -s busybox "$R/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$R/etc/passwd"
 echo 'root:x:0:' > "$R/etc/group"
 tar -C "$R" -cf "$WORK/rootfs.tar" .
-"$FLOTILLA_BIN" --data-root "$ROOT" image import "$WORK/rootfs.tar" "$IMG" >/dev/null
 
 mkdir -p "$WORK/run"
 printf '[dns]\nupstreams = []\n' > "$WORK/daemon.toml"
@@ -78,6 +77,8 @@ printf '[dns]\nupstreams = []\n' > "$WORK/daemon.toml"
 DAEMON_PID=$!
 for _ in $(seq 200); do [ -S "$SOCK" ] && break; sleep 0.05; done
 [ -S "$SOCK" ] || { echo "watch.sh: the daemon did not start" >&2; cat "$WORK/daemon.log" >&2; exit 1; }
+# Image commands are clients of the daemon: this run's own.
+"$FLOTILLA_BIN" -H "unix://$SOCK" image import "$WORK/rootfs.tar" "$IMG" >/dev/null
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
