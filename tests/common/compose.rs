@@ -449,6 +449,40 @@ pub fn kill9_pid(pid: i32) {
     }
 }
 
+/// Removes from the host everything of a (stopped) test daemon on data root `root` with these
+/// cgroup and network prefixes: its containers' shims and processes (by the pids in their state
+/// files) and cgroups, helpers that outlived their shim (by pid), whatever else is under the
+/// prefixes, and the mounts under `root`.
+pub fn remove_everything(root: &Path, cg_prefix: &str, net_prefix: &str) {
+    let containers = root.join("containers");
+    let ids = fs::read_dir(&containers)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64);
+    for id in ids {
+        if let Ok(st) = state::read(&containers.join(&id)) {
+            for pid in [st.shim_pid, st.pid].into_iter().flatten() {
+                kill9_pid(pid);
+            }
+        }
+        let path = format!("{}/{id}", cgroup::prefix_dir(cg_prefix));
+        if let Ok(cg) = Cgroup::open(&path) {
+            let _ = cg.destroy(true);
+        }
+    }
+    // Helpers (health probes, netns setup) that outlived their shim.
+    for pid in processes_naming(root, None) {
+        kill9_pid(pid as i32);
+    }
+    let _ = cgroup::cleanup_prefix(cg_prefix);
+    let _ = flotilla::network::cleanup_prefix(net_prefix, root);
+    for m in lifecycle::mounts_under(root).iter().rev() {
+        let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
@@ -459,26 +493,7 @@ impl Drop for Daemon {
             }
         }
         self.kill9();
-        for id in self.state_dirs() {
-            if let Ok(st) = state::read(&self.container_dir(&id)) {
-                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
-                    kill9_pid(pid);
-                }
-            }
-            let path = format!("{}/{id}", cgroup::prefix_dir(&self.cg_prefix));
-            if let Ok(cg) = Cgroup::open(&path) {
-                let _ = cg.destroy(true);
-            }
-        }
-        // Helpers (health probes, netns setup) that outlived their shim.
-        for pid in processes_naming(&self.root, None) {
-            kill9_pid(pid as i32);
-        }
-        let _ = cgroup::cleanup_prefix(&self.cg_prefix);
-        let _ = flotilla::network::cleanup_prefix(&self.net_prefix, &self.root);
-        for m in lifecycle::mounts_under(&self.root).iter().rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
-        }
+        remove_everything(&self.root, &self.cg_prefix, &self.net_prefix);
         if std::thread::panicking() && self.dir.is_some() {
             eprintln!("--- daemon log (tail)\n{}", tail(&self.log(), 60));
         }
