@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use flotilla::api::client::Client;
 use flotilla::api::host::Host;
-use flotilla::runtime::lifecycle::{self, Runtime};
-use flotilla::runtime::state;
-use flotilla::runtime::sys::cgroup;
+use flotilla::runtime::lifecycle::Runtime;
 
 pub const IMAGE: &str = "flotilla.test/busybox:latest";
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -304,21 +302,7 @@ impl Drop for NetDaemon {
             }
         }
         self.stop_daemon();
-        for id in self.state_dirs() {
-            if let Ok(st) = state::read(&self.root.join("containers").join(&id)) {
-                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
-                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = cgroup::cleanup_prefix(&self.prefix);
-        let _ = flotilla::network::cleanup_prefix(&self.net, &self.root);
-        for m in lifecycle::mounts_under(&self.root).iter().rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
-        }
+        super::compose::remove_everything(&self.root, &self.prefix, &self.net);
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
