@@ -55,6 +55,63 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Waits (bounded) for a CLI child and collects its (piped) output; a child past the bound is
+/// killed by its pid and the test fails naming `what`.
+pub fn finish_output(mut child: Child, what: &[&str]) -> Output {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// SIGTERM to a test daemon by its pid, then SIGKILL if it lingers (20 s).
+pub fn stop_child(child: Option<Child>) {
+    let Some(mut child) = child else {
+        return;
+    };
+    if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl NetDaemon {
     /// A daemon on a fresh data root; with `image`, the busybox test image is in its store.
     pub fn start(image: bool) -> NetDaemon {
@@ -116,7 +173,7 @@ impl NetDaemon {
 
     /// Runs the CLI against this daemon in `dir` (bounded); standard input is empty.
     pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
-        let mut child = Command::new(super::daemon::BIN)
+        let child = Command::new(super::daemon::BIN)
             .arg("--data-root")
             .arg(&self.root)
             .arg("-H")
@@ -131,35 +188,7 @@ impl NetDaemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stdout.read_to_end(&mut b);
-            b
-        });
-        let err = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stderr.read_to_end(&mut b);
-            b
-        });
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{args:?} did not finish within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
+        finish_output(child, args)
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -245,21 +274,7 @@ impl NetDaemon {
 
     /// SIGTERM to the daemon by pid, then SIGKILL if it lingers.
     fn stop_daemon(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        stop_child(self.child.take());
     }
 
     /// Stops the daemon (SIGTERM, its containers keep running) and starts another on the same
