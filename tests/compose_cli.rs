@@ -19,7 +19,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::netdaemon::finish_output as finish;
-use flotilla::runtime::lifecycle::Runtime;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 const IMAGE: &str = "flotilla.test/busybox:latest";
@@ -39,36 +38,14 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "the compose CLI tests need root (CI runs them as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("flt-cc-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        common::daemon::import_busybox(&root, IMAGE);
-        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
-        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
-        let net = prefix.chars().take(4).collect();
-        let socket = dir.path().join("run/flotilla.sock");
-        let child = common::daemon::spawn(
-            &root,
-            &socket,
-            &dir.path().join("daemon.toml"),
-            &dir.path().join("daemon.log"),
-            TIMEOUT,
-        );
+        let f = common::netdaemon::Fresh::start("the compose CLI", "cc", true);
         Daemon {
-            child: Some(child),
-            dir: Some(dir),
-            root,
-            socket,
-            prefix,
-            net,
+            child: Some(f.child),
+            dir: Some(f.dir),
+            root: f.root,
+            socket: f.socket,
+            prefix: f.prefix,
+            net: f.net,
             stacks: Vec::new(),
         }
     }

@@ -30,6 +30,58 @@ pub struct NetDaemon {
     stacks: Vec<PathBuf>,
 }
 
+/// A daemon just started on a fresh data root in a tempdir `flt-<short>-…`, with its own
+/// socket, config (`[dns] upstreams = []`) and log there.
+pub struct Fresh {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    /// The cgroup prefix, and the network prefix (its first 4 characters).
+    pub prefix: String,
+    pub net: String,
+}
+
+impl Fresh {
+    /// For the `kind` tests (named in the root check); with `image`, the busybox test image
+    /// is in its store.
+    pub fn start(kind: &str, short: &str, image: bool) -> Fresh {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "{kind} tests need root (CI runs them as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("flt-{short}-"))
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        if image {
+            super::daemon::import_busybox(&root, IMAGE);
+        }
+        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
+        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
+        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
+        let net = prefix.chars().take(4).collect();
+        let socket = dir.path().join("run/flotilla.sock");
+        let child = super::daemon::spawn(
+            &root,
+            &socket,
+            &dir.path().join("daemon.toml"),
+            &dir.path().join("daemon.log"),
+            TIMEOUT,
+        );
+        Fresh {
+            child,
+            dir,
+            root,
+            socket,
+            prefix,
+            net,
+        }
+    }
+}
+
 /// Six random hexadecimal digits, for names no other test uses.
 pub fn unique() -> String {
     let mut b = [0u8; 3];
@@ -115,37 +167,14 @@ pub fn stop_child(child: Option<Child>) {
 impl NetDaemon {
     /// A daemon on a fresh data root; with `image`, the busybox test image is in its store.
     pub fn start(image: bool) -> NetDaemon {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "network tests need root (CI runs them as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("flt-nt-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        if image {
-            super::daemon::import_busybox(&root, IMAGE);
-        }
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
-        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
-        let net = prefix.chars().take(4).collect();
-        let socket = dir.path().join("run/flotilla.sock");
-        let child = super::daemon::spawn(
-            &root,
-            &socket,
-            &dir.path().join("daemon.toml"),
-            &dir.path().join("daemon.log"),
-            TIMEOUT,
-        );
+        let f = Fresh::start("network", "nt", image);
         NetDaemon {
-            child: Some(child),
-            dir: Some(dir),
-            root,
-            socket,
-            prefix,
-            net,
+            child: Some(f.child),
+            dir: Some(f.dir),
+            root: f.root,
+            socket: f.socket,
+            prefix: f.prefix,
+            net: f.net,
             stacks: Vec::new(),
         }
     }
