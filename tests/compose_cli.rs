@@ -18,9 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flotilla::runtime::lifecycle::{self, Runtime};
-use flotilla::runtime::state;
-use flotilla::runtime::sys::cgroup;
+use common::netdaemon::finish_output as finish;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 const IMAGE: &str = "flotilla.test/busybox:latest";
@@ -40,36 +38,14 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "the compose CLI tests need root (CI runs them as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("flt-cc-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        common::daemon::import_busybox(&root, IMAGE);
-        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
-        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
-        let net = prefix.chars().take(4).collect();
-        let socket = dir.path().join("run/flotilla.sock");
-        let child = common::daemon::spawn(
-            &root,
-            &socket,
-            &dir.path().join("daemon.toml"),
-            &dir.path().join("daemon.log"),
-            TIMEOUT,
-        );
+        let f = common::netdaemon::Fresh::start("the compose CLI", "cc", true);
         Daemon {
-            child: Some(child),
-            dir: Some(dir),
-            root,
-            socket,
-            prefix,
-            net,
+            child: Some(f.child),
+            dir: Some(f.dir),
+            root: f.root,
+            socket: f.socket,
+            prefix: f.prefix,
+            net: f.net,
             stacks: Vec::new(),
         }
     }
@@ -196,21 +172,7 @@ impl Daemon {
 
     /// SIGTERM to the daemon by pid, then SIGKILL if it lingers.
     fn stop_daemon(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        common::netdaemon::stop_child(self.child.take());
     }
 
     /// `down` of every stack, the daemon stopped, and nothing of it left on the host.
@@ -252,21 +214,7 @@ impl Drop for Daemon {
             }
         }
         self.stop_daemon();
-        for id in self.state_dirs() {
-            if let Ok(st) = state::read(&self.root.join("containers").join(&id)) {
-                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
-                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = cgroup::cleanup_prefix(&self.prefix);
-        let _ = flotilla::network::cleanup_prefix(&self.net, &self.root);
-        for m in lifecycle::mounts_under(&self.root).iter().rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
-        }
+        common::compose::remove_everything(&self.root, &self.prefix, &self.net);
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
@@ -275,43 +223,6 @@ impl Drop for Daemon {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Waits (bounded) for a child and collects its output; a child past the bound is killed.
-fn finish(mut child: Child, what: &[&str]) -> Output {
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.read_to_end(&mut b);
-        }
-        b
-    });
-    let err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.read_to_end(&mut b);
-        }
-        b
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
 }
 
 /// A CLI left running (attached `up`, `logs -f`, `events`), its standard output read line by

@@ -21,29 +21,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::compose::{BIN, Daemon, Running, TIMEOUT};
 use flotilla::api::client::{Client, block_on};
 use flotilla::api::host::Host;
-use flotilla::runtime::lifecycle::{self, Runtime};
 use flotilla::runtime::state;
-use flotilla::runtime::sys::cgroup::{self, Cgroup};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
-const IMAGE: &str = "flotilla.test/busybox:1";
-const TIMEOUT: Duration = Duration::from_secs(60);
 /// Exits 0 on SIGTERM (quick stops), otherwise runs forever.
 const SERVE: &str = "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done";
-
-struct Daemon {
-    child: Option<Child>,
-    dir: Option<tempfile::TempDir>,
-    root: PathBuf,
-    socket: PathBuf,
-    cg_prefix: String,
-    net_prefix: String,
-    projects: Vec<(PathBuf, String)>,
-    calls: std::cell::Cell<u32>,
-}
 
 /// A CLI process whose output is read while it runs.
 struct Cli {
@@ -132,88 +117,19 @@ impl Drop for Cli {
 }
 
 impl Daemon {
+    /// This file's daemon: `flt-cw-<tag>-…`, its CLI calls without colours.
     fn start(tag: &str) -> Daemon {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "the watch tests need root (CI runs them as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("flt-cw-{tag}-"))
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        let runtime = Runtime::new(&root).unwrap();
-        let cg_prefix = runtime.prefix().to_string();
-        let net_prefix: String = cg_prefix.chars().take(4).collect();
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
-        let mut d = Daemon {
-            child: None,
-            socket: dir.path().join("run/flotilla.sock"),
-            dir: Some(dir),
-            root,
-            cg_prefix,
-            net_prefix,
-            projects: Vec::new(),
-            calls: std::cell::Cell::new(0),
-        };
-        let tar = d.path().join("busybox-rootfs.tar");
-        fs::write(&tar, common::registry::busybox_layer()).unwrap();
-        d.child = Some(common::daemon::spawn(
-            &d.root,
-            &d.socket,
-            &d.path().join("daemon.toml"),
-            &d.path().join("daemon.log"),
-            TIMEOUT,
-        ));
-        // Image commands are clients of the daemon.
-        let (code, text) = d.run(d.path(), &["image", "import", tar.to_str().unwrap(), IMAGE]);
-        assert_eq!(code, Some(0), "image import:\n{text}");
-        d
+        Daemon::start_for("watch", "cw", tag, &[("NO_COLOR", "1")])
     }
 
-    fn path(&self) -> &Path {
-        self.dir.as_ref().unwrap().path()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.path().join("daemon.log")).unwrap_or_default()
-    }
-
-    /// Writes `yaml` (IMG → the test image) as `<tmp>/<project>/compose.yaml`.
-    fn stack(&mut self, project: &str, yaml: &str) -> PathBuf {
-        let dir = self.path().join(project);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("compose.yaml"), yaml.replace("IMG", IMAGE)).unwrap();
-        if !self.projects.iter().any(|(_, p)| p == project) {
-            self.projects.push((dir.clone(), project.to_string()));
-        }
-        dir
-    }
-
-    fn spawn(&self, cwd: &Path, args: &[&str]) -> Cli {
-        let n = self.calls.get() + 1;
-        self.calls.set(n);
-        let stdout = self.path().join(format!("cli-{n}.out"));
-        let stderr = self.path().join(format!("cli-{n}.err"));
-        let child = Command::new(BIN)
-            .arg("--data-root")
-            .arg(&self.root)
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket.display()))
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .env_remove("FLOTILLA_HOST")
-            .env_remove("FLOTILLA_ROOT")
-            .env_remove("COMPOSE_PROJECT_NAME")
-            .env_remove("COMPOSE_FILE")
-            .env_remove("COMPOSE_PROFILES")
-            .env("NO_COLOR", "1")
-            .spawn()
-            .unwrap();
+    /// Starts `flotilla <args>` in `cwd`; its output is read while it runs.
+    fn cli(&self, cwd: &Path, args: &[&str]) -> Cli {
+        let Running {
+            child,
+            stdout,
+            stderr,
+            ..
+        } = self.command(cwd, args);
         Cli {
             child,
             stdout,
@@ -223,27 +139,14 @@ impl Daemon {
 
     /// Runs the CLI to its end (at most [`TIMEOUT`]); exit code and output.
     fn run(&self, cwd: &Path, args: &[&str]) -> (Option<i32>, String) {
-        let mut cli = self.spawn(cwd, args);
-        let deadline = Instant::now() + TIMEOUT;
-        let code = loop {
-            match cli.child.try_wait() {
-                Ok(Some(s)) => break s.code(),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => {
-                    let _ = cli.child.kill();
-                    let _ = cli.child.wait();
-                    break None;
-                }
-            }
-        };
-        (code, cli.text())
+        let out = self.run_at(cwd, args, TIMEOUT);
+        let text = format!("--- stdout\n{}--- stderr\n{}", out.stdout, out.stderr);
+        (out.code, text)
     }
 
     /// Starts `flotilla <args>` (a watcher) in `cwd` and waits until it watches.
     fn watch(&mut self, cwd: &Path, args: &[&str]) -> Cli {
-        let mut cli = self.spawn(cwd, args);
+        let mut cli = self.cli(cwd, args);
         cli.wait_line(0, "watch: watching");
         cli
     }
@@ -280,16 +183,6 @@ impl Daemon {
         out.sort();
         out
     }
-
-    fn state_dirs(&self) -> Vec<String> {
-        fs::read_dir(self.root.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.len() == 64)
-            .collect()
-    }
 }
 
 /// A file as the container of process `pid` sees it.
@@ -314,72 +207,6 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill9_pid(pid: i32) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-}
-
-/// Processes whose command line names `root` (shims, helpers).
-fn processes_naming(root: &Path) -> Vec<i32> {
-    let needle = root.display().to_string();
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            for (dir, project) in self.projects.clone() {
-                let _ = self.run(&dir, &["-p", &project, "down", "-v", "-t", "0"]);
-            }
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for id in self.state_dirs() {
-            if let Ok(st) = state::read(&self.root.join("containers").join(&id)) {
-                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
-                    kill9_pid(pid);
-                }
-            }
-            let path = format!("{}/{id}", cgroup::prefix_dir(&self.cg_prefix));
-            if let Ok(cg) = Cgroup::open(&path) {
-                let _ = cg.destroy(true);
-            }
-        }
-        for pid in processes_naming(&self.root) {
-            kill9_pid(pid);
-        }
-        let _ = cgroup::cleanup_prefix(&self.cg_prefix);
-        let _ = flotilla::network::cleanup_prefix(&self.net_prefix, &self.root);
-        for m in lifecycle::mounts_under(&self.root).iter().rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- daemon log (tail)\n{}",
-                lines[lines.len().saturating_sub(60)..].join("\n")
-            );
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = dir.close();
-        }
     }
 }
 

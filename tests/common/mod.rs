@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod compose;
 pub mod daemon;
 pub mod image_daemon;
 pub mod images;

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use flotilla::api::client::Client;
 use flotilla::api::host::Host;
-use flotilla::runtime::lifecycle::{self, Runtime};
-use flotilla::runtime::state;
-use flotilla::runtime::sys::cgroup;
+use flotilla::runtime::lifecycle::Runtime;
 
 pub const IMAGE: &str = "flotilla.test/busybox:latest";
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +28,58 @@ pub struct NetDaemon {
     pub net: String,
     /// Stack directories taken down on drop.
     stacks: Vec<PathBuf>,
+}
+
+/// A daemon just started on a fresh data root in a tempdir `flt-<short>-…`, with its own
+/// socket, config (`[dns] upstreams = []`) and log there.
+pub struct Fresh {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    /// The cgroup prefix, and the network prefix (its first 4 characters).
+    pub prefix: String,
+    pub net: String,
+}
+
+impl Fresh {
+    /// For the `kind` tests (named in the root check); with `image`, the busybox test image
+    /// is in its store.
+    pub fn start(kind: &str, short: &str, image: bool) -> Fresh {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "{kind} tests need root (CI runs them as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("flt-{short}-"))
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        if image {
+            super::daemon::import_busybox(&root, IMAGE);
+        }
+        // Names that are not services get NXDOMAIN: nothing is forwarded off this machine.
+        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
+        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
+        let net = prefix.chars().take(4).collect();
+        let socket = dir.path().join("run/flotilla.sock");
+        let child = super::daemon::spawn(
+            &root,
+            &socket,
+            &dir.path().join("daemon.toml"),
+            &dir.path().join("daemon.log"),
+            TIMEOUT,
+        );
+        Fresh {
+            child,
+            dir,
+            root,
+            socket,
+            prefix,
+            net,
+        }
+    }
 }
 
 /// Six random hexadecimal digits, for names no other test uses.
@@ -57,40 +107,74 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Waits (bounded) for a CLI child and collects its (piped) output; a child past the bound is
+/// killed by its pid and the test fails naming `what`.
+pub fn finish_output(mut child: Child, what: &[&str]) -> Output {
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        if let Some(s) = stderr.as_mut() {
+            let _ = s.read_to_end(&mut b);
+        }
+        b
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// SIGTERM to a test daemon by its pid, then SIGKILL if it lingers (20 s).
+pub fn stop_child(child: Option<Child>) {
+    let Some(mut child) = child else {
+        return;
+    };
+    if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl NetDaemon {
     /// A daemon on a fresh data root; with `image`, the busybox test image is in its store.
     pub fn start(image: bool) -> NetDaemon {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "network tests need root (CI runs them as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("flt-nt-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        fs::create_dir_all(&root).unwrap();
-        if image {
-            super::daemon::import_busybox(&root, IMAGE);
-        }
-        fs::write(dir.path().join("daemon.toml"), "[dns]\nupstreams = []\n").unwrap();
-        let prefix = Runtime::new(&root).unwrap().prefix().to_string();
-        let net = prefix.chars().take(4).collect();
-        let socket = dir.path().join("run/flotilla.sock");
-        let child = super::daemon::spawn(
-            &root,
-            &socket,
-            &dir.path().join("daemon.toml"),
-            &dir.path().join("daemon.log"),
-            TIMEOUT,
-        );
+        let f = Fresh::start("network", "nt", image);
         NetDaemon {
-            child: Some(child),
-            dir: Some(dir),
-            root,
-            socket,
-            prefix,
-            net,
+            child: Some(f.child),
+            dir: Some(f.dir),
+            root: f.root,
+            socket: f.socket,
+            prefix: f.prefix,
+            net: f.net,
             stacks: Vec::new(),
         }
     }
@@ -118,7 +202,7 @@ impl NetDaemon {
 
     /// Runs the CLI against this daemon in `dir` (bounded); standard input is empty.
     pub fn cli_in(&self, dir: &Path, args: &[&str]) -> Output {
-        let mut child = Command::new(super::daemon::BIN)
+        let child = Command::new(super::daemon::BIN)
             .arg("--data-root")
             .arg(&self.root)
             .arg("-H")
@@ -133,35 +217,7 @@ impl NetDaemon {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stdout.read_to_end(&mut b);
-            b
-        });
-        let err = std::thread::spawn(move || {
-            let mut b = Vec::new();
-            let _ = stderr.read_to_end(&mut b);
-            b
-        });
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{args:?} did not finish within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
+        finish_output(child, args)
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -247,21 +303,7 @@ impl NetDaemon {
 
     /// SIGTERM to the daemon by pid, then SIGKILL if it lingers.
     fn stop_daemon(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(p) = rustix::process::Pid::from_raw(child.id() as i32) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        stop_child(self.child.take());
     }
 
     /// Stops the daemon (SIGTERM, its containers keep running) and starts another on the same
@@ -304,21 +346,7 @@ impl Drop for NetDaemon {
             }
         }
         self.stop_daemon();
-        for id in self.state_dirs() {
-            if let Ok(st) = state::read(&self.root.join("containers").join(&id)) {
-                for pid in [st.shim_pid, st.pid].into_iter().flatten() {
-                    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-                    }
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        let _ = cgroup::cleanup_prefix(&self.prefix);
-        let _ = flotilla::network::cleanup_prefix(&self.net, &self.root);
-        for m in lifecycle::mounts_under(&self.root).iter().rev() {
-            let _ = rustix::mount::unmount(m.as_path(), rustix::mount::UnmountFlags::DETACH);
-        }
+        super::compose::remove_everything(&self.root, &self.prefix, &self.net);
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
         }
