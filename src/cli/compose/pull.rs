@@ -75,22 +75,7 @@ pub fn pull(
     project: &ProjectArgs,
     args: &PullArgs,
 ) -> Result<u8, String> {
-    let loaded = load_stack(project)?;
-    let declared = declared_services(&loaded);
-    for s in &args.services {
-        check_service("pull", &loaded.name, &declared, s)?;
-    }
-    let services = loaded
-        .config
-        .get("services")
-        .and_then(|s| s.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let images: BTreeSet<String> = services
-        .iter()
-        .filter(|(name, _)| args.services.is_empty() || args.services.contains(name))
-        .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()).map(String::from))
-        .collect();
+    let (name, images) = selected_images("pull", project, &args.services)?;
     let client = engine_client(engine, hosts)?;
     let mode = if args.quiet {
         Some(Mode::Quiet)
@@ -167,9 +152,33 @@ pub fn pull(
     } else {
         Err(format!(
             "pull: project {}: {} image(s) could not be pulled: {}",
-            loaded.name,
+            name,
             failed.len(),
             failed.join("; ")
         ))
     }
+}
+
+/// The project's name and the distinct `image:`s of the named services (all when none is named), after checking every
+/// name against the stack (`command` names the command in the error).
+pub(super) fn selected_images(
+    command: &str,
+    project: &ProjectArgs,
+    services: &[String],
+) -> Result<(String, BTreeSet<String>), String> {
+    let loaded = load_stack(project)?;
+    let declared = declared_services(&loaded);
+    for s in services {
+        check_service(command, &loaded.name, &declared, s)?;
+    }
+    let images = loaded
+        .config
+        .get("services")
+        .and_then(|s| s.as_object())
+        .into_iter()
+        .flatten()
+        .filter(|(name, _)| services.is_empty() || services.contains(name))
+        .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()).map(String::from))
+        .collect();
+    Ok((loaded.name, images))
 }

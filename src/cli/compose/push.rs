@@ -3,14 +3,11 @@
 //! credentials as for `flotilla push`), one line per image like Compose's plain progress. A
 //! failure makes the exit code 1 unless `--ignore-push-failures`; the others are pushed anyway.
 
-use std::collections::BTreeSet;
-
 use clap::Args;
 
 use super::super::image::registry_auth;
 use super::super::system::{HostArgs, engine_client};
 use super::super::{EngineArgs, ProjectArgs, out};
-use super::{check_service, declared_services, load_stack};
 use crate::api::client::block_on;
 use crate::image::reference::Reference;
 
@@ -34,22 +31,7 @@ pub fn push(
     project: &ProjectArgs,
     args: &PushArgs,
 ) -> Result<u8, String> {
-    let loaded = load_stack(project)?;
-    let declared = declared_services(&loaded);
-    for s in &args.services {
-        check_service("push", &loaded.name, &declared, s)?;
-    }
-    let services = loaded
-        .config
-        .get("services")
-        .and_then(|s| s.as_object())
-        .cloned()
-        .unwrap_or_default();
-    let images: BTreeSet<String> = services
-        .iter()
-        .filter(|(name, _)| args.services.is_empty() || args.services.contains(name))
-        .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()).map(String::from))
-        .collect();
+    let (project_name, images) = super::pull::selected_images("push", project, &args.services)?;
     let client = engine_client(engine, hosts)?;
     let say = |line: String| {
         if !args.quiet {
@@ -114,7 +96,7 @@ pub fn push(
     } else {
         Err(format!(
             "push: project {}: {} image(s) could not be pushed: {}",
-            loaded.name,
+            project_name,
             failed.len(),
             failed.join("; ")
         ))
