@@ -166,28 +166,57 @@ impl Client {
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Incoming)> {
         let mut sender = self.connect().await?;
+        let mut head = self.request_head(&method, path);
+        if body.is_some() {
+            head = head.header(header::CONTENT_TYPE, "application/json");
+        }
+        let res = self
+            .dispatch(
+                &mut sender,
+                head,
+                Full::new(body.unwrap_or_default()),
+                method,
+                path,
+            )
+            .await?;
+        Ok((res.status(), res.into_body()))
+    }
+
+    /// The head of a request to this daemon: method, path, `Host`, and the bearer token when
+    /// there is one.
+    fn request_head(&self, method: &Method, path: &str) -> http::request::Builder {
         let authority = match &self.host {
             Host::Unix(_) => "flotilla",
             Host::Tcp(addr) => addr.as_str(),
         };
-        let mut req = Request::builder()
+        let mut head = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(header::HOST, authority);
         if let Some(token) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            head = head.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|source| ClientError::Request {
-                method: method.clone(),
-                path: path.to_string(),
-                source,
-            })?;
-        let res = sender
+        head
+    }
+
+    /// Completes `head` with `body` and sends it on `sender`: the response, its body unread.
+    async fn dispatch<B>(
+        &self,
+        sender: &mut http1::SendRequest<B>,
+        head: http::request::Builder,
+        body: B,
+        method: Method,
+        path: &str,
+    ) -> Result<http::Response<Incoming>>
+    where
+        B: hyper::body::Body + 'static,
+    {
+        let req = head.body(body).map_err(|source| ClientError::Request {
+            method: method.clone(),
+            path: path.to_string(),
+            source,
+        })?;
+        sender
             .send_request(req)
             .await
             .map_err(|source| ClientError::Send {
@@ -195,8 +224,7 @@ impl Client {
                 path: path.to_string(),
                 host: self.host.to_string(),
                 source,
-            })?;
-        Ok((res.status(), res.into_body()))
+            })
     }
 
     /// One request with an optional body; the status and the whole response body. Error

@@ -2,7 +2,7 @@
 //! stats (one sample or a stream), archive (cp out and in as tar bodies) and commit.
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{Method, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -168,32 +168,12 @@ impl Client {
                 tracing::debug!(error = %e, "api upload connection");
             }
         });
-        let authority = match &self.host {
-            Host::Unix(_) => "flotilla",
-            Host::Tcp(addr) => addr.as_str(),
-        };
-        let mut req = Request::builder()
-            .method(Method::PUT)
-            .uri(&p)
-            .header(header::HOST, authority)
+        let head = self
+            .request_head(&Method::PUT, &p)
             .header(header::CONTENT_TYPE, "application/x-tar");
-        if let Some(token) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let req = req.body(body).map_err(|source| ClientError::Request {
-            method: Method::PUT,
-            path: p.clone(),
-            source,
-        })?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|source| ClientError::Send {
-                method: Method::PUT,
-                path: p.clone(),
-                host: host.clone(),
-                source,
-            })?;
+        let res = self
+            .dispatch(&mut sender, head, body, Method::PUT, &p)
+            .await?;
         let status = res.status();
         let bytes = res
             .into_body()

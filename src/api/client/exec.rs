@@ -5,7 +5,7 @@
 //! [`SessionWriter`] for stdin, close-stdin and resizes, which the CLI pumps.
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, StatusCode, header};
+use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::upgrade::Upgraded;
@@ -242,38 +242,22 @@ impl Client {
                 tracing::debug!(error = %e, "api stream connection");
             }
         });
-        let authority = match &self.host {
-            Host::Unix(_) => "flotilla",
-            Host::Tcp(addr) => addr.as_str(),
-        };
-        let mut req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(header::HOST, authority)
+        let mut head = self
+            .request_head(&Method::POST, path)
             .header(header::CONNECTION, "Upgrade")
             .header(header::UPGRADE, PROTOCOL);
-        if let Some(token) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
         if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+            head = head.header(header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|source| ClientError::Request {
-                method: Method::POST,
-                path: path.to_string(),
-                source,
-            })?;
-        let mut res = sender
-            .send_request(req)
-            .await
-            .map_err(|source| ClientError::Send {
-                method: Method::POST,
-                path: path.to_string(),
-                host: host.clone(),
-                source,
-            })?;
+        let mut res = self
+            .dispatch(
+                &mut sender,
+                head,
+                Full::new(body.unwrap_or_default()),
+                Method::POST,
+                path,
+            )
+            .await?;
         let status = res.status();
         if status != StatusCode::SWITCHING_PROTOCOLS {
             let bytes = res

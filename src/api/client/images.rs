@@ -4,7 +4,7 @@
 //! chunks as the caller produces them, so an archive is never held in memory).
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -106,36 +106,13 @@ impl Client {
         body: StreamedBody,
     ) -> Result<(StatusCode, Incoming)> {
         let mut sender = self.connect_streamed().await?;
-        let authority = match &self.host {
-            Host::Unix(_) => "flotilla",
-            Host::Tcp(addr) => addr.as_str(),
-        };
-        let mut req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(header::HOST, authority);
-        if let Some(token) = &self.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
+        let mut head = self.request_head(&method, path);
         for (name, value) in headers {
             if let Ok(v) = HeaderValue::from_str(value) {
-                req = req.header(name, v);
+                head = head.header(name, v);
             }
         }
-        let req = req.body(body).map_err(|source| ClientError::Request {
-            method: method.clone(),
-            path: path.to_string(),
-            source,
-        })?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|source| ClientError::Send {
-                method,
-                path: path.to_string(),
-                host: self.host.to_string(),
-                source,
-            })?;
+        let res = self.dispatch(&mut sender, head, body, method, path).await?;
         Ok((res.status(), res.into_body()))
     }
 
