@@ -16,6 +16,8 @@
 # (default: target/release/flotilla, built here), KEEP=1 keeps the work dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 RUNS=${RUNS:-5}
 PEER_RUNS=${PEER_RUNS:-$RUNS}
 REPLICAS=50
@@ -45,24 +47,7 @@ cleanup() {
     kill -KILL "$DAEMON_PID" 2>/dev/null
   fi
   # Whatever a failed run left: shims and processes by pid, then mounts under the work dir.
-  for s in "$ROOT"/containers/*/state.json; do
-    [ -f "$s" ] || continue
-    for pid in $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("shim_pid",""), d.get("pid",""))' "$s"); do
-      kill -KILL "$pid" 2>/dev/null
-    done
-  done
-  grep -o " $WORK/[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
-  # Host objects of this root's prefixes (flt<4 hex> links and nftables table, cgroups
-  # flotilla-<8 hex>): the first hex digits of sha256 of the data root's path.
-  local hash
-  hash=$(printf %s "$ROOT" | sha256sum | cut -c1-8)
-  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^flt${hash:0:4}-" | sort -r); do
-    ip link del "$l" 2>/dev/null
-  done
-  nft delete table inet "flt${hash:0:4}" 2>/dev/null
-  for c in /sys/fs/cgroup/*/"flotilla-$hash" /sys/fs/cgroup/"flotilla-$hash"; do
-    [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
+  bench_host_cleanup "$ROOT" "$WORK"
   for p in "${PEERS[@]:-}"; do peer_cleanup "$p"; done
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 }
