@@ -672,6 +672,9 @@ impl Runtime {
         if matches!(st.status, Status::Running | Status::Paused) {
             return Err(Self::wrong(id, st.status, "start", "created or exited"));
         }
+        // A previous run's shim may still be removing its cgroup (it does so after reporting
+        // the exit): the new one's is the same group.
+        wait_shim_gone(&st, false);
         let dir = self.dir(id);
         let copy = exe::shared_copy(&self.exe).map_err(|e| LifecycleError::Shim {
             id: id.to_string(),
@@ -1012,26 +1015,24 @@ impl Runtime {
             }
             self.force_kill(id)?;
         }
-        // The shim exits right after recording the exit; a dead one's container died with it.
+        // The shim's last write into the state dir is the exit in state.json; what it does
+        // after (removing the cgroup, syncing) does not touch the dir, so a recorded exit need
+        // not wait for the shim to end. Otherwise it ends right after recording the exit, and
+        // a dead one's container died with it.
         let st = state::read(&self.dir(id)).unwrap_or_default();
-        if let Some(pid) = st.shim_pid {
-            let deadline = Instant::now() + SHIM_EXIT_WAIT;
-            while state::process_alive(pid, st.shim_start_time) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if state::process_alive(pid, st.shim_start_time)
-                && let Some(p) = rustix::process::Pid::from_raw(pid)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
+        if st.status != Status::Exited {
+            wait_shim_gone(&st, true);
         }
         if let Some(path) = &meta.cgroup
             && let Ok(cg) = Cgroup::open(path)
+            && let Err(e) = cg.destroy(true)
+            // The shim removing it at the same moment is fine.
+            && cg.exists()
         {
-            cg.destroy(true).map_err(|e| LifecycleError::Cgroup {
+            return Err(LifecycleError::Cgroup {
                 id: id.to_string(),
                 reason: e.to_string(),
-            })?;
+            });
         }
         let dir = self.dir(id);
         for mount in mounts_under(&dir).iter().rev() {
@@ -1042,6 +1043,24 @@ impl Runtime {
             let _ = fs::remove_file(&name_file);
         }
         fs::remove_dir_all(&dir).map_err(Self::io(id, "remove", &dir))
+    }
+}
+
+/// Waits (bounded by [`SHIM_EXIT_WAIT`]) until the shim recorded in `st` has ended; with
+/// `kill`, one still there then is killed.
+fn wait_shim_gone(st: &State, kill: bool) {
+    let Some(pid) = st.shim_pid else {
+        return;
+    };
+    let deadline = Instant::now() + SHIM_EXIT_WAIT;
+    while state::process_alive(pid, st.shim_start_time) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if kill
+        && state::process_alive(pid, st.shim_start_time)
+        && let Some(p) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
 }
 

@@ -153,18 +153,27 @@ fn create_cgroup(spec: &Spec) -> Result<Option<Cgroup>, ShimError> {
         })
 }
 
-/// Puts `pid` into `cgroup` (the hook [`container::spawn`] calls before releasing the child).
-fn placer(cgroup: &Option<Cgroup>) -> impl FnMut(nix::unistd::Pid) -> Result<(), String> + '_ {
-    move |pid| match cgroup {
-        Some(cg) => cg.add_pid(pid.as_raw()).map_err(|e| e.to_string()),
-        None => Ok(()),
-    }
+/// The files the container's process writes `0` to, to join `cgroup` itself before it goes
+/// on ([`container::spawn`]'s `join`; the shim places nothing by pid).
+fn join_files(cgroup: &Option<Cgroup>) -> Vec<PathBuf> {
+    cgroup.as_ref().map(Cgroup::join_files).unwrap_or_default()
+}
+
+/// The shim's placement hook: nothing, the child joins its cgroup itself ([`join_files`]).
+fn no_placement(_: nix::unistd::Pid) -> Result<(), String> {
+    Ok(())
 }
 
 fn run_foreground(args: &Args) -> Result<u8, ShimError> {
     let spec = load(args, Binary::Sealed)?;
     let cgroup = create_cgroup(&spec)?;
-    let result = container::run(&spec, &args.bundle, &args.state, &mut placer(&cgroup));
+    let result = container::run(
+        &spec,
+        &args.bundle,
+        &args.state,
+        &join_files(&cgroup),
+        &mut no_placement,
+    );
     if let Some(cg) = &cgroup {
         let _ = cg.destroy(true);
     }
@@ -339,6 +348,17 @@ fn child(args: &[OsString]) -> Result<u8, ShimError> {
         },
         other => return Err(usage(format!("unknown --stdio {other:?}"))),
     };
+    let join: Vec<PathBuf> = values
+        .remove("--join")
+        .map(|v| {
+            use std::os::unix::ffi::OsStrExt;
+            v.as_bytes()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+                .collect()
+        })
+        .unwrap_or_default();
     let spec: Spec = match serde_json::from_reader(std::io::BufReader::new(spec_file)) {
         Ok(spec) => spec,
         Err(e) => {
@@ -348,7 +368,7 @@ fn child(args: &[OsString]) -> Result<u8, ShimError> {
             container::report_failure(report, &error)
         }
     };
-    container::continue_child(&spec, &bundle, &state, &streams, release, report)
+    container::continue_child(&spec, &bundle, &state, &streams, &join, release, report)
 }
 
 /// Entry point of `flotilla shim <args>` (`args` without `flotilla shim`).
