@@ -19,7 +19,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -680,8 +680,7 @@ impl Runtime {
             id: id.to_string(),
             reason: format!("a sealed copy of {}: {e}", self.exe.display()),
         })?;
-        let mut cmd = Command::new(&self.exe);
-        exe::pass_copy(&mut cmd, &copy);
+        let mut cmd = exe::sealed_command(&self.exe, &copy);
         let output = cmd
             .args(["start", "--bundle"])
             .arg(&dir)
@@ -1025,14 +1024,15 @@ impl Runtime {
         }
         if let Some(path) = &meta.cgroup
             && let Ok(cg) = Cgroup::open(path)
-            && let Err(e) = cg.destroy(true)
-            // The shim removing it at the same moment is fine.
-            && cg.exists()
+            && cg.destroy(true).is_err()
         {
-            return Err(LifecycleError::Cgroup {
+            // The shim may be removing it at the same moment (a group half gone reads as
+            // ENODEV): let it finish, then once more.
+            wait_shim_gone(&st, true);
+            cg.destroy(true).map_err(|e| LifecycleError::Cgroup {
                 id: id.to_string(),
                 reason: e.to_string(),
-            });
+            })?;
         }
         let dir = self.dir(id);
         for mount in mounts_under(&dir).iter().rev() {

@@ -2,9 +2,10 @@
 //! supervises it. It never starts a thread (no tokio): namespace and mount work after `fork` is
 //! only sound in a single-threaded process. Every process a container can reach runs from a
 //! sealed memfd copy of the binary ([`crate::runtime::sys::exe`]): the foreground `shim run`
-//! re-executes itself first; the detached supervisor of `shim start` stays on the flotilla file
-//! (it is outside the container's pid namespace) and its container child re-executes as the
-//! hidden `shim child`.
+//! re-executes itself first; the daemon executes `shim start` from its shared sealed copy
+//! ([`crate::runtime::sys::exe::sealed_command`]), so the supervisor's container child is
+//! sealed from its fork on; a supervisor started from the flotilla file has its child
+//! re-execute as the hidden `shim child`.
 //!
 //! - `flotilla shim run --bundle DIR --state DIR` creates the container from `DIR/config.json`
 //!   in the foreground with the shim's own stdio, forwards signals to it, waits, and exits with
@@ -283,8 +284,11 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
                         reason: format!("--exe-fd needs an fd number, not {raw:?}"),
                     })?;
             // A process re-executed from that copy ([`exe::ensure_sealed`]) keeps its
-            // arguments, but the fd closed on the way: it needs no copy any more.
-            if !exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
+            // arguments, but the fd closed on the way; one executed from it directly
+            // ([`exe::sealed_command`]) has it still. Either needs no copy any more.
+            if exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
+                exe::discard_copy(raw);
+            } else {
                 exe::provide(raw).map_err(|source| ShimError::Exe { source })?;
             }
             rest

@@ -416,7 +416,13 @@ impl Cgroup {
         };
         let text = match fs::read_to_string(dir.join("cgroup.procs")) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Removed meanwhile (ENODEV: while its removal is under way).
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(read_error("cgroup.procs", e)),
         };
         for p in text.split_whitespace() {
