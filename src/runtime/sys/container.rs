@@ -353,6 +353,7 @@ impl Streams {
 /// `flotilla shim child` when the shim itself does not run from one),
 /// then sets up the container and executes its process. Never returns: on failure the error
 /// goes to the shim through `report` and the child exits.
+#[allow(clippy::too_many_arguments)]
 fn child_main(
     spec: &Spec,
     bundle: &Path,
