@@ -565,8 +565,18 @@ impl Runtime {
             let meta_path = dir.join("meta.json");
             let data = serde_json::to_vec_pretty(&meta)
                 .map_err(|e| Self::io(&id, "write", &meta_path)(io::Error::other(e)))?;
-            state::write_atomic(&meta_path, &data).map_err(Self::io(&id, "write", &meta_path))?;
-            state::write(&dir, &State::default()).map_err(|source| LifecycleError::State {
+            // A container removed at its exit (volatile root) need not survive a crash: after
+            // one, restore drops a dir whose records did not reach the disk.
+            if config.volatile_rootfs {
+                state::write_replace(&meta_path, &data)
+                    .map_err(Self::io(&id, "write", &meta_path))?;
+                state::write_volatile(&dir, &State::default())
+            } else {
+                state::write_atomic(&meta_path, &data)
+                    .map_err(Self::io(&id, "write", &meta_path))?;
+                state::write(&dir, &State::default())
+            }
+            .map_err(|source| LifecycleError::State {
                 id: id.clone(),
                 source,
             })
