@@ -288,6 +288,8 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
             // ([`exe::sealed_command`]) has it still. Either needs no copy any more.
             if exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
                 exe::discard_copy(raw);
+                // Executed as /proc/self/fd/N, the kernel named the process "N".
+                let _ = rustix::thread::set_name(c"flotilla");
             } else {
                 exe::provide(raw).map_err(|source| ShimError::Exe { source })?;
             }
