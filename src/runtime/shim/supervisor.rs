@@ -793,6 +793,11 @@ impl Supervisor {
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = c.stream.write_all(&c.wbuf);
         }
+        // Nothing more to say: every client, and a connection not accepted yet (a watcher
+        // whose `wait` came too late to be read), sees the end now and reads the exit from
+        // state.json, instead of when this process ends after the slow part below.
+        self.on_accept();
+        self.clients.clear();
         // After the exit is reported: the cgroup's removal and the disk (readers see the log
         // and the state from the page cache already; a waiter need not wait for either).
         if let Some(cg) = &self.cgroup
