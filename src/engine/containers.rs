@@ -483,15 +483,17 @@ impl Containers {
     /// done (bounded), remembering its last state for a late `wait`.
     async fn auto_remove(&self, id: &str, wait_readers: bool) {
         let deadline = tokio::time::Instant::now() + READERS_GRACE;
-        while wait_readers {
-            // Registered before the check, so a reader ending in between still wakes it.
-            let notified = self.readers_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.has_readers(id) || tokio::time::Instant::now() >= deadline {
-                break;
+        if wait_readers {
+            loop {
+                // Registered before the check, so a reader ending in between still wakes it.
+                let notified = self.readers_done.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.has_readers(id) || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
             }
-            let _ = tokio::time::timeout_at(deadline, notified).await;
         }
         let (rt, i) = (self.runtime.clone(), id.to_string());
         if let Ok(c) = blocking("inspect", move || rt.inspect(&i)).await {
