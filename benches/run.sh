@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Container start-to-exit latency: `flotilla container run --rm IMG true` (network none) through
-# a daemon of its own (data root, socket) against `crun run` on an OCI bundle of the same busybox rootfs
+# Container start-to-exit latency: `flotilla container run --rm IMG true` (network none, and on
+# the daemon's default bridge network: netns, veth, address, DNS name) through a daemon of its
+# own (data root, socket) against `crun run` on an OCI bundle of the same busybox rootfs
 # and plain `unshare --fork --pid --mount --uts --ipc --net true`, in the same run. Median, min
 # and p90 of RUNS (default 25) timed runs after 3 warm-up runs each. Root; needs busybox-static
 # and crun (apt-get install -y busybox-static crun).
@@ -28,6 +29,8 @@ DAEMON_PID=
 cleanup() {
   if [ -n "$DAEMON_PID" ]; then
     "${F[@]}" container rm --force $("${F[@]}" container ls -aq 2>/dev/null) >/dev/null 2>&1 || true
+    # The default bridge network (its bridge and nftables table are host-global).
+    "${F[@]}" network rm bridge >/dev/null 2>&1 || true
     kill -TERM "$DAEMON_PID" 2>/dev/null || true
     wait "$DAEMON_PID" 2>/dev/null || true
   fi
@@ -96,6 +99,7 @@ unshare -m bash -c "
   time_runs 'crun run (OCI bundle)' crun_once
 "
 time_runs "flotilla container run --rm (network none)" "${F[@]}" container run --rm bench/run:1 true
+time_runs "flotilla container run --rm --network bridge" "${F[@]}" container run --rm --network bridge bench/run:1 true
 if [ "${PROFILE:-0}" = 1 ]; then
   echo "where flotilla's time goes (one run, strace -f -r summary):"
   strace -f -c -o "$WORK/strace.txt" "${F[@]}" container run --rm bench/run:1 true || true

@@ -40,8 +40,8 @@ use super::types::{
     ExecCreate, ExecDetached, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
     ImageRemoved, ImageTag, Info, LogLine, Network, NetworkConnect, NetworkContainer,
     NetworkCreate, NetworkDisconnect, NetworkIpam, NetworksPruned, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PullProgress, PushProgress, Tmpfs,
-    UsageSummary, Version, Volume, VolumeCreate, VolumesPruned,
+    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PublishPort, PullProgress,
+    PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumeMount, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -396,7 +396,7 @@ impl utoipa::Modify for Tidy {
         images::remove, images::pull, images::tag, images::push, images::prune, images::history,
         image_archive::save, image_archive::load, image_archive::import, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
-        ExecCreate, ExecDetached, Bind, Tmpfs, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
+        ExecCreate, ExecDetached, Bind, Tmpfs, VolumeMount, PublishPort, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
         ImageTag, PushProgress, ImagePushed, ImageHistory, ImageLoaded,
         ProjectUp, ProjectDown, ProjectRun, ProjectProgress, ProjectSummary, Volume,

@@ -223,12 +223,55 @@ pub struct ContainerCreate {
     /// tmpfs mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tmpfs: Vec<Tmpfs>,
-    /// `none` (default: a new namespace with only `lo`) or `host`.
+    /// `none` (default: a new namespace with only `lo`), `host`, `bridge` (the daemon's
+    /// default bridge network, made on first use like Docker's `docker0`), or the name of a
+    /// network made by `network create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// More DNS names of the container on its bridge network (besides its name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
+    /// Named volumes to mount (made on first use, filled from the image like Docker's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    /// Ports published on the host (needs a bridge network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<PublishPort>,
+    /// Name servers of the container's `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<String>,
     /// Remove the container once it has exited (`run --rm`), done by the daemon.
     #[serde(default)]
     pub auto_remove: bool,
+}
+
+/// A named volume mount of [`ContainerCreate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeMount {
+    /// The volume's name.
+    pub name: String,
+    /// An absolute path in the container.
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A published port of [`ContainerCreate`] (`-p [IP:][HOST:]CONTAINER[/PROTO]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishPort {
+    /// The container port.
+    pub target: u32,
+    /// The host port or range (`8080`, `9000-9010`); absent: one the kernel picks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    /// The host address to bind (default: every address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A bind mount of [`ContainerCreate`].

@@ -99,14 +99,15 @@ pub struct RunArgs {
     /// --env-file adds files of them
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// Bind mount a host directory: SRC:DST[:ro] (a missing SRC directory is created)
-    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    /// Bind mount a host directory, SRC:DST[:ro] (a missing SRC directory is created), or
+    /// mount a named volume, NAME:DST[:ro] (made when missing, filled from the image)
+    #[arg(short, long = "volume", value_name = "SRC|NAME:DST[:ro]")]
     pub volume: Vec<String>,
     /// Mount a tmpfs: DST[:size=64m,mode=1777]
     #[arg(long, value_name = "DST[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Publish a port (`-p`; not yet for `container run`: refused, compose services publish)
-    #[arg(long = "publish", value_name = "[IP:]HOST:CONTAINER")]
+    /// Publish a port (`-p`, needs a bridge network): [IP:][HOST:]CONTAINER[/PROTO]
+    #[arg(long = "publish", value_name = "[IP:][HOST:]CONTAINER[/PROTO]")]
     pub publish: Vec<String>,
     /// The container's name
     #[arg(long)]
@@ -150,9 +151,16 @@ pub struct RunArgs {
     /// Seconds to wait after the stop signal before SIGKILL (default 10)
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
-    /// Network: `none` (default: an empty namespace with lo) or `host`
+    /// Network: `none` (default: an empty namespace with lo), `host`, `bridge` (the
+    /// daemon's default bridge network) or a network made by `network create`
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
+    /// Another DNS name of the container on its network
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "NAME")]
+    pub network_alias: Vec<String>,
+    /// A DNS server for the container's /etc/resolv.conf
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
     /// Set a label (KEY=VALUE)
     #[arg(short, long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,

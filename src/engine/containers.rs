@@ -59,6 +59,7 @@ const READERS_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct ReaderGuard {
     readers: Arc<Mutex<HashMap<String, usize>>>,
+    done: Arc<tokio::sync::Notify>,
     id: String,
 }
 
@@ -71,6 +72,8 @@ impl Drop for ReaderGuard {
                 r.remove(&self.id);
             }
         }
+        drop(r);
+        self.done.notify_waiters();
     }
 }
 
@@ -91,6 +94,8 @@ pub struct Containers {
     project: std::sync::OnceLock<Arc<super::project::ProjectEngine>>,
     /// Log streams open per container: an auto-removal waits for them to finish reading.
     readers: Arc<Mutex<HashMap<String, usize>>>,
+    /// Woken whenever a log stream ends.
+    readers_done: Arc<tokio::sync::Notify>,
     /// The last states of auto-removed containers (id, name, state), newest last, so that a
     /// `wait` arriving after the removal still gets the exit code.
     removed: Mutex<VecDeque<(String, String, State)>>,
@@ -300,6 +305,7 @@ impl Containers {
             netsvc: std::sync::OnceLock::new(),
             project: std::sync::OnceLock::new(),
             readers: Arc::new(Mutex::new(HashMap::new())),
+            readers_done: Arc::new(tokio::sync::Notify::new()),
             removed: Mutex::new(VecDeque::new()),
         })
     }
@@ -454,6 +460,7 @@ impl Containers {
         *r.entry(id.to_string()).or_insert(0) += 1;
         ReaderGuard {
             readers: self.readers.clone(),
+            done: self.readers_done.clone(),
             id: id.to_string(),
         }
     }
@@ -476,8 +483,17 @@ impl Containers {
     /// done (bounded), remembering its last state for a late `wait`.
     async fn auto_remove(&self, id: &str, wait_readers: bool) {
         let deadline = tokio::time::Instant::now() + READERS_GRACE;
-        while wait_readers && self.has_readers(id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if wait_readers {
+            loop {
+                // Registered before the check, so a reader ending in between still wakes it.
+                let notified = self.readers_done.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.has_readers(id) || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                let _ = tokio::time::timeout_at(deadline, notified).await;
+            }
         }
         let (rt, i) = (self.runtime.clone(), id.to_string());
         if let Ok(c) = blocking("inspect", move || rt.inspect(&i)).await {

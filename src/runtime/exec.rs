@@ -159,8 +159,7 @@ pub fn command(dir: &Path, options: &ExecOptions) -> Result<Command, ExecError> 
         })?,
     };
     let copy = exe::shared_copy(&exe).map_err(|source| ExecError::Exe { id, source })?;
-    let mut cmd = Command::new(exe);
-    exe::pass_copy(&mut cmd, &copy);
+    let mut cmd = exe::sealed_command(&exe, &copy);
     cmd.args(["exec", "--state"]).arg(dir);
     if options.tty {
         cmd.arg("--tty");

@@ -19,7 +19,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -565,8 +565,18 @@ impl Runtime {
             let meta_path = dir.join("meta.json");
             let data = serde_json::to_vec_pretty(&meta)
                 .map_err(|e| Self::io(&id, "write", &meta_path)(io::Error::other(e)))?;
-            state::write_atomic(&meta_path, &data).map_err(Self::io(&id, "write", &meta_path))?;
-            state::write(&dir, &State::default()).map_err(|source| LifecycleError::State {
+            // A container removed at its exit (volatile root) need not survive a crash: after
+            // one, restore drops a dir whose records did not reach the disk.
+            if config.volatile_rootfs {
+                state::write_replace(&meta_path, &data)
+                    .map_err(Self::io(&id, "write", &meta_path))?;
+                state::write_volatile(&dir, &State::default())
+            } else {
+                state::write_atomic(&meta_path, &data)
+                    .map_err(Self::io(&id, "write", &meta_path))?;
+                state::write(&dir, &State::default())
+            }
+            .map_err(|source| LifecycleError::State {
                 id: id.clone(),
                 source,
             })
@@ -672,13 +682,15 @@ impl Runtime {
         if matches!(st.status, Status::Running | Status::Paused) {
             return Err(Self::wrong(id, st.status, "start", "created or exited"));
         }
+        // A previous run's shim may still be removing its cgroup (it does so after reporting
+        // the exit): the new one's is the same group.
+        wait_shim_gone(&st, false);
         let dir = self.dir(id);
         let copy = exe::shared_copy(&self.exe).map_err(|e| LifecycleError::Shim {
             id: id.to_string(),
             reason: format!("a sealed copy of {}: {e}", self.exe.display()),
         })?;
-        let mut cmd = Command::new(&self.exe);
-        exe::pass_copy(&mut cmd, &copy);
+        let mut cmd = exe::sealed_command(&self.exe, &copy);
         let output = cmd
             .args(["start", "--bundle"])
             .arg(&dir)
@@ -1012,22 +1024,21 @@ impl Runtime {
             }
             self.force_kill(id)?;
         }
-        // The shim exits right after recording the exit; a dead one's container died with it.
+        // The shim's last write into the state dir is the exit in state.json; what it does
+        // after (removing the cgroup, syncing) does not touch the dir, so a recorded exit need
+        // not wait for the shim to end. Otherwise it ends right after recording the exit, and
+        // a dead one's container died with it.
         let st = state::read(&self.dir(id)).unwrap_or_default();
-        if let Some(pid) = st.shim_pid {
-            let deadline = Instant::now() + SHIM_EXIT_WAIT;
-            while state::process_alive(pid, st.shim_start_time) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if state::process_alive(pid, st.shim_start_time)
-                && let Some(p) = rustix::process::Pid::from_raw(pid)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
+        if st.status != Status::Exited {
+            wait_shim_gone(&st, true);
         }
         if let Some(path) = &meta.cgroup
             && let Ok(cg) = Cgroup::open(path)
+            && cg.destroy(true).is_err()
         {
+            // The shim may be removing it at the same moment (a group half gone reads as
+            // ENODEV): let it finish, then once more.
+            wait_shim_gone(&st, true);
             cg.destroy(true).map_err(|e| LifecycleError::Cgroup {
                 id: id.to_string(),
                 reason: e.to_string(),
@@ -1042,6 +1053,24 @@ impl Runtime {
             let _ = fs::remove_file(&name_file);
         }
         fs::remove_dir_all(&dir).map_err(Self::io(id, "remove", &dir))
+    }
+}
+
+/// Waits (bounded by [`SHIM_EXIT_WAIT`]) until the shim recorded in `st` has ended; with
+/// `kill`, one still there then is killed.
+fn wait_shim_gone(st: &State, kill: bool) {
+    let Some(pid) = st.shim_pid else {
+        return;
+    };
+    let deadline = Instant::now() + SHIM_EXIT_WAIT;
+    while state::process_alive(pid, st.shim_start_time) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if kill
+        && state::process_alive(pid, st.shim_start_time)
+        && let Some(p) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
 }
 

@@ -103,6 +103,32 @@ pub fn write(dir: &Path, state: &State) -> Result<(), StateError> {
     })
 }
 
+/// Writes `<dir>/state.json` atomically but without waiting for the disk (no fsync): for
+/// states a crash makes moot anyway (running, paused: after a crash no process is left, and
+/// live restore reads a dead shim's container as exited), and for the exit, which the shim
+/// syncs with [`sync`] after reporting it.
+pub fn write_volatile(dir: &Path, state: &State) -> Result<(), StateError> {
+    let data = serde_json::to_vec_pretty(state).map_err(|e| StateError::Write {
+        path: dir.join(STATE_FILE),
+        source: io::Error::other(e),
+    })?;
+    write_replace(&dir.join(STATE_FILE), &data).map_err(|source| StateError::Write {
+        path: dir.join(STATE_FILE),
+        source,
+    })
+}
+
+/// Flushes `<dir>/state.json` and the directory entry naming it to the disk (after
+/// [`write_volatile`]). A state dir removed meanwhile is fine.
+pub fn sync(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir.join(STATE_FILE)) {
+        let _ = f.sync_all();
+    }
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 /// Writes `path` atomically: `.<name>.tmp-<pid>` in the same directory, synced, renamed.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     replace(path, data, true)

@@ -285,13 +285,13 @@ impl NetDaemon {
         text(&o.stdout)
     }
 
-    fn netns_files(&self) -> Vec<PathBuf> {
+    pub fn netns_files(&self) -> Vec<PathBuf> {
         fs::read_dir(self.root.join("netns"))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default()
     }
 
-    fn state_dirs(&self) -> Vec<String> {
+    pub fn state_dirs(&self) -> Vec<String> {
         fs::read_dir(self.root.join("containers"))
             .into_iter()
             .flatten()

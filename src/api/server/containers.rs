@@ -10,17 +10,20 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
+use super::volumes::with_engine;
 use super::{ServerState, ndjson};
 use crate::api::error::{ApiError, JsonBody};
 use crate::api::types::{Container, ContainerCreate, ContainerExit, ErrorBody, LogLine};
 use crate::engine::containers::AUTO_REMOVE_LABEL;
 use crate::engine::events::Event;
+use crate::engine::project::standalone::{NamedVolume, StandaloneError};
 use crate::runtime::config::{BindMount, ContainerConfig, TmpfsMount};
 use crate::runtime::lifecycle::{CreateOptions, LifecycleError, LogsOptions, Runtime};
 use crate::runtime::logs::{self, Entry, Stream};
 use crate::runtime::state::Status;
 use crate::runtime::sys::cgroup::Limits;
 use crate::runtime::time;
+use crate::spec::model;
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
@@ -64,15 +67,19 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
         });
     }
     let netns = match req.network.as_deref() {
-        None | Some("none") | Some("default") => None,
         // The namespace of the process that starts the container: the host's.
         Some("host") => Some(std::path::PathBuf::from("/proc/self/ns/net")),
-        Some(other) => {
+        // none: a namespace of its own with only `lo`; a bridge network's namespace is made
+        // by the engine (`standalone_parts`, `prepare_standalone`).
+        _ => None,
+    };
+    for d in &req.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
             return Err(ApiError::bad_request(format!(
-                "network {other:?}: expected none or host (project networks come with compose)"
+                "dns {d:?}: expected an IP address"
             )));
         }
-    };
+    }
     let mut labels = req.labels;
     if req.auto_remove {
         labels.insert(AUTO_REMOVE_LABEL.to_string(), "true".to_string());
@@ -105,6 +112,7 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
             binds,
             tmpfs,
             netns,
+            dns: req.dns,
             // Removed at exit: its writable layer need not survive a crash.
             volatile_rootfs: req.auto_remove,
             ..ContainerConfig::default()
@@ -116,6 +124,101 @@ fn create_options(req: ContainerCreate) -> Result<CreateOptions, ApiError> {
         labels,
         ..CreateOptions::default()
     })
+}
+
+/// The bridge network a create request names (`bridge` or a network's name), if any.
+fn bridge_network(req: &ContainerCreate) -> Option<String> {
+    match req.network.as_deref() {
+        None | Some("none" | "default" | "host") => None,
+        Some(name) => Some(name.to_string()),
+    }
+}
+
+/// What a create request asks of the engine besides the container: its bridge network,
+/// aliases, named volumes and published ports, checked.
+#[allow(clippy::type_complexity)]
+fn standalone_parts(
+    req: &ContainerCreate,
+) -> Result<
+    (
+        Option<String>,
+        Vec<String>,
+        Vec<NamedVolume>,
+        Vec<model::Port>,
+    ),
+    ApiError,
+> {
+    let bridge = bridge_network(req);
+    if bridge.is_none() {
+        let what = if !req.publish.is_empty() {
+            Some("publishing ports")
+        } else if !req.network_aliases.is_empty() {
+            Some("network aliases")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(ApiError::bad_request(format!(
+                "{what} needs a bridge network (network bridge, or one made by network create)"
+            )));
+        }
+    }
+    let mut volumes = Vec::new();
+    for v in &req.volumes {
+        if !v.target.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "volumes: target {:?}: expected an absolute path",
+                v.target
+            )));
+        }
+        volumes.push(NamedVolume {
+            name: v.name.clone(),
+            target: v.target.clone(),
+            read_only: v.read_only,
+        });
+    }
+    let mut ports = Vec::new();
+    for p in &req.publish {
+        let protocol = p.protocol.as_deref().unwrap_or("tcp");
+        if !matches!(protocol, "tcp" | "udp") {
+            return Err(ApiError::bad_request(format!(
+                "publish: protocol {protocol:?}: expected tcp or udp"
+            )));
+        }
+        if !(1..=65535).contains(&p.target) {
+            return Err(ApiError::bad_request(format!(
+                "publish: container port {}: expected 1-65535",
+                p.target
+            )));
+        }
+        // The same check the start makes, before anything is created.
+        let ip = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        crate::network::proxy::PublishRequest::from_long_syntax(
+            p.host_ip.as_deref(),
+            p.published.as_deref(),
+            p.target,
+            protocol,
+            ip,
+        )
+        .map_err(|e| ApiError::bad_request(format!("publish: {e}")))?;
+        ports.push(model::Port {
+            host_ip: p.host_ip.clone(),
+            target: p.target,
+            published: p.published.clone(),
+            protocol: Some(protocol.to_string()),
+            ..model::Port::default()
+        });
+    }
+    Ok((bridge, req.network_aliases.clone(), volumes, ports))
+}
+
+fn standalone_error(e: StandaloneError) -> ApiError {
+    match e {
+        StandaloneError::NotFound(m) => ApiError::not_found(m),
+        StandaloneError::Invalid(m) => ApiError::bad_request(m),
+        StandaloneError::Conflict(m) => ApiError::conflict(m),
+        StandaloneError::Failed(m) => ApiError::internal(m),
+    }
 }
 
 /// Adds the healthcheck's status (the daemon's monitor keeps it in the state dir) and the
@@ -148,8 +251,41 @@ pub(super) async fn create(
         ),
         None => None,
     };
-    let options = create_options(req)?;
-    let c = state.containers.create(options).await?;
+    let (bridge, aliases, volumes, ports) = standalone_parts(&req)?;
+    let image = req.image.clone();
+    let mut options = create_options(req)?;
+    let mut prepared = None;
+    if bridge.is_some() || !volumes.is_empty() {
+        let (o, p) = with_engine(&state, move |e| {
+            let mut o = options;
+            let p = e
+                .prepare_standalone(&mut o, &image, bridge.as_deref(), &aliases, &volumes)
+                .map_err(standalone_error)?;
+            Ok((o, p))
+        })
+        .await?;
+        options = o;
+        prepared = Some(p);
+    }
+    let c = match state.containers.create(options).await {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(p) = prepared {
+                let _ = with_engine(&state, move |e| {
+                    e.undo_standalone(p);
+                    Ok(())
+                })
+                .await;
+            }
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = crate::engine::netsvc::write_ports(&state.containers.dir(&c.meta.id), &ports) {
+        let _ = state.containers.remove(&c.meta.id, true, true).await;
+        return Err(ApiError::internal(format!(
+            "store the published ports: {e}"
+        )));
+    }
     if let Some(policy) = policy {
         // A container must not outlive a policy it could not get.
         if let Err(e) = state

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use super::{Failure, RunArgs, env_entry, fail};
 use crate::api::client::{Client, ClientError, EventStream, EventsQuery, LogsQuery};
-use crate::api::types::{Bind, ContainerCreate, LogLine, Tmpfs};
+use crate::api::types::{Bind, ContainerCreate, LogLine, PublishPort, Tmpfs, VolumeMount};
 use crate::cli::{ProjectArgs, out};
 use crate::engine::events::EventFilter;
 use crate::spec::units;
@@ -64,14 +64,51 @@ pub(super) fn parse_tmpfs(text: &str) -> Result<Tmpfs, String> {
     Ok(mount)
 }
 
+/// A `-v`: a bind mount or a named volume.
+#[derive(Debug)]
+pub(super) enum VolumeArg {
+    Bind(Bind),
+    Named(VolumeMount),
+}
+
+/// `NAME:DST[:ro]` (a named volume) or `SRC:DST[:ro]` with a host path source ([`parse_bind`]).
+pub(super) fn parse_volume_arg(text: &str) -> Result<VolumeArg, String> {
+    let v = units::parse_volume(text)?;
+    match (v.kind.as_str(), v.source) {
+        ("volume", Some(name)) => Ok(VolumeArg::Named(VolumeMount {
+            name,
+            target: v.target,
+            read_only: v.read_only,
+        })),
+        ("volume", None) => Err(format!(
+            "volume {text:?}: anonymous volumes are not supported by container run; name it \
+             (NAME:{})",
+            v.target
+        )),
+        _ => parse_bind(text).map(VolumeArg::Bind),
+    }
+}
+
+/// `-p [IP:][HOST:]CONTAINER[/PROTO]`: one entry per port of a range.
+pub(super) fn parse_publish(text: &str) -> Result<Vec<PublishPort>, String> {
+    Ok(units::parse_port(text)?
+        .into_iter()
+        .map(|p| PublishPort {
+            target: p.target,
+            published: p.published,
+            host_ip: p.host_ip,
+            protocol: Some(p.protocol),
+        })
+        .collect())
+}
+
 /// `SRC:DST[:ro]` with a host path source; a missing source directory is created (Compose's
 /// short syntax). The daemon runs on this host, so the path is made absolute here.
 pub(super) fn parse_bind(text: &str) -> Result<Bind, String> {
     let v = units::parse_volume(text)?;
     let Some(source) = v.source.filter(|_| v.kind == "bind") else {
         return Err(format!(
-            "volume {text:?}: named and anonymous volumes are not supported by container run \
-             yet; use a host path (absolute, or starting with ./ or ~)"
+            "volume {text:?}: expected a host path (absolute, or starting with ./ or ~)"
         ));
     };
     let source = match source.strip_prefix('~') {
@@ -93,21 +130,29 @@ pub(super) fn parse_bind(text: &str) -> Result<Bind, String> {
 /// The create request of `args`, checked.
 pub(super) fn request(project: &ProjectArgs, args: &RunArgs) -> Result<ContainerCreate, Failure> {
     let bad = |m: String| Failure::new(ENGINE, m);
-    if let Some(p) = args.publish.first() {
-        units::parse_port(p).map_err(bad)?;
+    let bridge = !matches!(
+        args.network.as_deref(),
+        None | Some("none" | "default" | "host")
+    );
+    let mut publish = Vec::new();
+    for p in &args.publish {
+        publish.extend(parse_publish(p).map_err(bad)?);
+    }
+    if !bridge && let Some(p) = args.publish.first() {
         return Err(bad(format!(
-            "publish {p:?}: publishing ports is not yet supported by container run (compose \
-             services publish theirs); use --network host to reach the container's ports"
+            "publish {p:?}: publishing a port needs a bridge network (--network bridge, or \
+             one made by `network create`)"
         )));
     }
-    match args.network.as_deref() {
-        None | Some("none" | "default" | "host") => {}
-        Some(other) => {
-            return Err(bad(format!(
-                "network {other:?}: not yet supported by container run (none and host; \
-                 compose services join their project's networks)"
-            )));
-        }
+    if !bridge && let Some(a) = args.network_alias.first() {
+        return Err(bad(format!(
+            "network alias {a:?}: needs a bridge network (--network bridge, or one made by \
+             `network create`)"
+        )));
+    }
+    for d in &args.dns {
+        d.parse::<std::net::IpAddr>()
+            .map_err(|_| bad(format!("--dns {d:?}: expected an IP address")))?;
     }
     let mut env = env_files(&project.env_files)?;
     env.extend(args.env.iter().filter_map(|e| env_entry(e)));
@@ -117,12 +162,14 @@ pub(super) fn request(project: &ProjectArgs, args: &RunArgs) -> Result<Container
         .map(|t| parse_tmpfs(t))
         .collect::<Result<Vec<_>, _>>()
         .map_err(bad)?;
-    let binds = args
-        .volume
-        .iter()
-        .map(|v| parse_bind(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(bad)?;
+    let mut binds = Vec::new();
+    let mut volumes = Vec::new();
+    for v in &args.volume {
+        match parse_volume_arg(v).map_err(bad)? {
+            VolumeArg::Bind(b) => binds.push(b),
+            VolumeArg::Named(n) => volumes.push(n),
+        }
+    }
     let memory = match &args.memory {
         Some(m) => {
             let bytes = units::parse_bytes(m).map_err(|e| bad(format!("--memory: {e}")))?;
@@ -172,6 +219,10 @@ pub(super) fn request(project: &ProjectArgs, args: &RunArgs) -> Result<Container
         binds,
         tmpfs,
         network: args.network.clone(),
+        network_aliases: args.network_alias.clone(),
+        volumes,
+        publish,
+        dns: args.dns.clone(),
         // An in-process attach removes the container itself once it has read everything.
         auto_remove: args.rm && (args.detach || !interactive),
     })
@@ -465,7 +516,9 @@ mod tests {
             &["-m", "12zb", "img"][..],
             &["--cpus=-1", "img"],
             &["--publish", "80:80", "img"],
-            &["--network", "bridge", "img"],
+            &["--publish", "80:80:80:80", "--network", "bridge", "img"],
+            &["--network-alias", "a", "img"],
+            &["--dns", "nameserver", "img"],
             &["--tmpfs", "/x:bogus=1", "img"],
         ] {
             let e = request(&project, &args(bad)).unwrap_err();
@@ -487,5 +540,16 @@ mod tests {
         assert!(b.read_only);
         assert_eq!(b.target, "/data");
         assert!(parse_bind("named:/data").is_err());
+        match parse_volume_arg("data:/data:ro").unwrap() {
+            VolumeArg::Named(v) => assert_eq!((v.name.as_str(), v.read_only), ("data", true)),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_volume_arg("/data").is_err());
+        let p = parse_publish("127.0.0.1:8080-8081:80-81/udp").unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].target, 81);
+        assert_eq!(p[1].published.as_deref(), Some("8081"));
+        assert_eq!(p[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(p[0].protocol.as_deref(), Some("udp"));
     }
 }

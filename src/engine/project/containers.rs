@@ -64,7 +64,11 @@ impl ProjectEngine {
     // --- containers -----------------------------------------------------------------------
 
     /// The image record of `image` from the data root's image store, and its layer dirs.
-    fn image(&self, service: &str, image: &str) -> Result<(ImageRecord, Vec<PathBuf>, String)> {
+    pub(super) fn image(
+        &self,
+        service: &str,
+        image: &str,
+    ) -> Result<(ImageRecord, Vec<PathBuf>, String)> {
         let fail = |reason: String| ProjectError::Image {
             service: service.to_string(),
             image: image.to_string(),
@@ -634,7 +638,11 @@ fn write_file_mount(f: &FileMount, path: &Path) -> std::result::Result<(), Strin
 
 /// Copies the image's content at `target` into a still-empty volume: from the topmost layer
 /// that has that directory (content spread over several layers comes from that one only).
-fn copy_up(volume: &Volume, layers: &[PathBuf], target: &str) -> Result<(), VolumeError> {
+pub(super) fn copy_up(
+    volume: &Volume,
+    layers: &[PathBuf],
+    target: &str,
+) -> Result<(), VolumeError> {
     use rustix::fs::{Mode, OFlags};
     for layer in layers.iter().rev() {
         let fd = rustix::fs::open(

@@ -16,6 +16,7 @@
 mod containers;
 pub mod labels;
 mod resources;
+pub mod standalone;
 pub mod translate;
 
 use std::collections::BTreeMap;

@@ -2,9 +2,10 @@
 //! supervises it. It never starts a thread (no tokio): namespace and mount work after `fork` is
 //! only sound in a single-threaded process. Every process a container can reach runs from a
 //! sealed memfd copy of the binary ([`crate::runtime::sys::exe`]): the foreground `shim run`
-//! re-executes itself first; the detached supervisor of `shim start` stays on the flotilla file
-//! (it is outside the container's pid namespace) and its container child re-executes as the
-//! hidden `shim child`.
+//! re-executes itself first; the daemon executes `shim start` from its shared sealed copy
+//! ([`crate::runtime::sys::exe::sealed_command`]), so the supervisor's container child is
+//! sealed from its fork on; a supervisor started from the flotilla file has its child
+//! re-execute as the hidden `shim child`.
 //!
 //! - `flotilla shim run --bundle DIR --state DIR` creates the container from `DIR/config.json`
 //!   in the foreground with the shim's own stdio, forwards signals to it, waits, and exits with
@@ -153,18 +154,27 @@ fn create_cgroup(spec: &Spec) -> Result<Option<Cgroup>, ShimError> {
         })
 }
 
-/// Puts `pid` into `cgroup` (the hook [`container::spawn`] calls before releasing the child).
-fn placer(cgroup: &Option<Cgroup>) -> impl FnMut(nix::unistd::Pid) -> Result<(), String> + '_ {
-    move |pid| match cgroup {
-        Some(cg) => cg.add_pid(pid.as_raw()).map_err(|e| e.to_string()),
-        None => Ok(()),
-    }
+/// The files the container's process writes `0` to, to join `cgroup` itself before it goes
+/// on ([`container::spawn`]'s `join`; the shim places nothing by pid).
+fn join_files(cgroup: &Option<Cgroup>) -> Vec<PathBuf> {
+    cgroup.as_ref().map(Cgroup::join_files).unwrap_or_default()
+}
+
+/// The shim's placement hook: nothing, the child joins its cgroup itself ([`join_files`]).
+fn no_placement(_: nix::unistd::Pid) -> Result<(), String> {
+    Ok(())
 }
 
 fn run_foreground(args: &Args) -> Result<u8, ShimError> {
     let spec = load(args, Binary::Sealed)?;
     let cgroup = create_cgroup(&spec)?;
-    let result = container::run(&spec, &args.bundle, &args.state, &mut placer(&cgroup));
+    let result = container::run(
+        &spec,
+        &args.bundle,
+        &args.state,
+        &join_files(&cgroup),
+        &mut no_placement,
+    );
     if let Some(cg) = &cgroup {
         let _ = cg.destroy(true);
     }
@@ -274,8 +284,13 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
                         reason: format!("--exe-fd needs an fd number, not {raw:?}"),
                     })?;
             // A process re-executed from that copy ([`exe::ensure_sealed`]) keeps its
-            // arguments, but the fd closed on the way: it needs no copy any more.
-            if !exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
+            // arguments, but the fd closed on the way; one executed from it directly
+            // ([`exe::sealed_command`]) has it still. Either needs no copy any more.
+            if exe::is_sealed().map_err(|source| ShimError::Exe { source })? {
+                exe::discard_copy(raw);
+                // Executed as /proc/self/fd/N, the kernel named the process "N".
+                let _ = rustix::thread::set_name(c"flotilla");
+            } else {
                 exe::provide(raw).map_err(|source| ShimError::Exe { source })?;
             }
             rest
@@ -339,6 +354,17 @@ fn child(args: &[OsString]) -> Result<u8, ShimError> {
         },
         other => return Err(usage(format!("unknown --stdio {other:?}"))),
     };
+    let join: Vec<PathBuf> = values
+        .remove("--join")
+        .map(|v| {
+            use std::os::unix::ffi::OsStrExt;
+            v.as_bytes()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| PathBuf::from(std::ffi::OsStr::from_bytes(l)))
+                .collect()
+        })
+        .unwrap_or_default();
     let spec: Spec = match serde_json::from_reader(std::io::BufReader::new(spec_file)) {
         Ok(spec) => spec,
         Err(e) => {
@@ -348,7 +374,7 @@ fn child(args: &[OsString]) -> Result<u8, ShimError> {
             container::report_failure(report, &error)
         }
     };
-    container::continue_child(&spec, &bundle, &state, &streams, release, report)
+    container::continue_child(&spec, &bundle, &state, &streams, &join, release, report)
 }
 
 /// Entry point of `flotilla shim <args>` (`args` without `flotilla shim`).

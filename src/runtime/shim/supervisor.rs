@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use rustix::event::{PollFd, PollFlags};
 
-use super::{ShimError, StartReport, create_cgroup, placer, send_report};
+use super::{ShimError, StartReport, create_cgroup, join_files, no_placement, send_report};
 use crate::runtime::bundle;
 use crate::runtime::control::{Reply, Request, SOCKET, with_socket_path};
 use crate::runtime::logs::{self, Entry, Splitter, Stream};
@@ -255,7 +255,8 @@ fn setup(spec: &Spec, bundle_dir: &Path, dir: &Path) -> Result<Supervisor, ShimE
 
     let (stdio, outputs, stdin) = streams(spec)?;
     let cgroup = create_cgroup(spec)?;
-    let child = match container::spawn(spec, bundle_dir, dir, stdio, &mut placer(&cgroup)) {
+    let join = join_files(&cgroup);
+    let child = match container::spawn(spec, bundle_dir, dir, stdio, &join, &mut no_placement) {
         Ok(child) => child,
         Err(source) => {
             if let Some(cg) = &cgroup {
@@ -291,7 +292,8 @@ fn setup(spec: &Spec, bundle_dir: &Path, dir: &Path) -> Result<Supervisor, ShimE
         log_failed: false,
         cgroup,
     };
-    if let Err(e) = state::write(dir, &sup.state) {
+    // Not synced: a crash leaves no process running whatever this file says.
+    if let Err(e) = state::write_volatile(dir, &sup.state) {
         // Without a state file nobody can find the container: take it down.
         let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(child, None);
@@ -680,7 +682,7 @@ impl Supervisor {
                     return error(e.to_string());
                 }
                 self.state.status = to;
-                if let Err(e) = state::write(&self.dir, &self.state) {
+                if let Err(e) = state::write_volatile(&self.dir, &self.state) {
                     return error(e.to_string());
                 }
                 Some(Reply::Ok {
@@ -758,13 +760,10 @@ impl Supervisor {
             }
         }
         let exit = self.exit.unwrap_or(Exit::Signal(9));
-        let mut oom = false;
-        if let Some(cg) = &self.cgroup {
-            oom = cg.oom_killed().unwrap_or(false);
-            if let Err(e) = cg.destroy(true) {
-                eprintln!("flotilla shim: remove the cgroup {}: {e}", cg.path());
-            }
-        }
+        let oom = self
+            .cgroup
+            .as_ref()
+            .is_some_and(|cg| cg.oom_killed().unwrap_or(false));
         self.state.status = Status::Exited;
         self.state.finished_at = Some(time::now());
         self.state.exit_code = Some(i32::from(exit.status()));
@@ -773,7 +772,10 @@ impl Supervisor {
             Exit::Code(_) => None,
         };
         self.state.oom_killed = oom;
-        if let Err(e) = state::write(&self.dir, &self.state) {
+        // The last write into the state dir: once the exit is in state.json, a removal may
+        // take the dir away (it does not wait for this process to end). Synced below, after
+        // the exit is reported.
+        if let Err(e) = state::write_volatile(&self.dir, &self.state) {
             eprintln!("flotilla shim: {e}");
         }
         let _ = std::fs::remove_file(self.dir.join(SOCKET));
@@ -791,8 +793,19 @@ impl Supervisor {
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = c.stream.write_all(&c.wbuf);
         }
-        // After the exit is reported: readers see the log from the page cache already, and a
-        // waiter need not wait for the disk.
+        // Nothing more to say: every client, and a connection not accepted yet (a watcher
+        // whose `wait` came too late to be read), sees the end now and reads the exit from
+        // state.json, instead of when this process ends after the slow part below.
+        self.on_accept();
+        self.clients.clear();
+        // After the exit is reported: the cgroup's removal and the disk (readers see the log
+        // and the state from the page cache already; a waiter need not wait for either).
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.destroy(true)
+        {
+            eprintln!("flotilla shim: remove the cgroup {}: {e}", cg.path());
+        }
+        state::sync(&self.dir);
         let _ = self.log.sync();
     }
 }

@@ -5,8 +5,12 @@
 //! `no_new_privs`, and executes the process. The shim forwards signals to it and waits.
 //!
 //! Child and shim talk over two close-on-exec pipes: the shim releases the child when it may go
-//! on (after it placed it in its cgroup), and the child reports a failure before `execve` as one
-//! status byte and a message; a successful `execve` closes the pipe with nothing written.
+//! on (after `place` put it in its cgroup, when the shim places it), and the child reports a
+//! failure before `execve` as one status byte and a message; a successful `execve` closes the
+//! pipe with nothing written. A child given `join` files moves itself into its cgroup (writes
+//! `0` to each, before it unshares anything): on cgroup v1, a thread moving itself through
+//! `tasks` skips the kernel's global threadgroup lock, whose RCU grace period a shim writing
+//! the child's pid to `cgroup.procs` waits out (8–12 ms per start on this machine).
 //!
 //! [`spawn`] creates the process and returns once it has executed (the detached shim then
 //! supervises it in its own event loop); [`run`] is spawn plus a foreground wait. The
@@ -177,16 +181,18 @@ pub fn run(
     spec: &Spec,
     bundle: &Path,
     state: &Path,
+    join: &[PathBuf],
     place: &mut dyn FnMut(Pid) -> Result<(), String>,
 ) -> Result<Exit> {
     let blocked =
         process::block_forwarded().map_err(|e| ContainerError::Signals { source: io_err(e) })?;
-    let child = spawn(spec, bundle, state, Stdio::Inherit, place)?;
+    let child = spawn(spec, bundle, state, Stdio::Inherit, join, place)?;
     supervise(child, &blocked)
 }
 
 /// Creates the container's process with `stdio` as its standard streams, lets `place` put it
-/// into its cgroup before it goes on, and returns its pid once it has executed the container's
+/// into its cgroup before it goes on (or the child itself, through the `join` files: see the
+/// module docs), and returns its pid once it has executed the container's
 /// command (or the failure it reported). Must run in a single-threaded process; the caller
 /// reaps the child. Signals the caller blocks stay blocked in the child until `execve`.
 pub fn spawn(
@@ -194,6 +200,7 @@ pub fn spawn(
     bundle: &Path,
     state: &Path,
     stdio: Stdio,
+    join: &[PathBuf],
     place: &mut dyn FnMut(Pid) -> Result<(), String>,
 ) -> Result<Pid> {
     let threads = thread_count();
@@ -260,6 +267,7 @@ pub fn spawn(
                 bundle,
                 state,
                 stdio,
+                join,
                 release_read,
                 report_write,
                 sealed,
@@ -345,11 +353,13 @@ impl Streams {
 /// `flotilla shim child` when the shim itself does not run from one),
 /// then sets up the container and executes its process. Never returns: on failure the error
 /// goes to the shim through `report` and the child exits.
+#[allow(clippy::too_many_arguments)]
 fn child_main(
     spec: &Spec,
     bundle: &Path,
     state: &Path,
     stdio: Stdio,
+    join: &[PathBuf],
     release: OwnedFd,
     report: OwnedFd,
     sealed: Option<OwnedFd>,
@@ -357,11 +367,13 @@ fn child_main(
     let error = match place_streams(stdio) {
         Err(e) => e,
         Ok(streams) => match &sealed {
-            None => match setup_and_exec(spec, bundle, state, &streams, release) {
+            None => match setup_and_exec(spec, bundle, state, &streams, join, release) {
                 Ok(never) => match never {},
                 Err(e) => e,
             },
-            Some(copy) => reexec_sealed(spec, bundle, state, &streams, &release, &report, copy),
+            Some(copy) => {
+                reexec_sealed(spec, bundle, state, &streams, join, &release, &report, copy)
+            }
         },
     };
     report_failure(report, &error)
@@ -374,10 +386,11 @@ pub fn continue_child(
     bundle: &Path,
     state: &Path,
     streams: &Streams,
+    join: &[PathBuf],
     release: OwnedFd,
     report: OwnedFd,
 ) -> ! {
-    let error = match setup_and_exec(spec, bundle, state, streams, release) {
+    let error = match setup_and_exec(spec, bundle, state, streams, join, release) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -399,11 +412,13 @@ pub fn report_failure(report: OwnedFd, error: &ContainerError) -> ! {
 /// run from the flotilla file, while the long-lived shim, outside the container's pid
 /// namespace, may. The spec goes in a memfd; the release and report pipes stay open across the
 /// exec. Returns only on failure.
+#[allow(clippy::too_many_arguments)]
 fn reexec_sealed(
     spec: &Spec,
     bundle: &Path,
     state: &Path,
     streams: &Streams,
+    join: &[PathBuf],
     release: &OwnedFd,
     report: &OwnedFd,
     copy: &OwnedFd,
@@ -441,6 +456,18 @@ fn reexec_sealed(
     if let Streams::Terminal { console } = streams {
         args.push("--console".into());
         args.push(console.into());
+    }
+    if !join.is_empty() {
+        // One argument, a path per line (cgroup paths are flotilla's: no newline in them).
+        let mut files = std::ffi::OsString::new();
+        for (i, f) in join.iter().enumerate() {
+            if i > 0 {
+                files.push("\n");
+            }
+            files.push(f);
+        }
+        args.push("--join".into());
+        args.push(files);
     }
     let source = super::exe::exec_fd(copy, &args);
     ContainerError::Exe { source }
@@ -514,6 +541,7 @@ fn setup_and_exec(
     bundle: &Path,
     state: &Path,
     streams: &Streams,
+    join: &[PathBuf],
     release: OwnedFd,
 ) -> Result<Never> {
     let death = |e: rustix::io::Errno| ContainerError::DeathSignal { source: io_err(e) };
@@ -524,6 +552,16 @@ fn setup_and_exec(
     match File::from(release).read(&mut byte) {
         Ok(1) => {}
         _ => return Err(ContainerError::ParentGone),
+    }
+    // Into its cgroup before anything else (the cgroup namespace below is rooted there).
+    for file in join {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(b"0"))
+            .map_err(|e| ContainerError::Place {
+                reason: format!("write 0 to {}: {e}", file.display()),
+            })?;
     }
     let proc = spec.process().as_ref().ok_or(ContainerError::NoProcess)?;
     let console = open_session(streams)?;

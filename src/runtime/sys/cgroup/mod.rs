@@ -303,6 +303,17 @@ impl Cgroup {
             .collect()
     }
 
+    /// The files a single-threaded process writes `0` to, to move itself into the cgroup:
+    /// `tasks` on v1 (a thread moving itself there skips the kernel's global threadgroup lock
+    /// and its RCU grace period, which `cgroup.procs` waits out), `cgroup.procs` on v2.
+    pub fn join_files(&self) -> Vec<PathBuf> {
+        let file = match self.version {
+            Version::V1 => "tasks",
+            Version::V2 => "cgroup.procs",
+        };
+        self.dirs.iter().map(|d| d.path.join(file)).collect()
+    }
+
     /// Moves a process (with its threads) into the cgroup in every hierarchy.
     pub fn add_pid(&self, pid: i32) -> Result<(), Error> {
         let value = pid.to_string();
@@ -405,7 +416,13 @@ impl Cgroup {
         };
         let text = match fs::read_to_string(dir.join("cgroup.procs")) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Removed meanwhile (ENODEV: while its removal is under way).
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) =>
+            {
+                return Ok(());
+            }
             Err(e) => return Err(read_error("cgroup.procs", e)),
         };
         for p in text.split_whitespace() {
