@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 pub use crate::engine::events::Event;
 
+mod build;
 mod networks;
+pub use build::*;
 pub use networks::*;
 
 /// `GET /v1/version`.

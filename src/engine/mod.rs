@@ -7,6 +7,7 @@
 //! ([`health`], [`restart`]), Compose's lifecycle hooks ([`hooks`]), per-network DNS and published ports ([`netsvc`]) and pulls
 //! ([`images`]).
 
+pub mod build;
 pub mod config;
 pub mod containers;
 pub mod daemon;
