@@ -46,7 +46,7 @@ pub enum ProjectCommand {
     Up(UpArgs),
     /// Stop and remove the stack's containers and networks
     Down(DownArgs),
-    /// Check the services' builds and show their plans (executing builds is not there yet)
+    /// Build the images of the services with a `build:` section
     Build(super::build::ServiceBuildArgs),
     /// List the stack's containers
     Ps(PsArgs),
@@ -120,7 +120,7 @@ pub fn run(
     let result = match command {
         ProjectCommand::Up(args) => up(engine, hosts, project, args),
         ProjectCommand::Down(args) => done(down(engine, hosts, project, args)),
-        ProjectCommand::Build(args) => super::build::service_build(project, args),
+        ProjectCommand::Build(args) => super::build::service_build(engine, hosts, project, args),
         ProjectCommand::Ps(args) => done(ps(engine, hosts, project, args)),
         ProjectCommand::Ls(args) => done(ls(engine, hosts, args)),
         ProjectCommand::Logs(args) => logs::logs(engine, hosts, project, args),

@@ -396,7 +396,12 @@ pub async fn build(
     for &s in &plan.order {
         let stage = &plan.stages[s];
         let count = stage.steps.len() + 1;
-        let label = stage.label();
+        // BuildKit's names: `[2/5]` with one stage, `[name 2/5]` / `[stage-1 2/5]` with several.
+        let label = match (&stage.name, plan.stages.len()) {
+            (_, 1) => String::new(),
+            (Some(name), _) => format!("{name} "),
+            (None, _) => format!("stage-{} ", stage.index),
+        };
         n += 1;
         let base_name = match &stage.base {
             Base::Scratch => "scratch".to_string(),
@@ -405,7 +410,7 @@ pub async fn build(
         };
         let at = At {
             n,
-            name: format!("[{label} 1/{count}] FROM {base_name}"),
+            name: format!("[{label}1/{count}] FROM {base_name}"),
             file: file.clone(),
             pos: stage.pos,
         };
@@ -434,7 +439,7 @@ pub async fn build(
             };
             let at = At {
                 n,
-                name: format!("[{label} {}/{count}] {}", k + 2, headline(&step.text)),
+                name: format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
                 file: file.clone(),
                 pos: step.pos,
             };

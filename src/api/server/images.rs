@@ -185,7 +185,7 @@ fn registry_options(
 
 /// A task that cancels when the client of a streaming response goes away (the response's
 /// receiver is dropped); abort it when the work is done, or the stream never ends.
-fn on_disconnect<T: Send + 'static>(
+pub(super) fn on_disconnect<T: Send + 'static>(
     tx: &mpsc::Sender<T>,
     then: impl FnOnce() + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {

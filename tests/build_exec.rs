@@ -1,0 +1,393 @@
+//! Image builds executed by a real daemon (root): every test starts its own `flotilla daemon`
+//! (tests/common/compose.rs: own data root, socket, cgroup and link prefixes, the busybox test
+//! image imported) and runs the real CLI (`image build --progress plain`, `container run`),
+//! judging the result from the build's progress lines, containers made from the image, the
+//! image store, and what is left on the host.
+//!
+//! Covered (issue 9, "Tests that must exist" and "Bad input"): a multi-stage build (a builder
+//! stage generates a file with RUN; the final stage copies it with `COPY --from`), a container
+//! from the result shows it; a second build runs zero RUNs (all CACHED); changing one late-copied
+//! file re-runs only from that COPY; `.dockerignore` keeps a file out of the image and changing it
+//! does not bust the cache; `--chown` and `USER` take effect; a failing RUN reports its step,
+//! line, exit code and output and leaves no image, container, mount or cgroup; unknown
+//! instruction, `COPY ../x`, a missing file, an unresolvable FROM, an ARG without value in FROM
+//! are clear errors leaving nothing; Ctrl-C of the client cancels an endless RUN; the cache
+//! survives a daemon restart; `builder prune` empties it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::compose::{Daemon, IMAGE, Out, TIMEOUT, until};
+
+impl Daemon {
+    /// This file's daemon: `flt-bx-<tag>-…`.
+    fn start(tag: &str) -> Daemon {
+        Daemon::start_for("build", "bx", tag, &[])
+    }
+
+    /// Writes `files` (`IMG` replaced by the test image) into `<tmp>/<name>/`; the dir.
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path().join(name);
+        for (rel, text) in files {
+            let p = dir.join(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text.replace("IMG", IMAGE)).unwrap();
+        }
+        dir
+    }
+
+    fn build(&self, ctx: &Path, extra: &[&str]) -> Out {
+        let mut args = vec!["--progress", "plain", "image", "build"];
+        args.extend_from_slice(extra);
+        let c = ctx.to_str().unwrap();
+        args.push(c);
+        self.run_at(self.path(), &args, Duration::from_secs(180))
+    }
+
+    fn build_ok(&self, ctx: &Path, extra: &[&str]) -> Steps {
+        let out = self.build(ctx, extra);
+        assert!(
+            out.ok(),
+            "build failed:\n{}\n{}",
+            out.text(),
+            self.log_tail()
+        );
+        Steps::parse(&out.stderr)
+    }
+
+    fn log_tail(&self) -> String {
+        common::compose::tail(&self.log(), 30)
+    }
+
+    /// `container run --rm IMAGE CMD…`: its stdout.
+    fn run_in(&self, image: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["container", "run", "--rm", image];
+        args.extend_from_slice(cmd);
+        self.ok(self.path(), &args).stdout
+    }
+
+    /// The image records of the store (names).
+    fn records(&self) -> usize {
+        fs::read_dir(self.root.join("image/images"))
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    fn assert_clean(&self) {
+        let left = until("the build's leftovers to go", TIMEOUT, || {
+            let left = self.leftovers();
+            left.is_empty().then_some(left)
+        });
+        assert!(left.is_empty(), "{left:?}");
+        for sub in ["build/tmp", "build/contexts"] {
+            let entries: Vec<_> = fs::read_dir(self.root.join(sub))
+                .map(|r| r.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(entries.is_empty(), "{sub}: {entries:?}");
+        }
+    }
+}
+
+/// The steps of a plain progress output: number → name, and which were CACHED / DONE.
+#[derive(Debug)]
+struct Steps {
+    names: BTreeMap<u32, String>,
+    cached: Vec<u32>,
+    logs: Vec<String>,
+    text: String,
+}
+
+impl Steps {
+    fn parse(text: &str) -> Steps {
+        let mut s = Steps {
+            names: BTreeMap::new(),
+            cached: Vec::new(),
+            logs: Vec::new(),
+            text: text.to_string(),
+        };
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix('#') else {
+                continue;
+            };
+            let Some((n, what)) = rest.split_once(' ') else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u32>() else { continue };
+            if what == "CACHED" {
+                s.cached.push(n);
+            } else if what.starts_with('[') {
+                s.names.insert(n, what.to_string());
+            } else if let Some((t, log)) = what.split_once(' ')
+                && t.parse::<f64>().is_ok()
+            {
+                s.logs.push(log.to_string());
+            }
+        }
+        s
+    }
+
+    /// The names of the steps (not FROM) that were cached / that ran.
+    fn cached_names(&self) -> Vec<String> {
+        self.cached
+            .iter()
+            .filter_map(|n| self.names.get(n).cloned())
+            .collect()
+    }
+
+    fn ran(&self) -> Vec<String> {
+        self.names
+            .iter()
+            .filter(|(n, name)| {
+                !self.cached.contains(n) && !name.contains("] FROM ") && !name.contains("internal")
+            })
+            .map(|(_, name)| name.clone())
+            .collect()
+    }
+}
+
+const MULTI: &str = "FROM IMG AS builder\nARG MSG=hello\nRUN echo \"$MSG from run\" > /out && echo built\n\
+FROM IMG\nCOPY --from=builder /out /greeting\nCOPY early.txt /app/\nRUN echo \"run after early\" > /app/mark\n\
+COPY late.txt /app/late.txt\nCMD [\"cat\", \"/greeting\"]\n";
+
+#[test]
+fn multi_stage_build_then_cached_then_only_from_the_changed_copy() {
+    let mut d = Daemon::start("multi");
+    let ctx = d.context(
+        "ctx",
+        &[
+            ("Dockerfile", MULTI),
+            ("early.txt", "early\n"),
+            ("late.txt", "late 1\n"),
+        ],
+    );
+    let first = d.build_ok(&ctx, &["-t", "demo:1"]);
+    assert!(first.cached.is_empty(), "{}", first.text);
+    assert!(first.logs.iter().any(|l| l == "built"), "{}", first.text);
+    assert!(
+        first
+            .names
+            .values()
+            .any(|n| n.starts_with("[builder 3/3] RUN echo")),
+        "{}",
+        first.text
+    );
+    assert!(
+        first
+            .text
+            .contains("naming to docker.io/library/demo:1 done"),
+        "{}",
+        first.text
+    );
+    // A container from the result: the file the builder stage made, CMD from the Dockerfile.
+    assert_eq!(d.run_in("demo:1", &[]), "hello from run\n");
+    assert_eq!(
+        d.run_in("demo:1", &["cat", "/app/mark", "/app/late.txt"]),
+        "run after early\nlate 1\n"
+    );
+
+    // Nothing changed: every step CACHED, no RUN ran.
+    let second = d.build_ok(&ctx, &["-t", "demo:1"]);
+    assert!(
+        second.ran().is_empty(),
+        "{:?}\n{}",
+        second.ran(),
+        second.text
+    );
+    assert_eq!(second.cached.len(), 7, "{}", second.text);
+    assert!(second.logs.is_empty(), "{}", second.text);
+
+    // The late-copied file changes: only its COPY and what follows run again.
+    fs::write(ctx.join("late.txt"), "late 2\n").unwrap();
+    let third = d.build_ok(&ctx, &["-t", "demo:1"]);
+    let ran = third.ran();
+    assert_eq!(ran.len(), 2, "{ran:?}\n{}", third.text);
+    assert!(ran[0].contains("COPY late.txt /app/late.txt"), "{ran:?}");
+    assert!(ran[1].contains("CMD"), "{ran:?}");
+    assert!(
+        third
+            .cached_names()
+            .iter()
+            .any(|n| n.contains("RUN echo \"run after early\"")),
+        "{}",
+        third.text
+    );
+    assert_eq!(d.run_in("demo:1", &["cat", "/app/late.txt"]), "late 2\n");
+
+    // The history reads like Docker's: config-only steps are empty layers.
+    let inspect = d
+        .ok(d.path(), &["image", "history", "--no-trunc", "demo:1"])
+        .stdout;
+    assert!(
+        inspect.contains("CMD [\"cat\", \"/greeting\"]"),
+        "{inspect}"
+    );
+
+    // The cache survives a daemon restart.
+    assert_eq!(d.stop(), Some(0), "daemon exit");
+    d.spawn();
+    let fourth = d.build_ok(&ctx, &["-t", "demo:1"]);
+    assert!(
+        fourth.ran().is_empty(),
+        "{:?}\n{}",
+        fourth.ran(),
+        fourth.text
+    );
+
+    // builder prune empties it: the next build runs every step again.
+    let pruned = d.ok(d.path(), &["builder", "prune", "-f"]).stdout;
+    assert!(pruned.contains("Deleted build cache entries"), "{pruned}");
+    let fifth = d.build_ok(&ctx, &["-t", "demo:1"]);
+    assert!(fifth.cached.is_empty(), "{}", fifth.text);
+    d.assert_clean();
+}
+
+#[test]
+fn dockerignore_chown_and_user() {
+    let d = Daemon::start("owner");
+    let ctx = d.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM IMG\nCOPY . /ctx/\nCOPY --chown=1234:5678 --chmod=0640 owned.txt /owned.txt\n\
+                 USER 4321:4322\nRUN echo \"uid $(busybox id -u) gid $(busybox id -g)\"\n",
+            ),
+            (".dockerignore", "secret.txt\nsub/skip*\n"),
+            ("owned.txt", "mine\n"),
+            ("secret.txt", "do not send\n"),
+            ("sub/keep.txt", "keep\n"),
+            ("sub/skip.txt", "skip\n"),
+        ],
+    );
+    let first = d.build_ok(&ctx, &["-t", "owner:1"]);
+    assert!(
+        first.logs.iter().any(|l| l == "uid 4321 gid 4322"),
+        "{}",
+        first.text
+    );
+    assert_eq!(
+        d.run_in(
+            "owner:1",
+            &["busybox", "stat", "-c", "%u:%g %a", "/owned.txt"]
+        ),
+        "1234:5678 640\n"
+    );
+    assert_eq!(d.run_in("owner:1", &["busybox", "id", "-u"]), "4321\n");
+    let listed = d.run_in("owner:1", &["busybox", "find", "/ctx"]);
+    assert!(listed.contains("/ctx/sub/keep.txt"), "{listed}");
+    assert!(!listed.contains("secret.txt"), "{listed}");
+    assert!(!listed.contains("skip.txt"), "{listed}");
+    // Changing an ignored file busts nothing.
+    fs::write(ctx.join("secret.txt"), "changed\n").unwrap();
+    let second = d.build_ok(&ctx, &["-t", "owner:1"]);
+    assert!(
+        second.ran().is_empty(),
+        "{:?}\n{}",
+        second.ran(),
+        second.text
+    );
+    d.assert_clean();
+}
+
+#[test]
+fn failing_run_reports_step_line_exit_code_and_output_and_leaves_nothing() {
+    let d = Daemon::start("fail");
+    let before = d.records();
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM IMG\n\nRUN echo about to fail && echo on stderr >&2 && exit 3\nRUN echo never\n",
+        )],
+    );
+    let out = d.build(&ctx, &["-t", "broken:1"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let err = &out.stderr;
+    assert!(err.contains("[2/3] RUN echo about to fail"), "{err}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("exit code: 3"), "{err}");
+    assert!(err.contains("about to fail"), "{err}");
+    assert!(err.contains("on stderr"), "{err}");
+    assert!(!err.contains("never"), "{err}");
+    assert_eq!(d.records(), before, "no image recorded");
+    d.assert_clean();
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_nothing() {
+    let d = Daemon::start("bad");
+    let before = d.records();
+    let cases: &[(&str, &str, &str)] = &[
+        ("unknown", "FROM IMG\nFETCH something\n", "Dockerfile:2"),
+        (
+            "outside",
+            "FROM IMG\nCOPY ../x /x\n",
+            "outside the build context",
+        ),
+        (
+            "missing",
+            "FROM IMG\nCOPY nothere.txt /x\n",
+            "\"nothere.txt\" was not found",
+        ),
+        (
+            "from",
+            "FROM 127.0.0.1:1/nope/nope:1\nRUN true\n",
+            "FROM 127.0.0.1:1/nope/nope:1",
+        ),
+        ("arg", "ARG BASE\nFROM $BASE\nRUN true\n", "has no value"),
+    ];
+    for (name, dockerfile, expect) in cases {
+        let ctx = d.context(name, &[("Dockerfile", dockerfile)]);
+        let out = d.build(&ctx, &["-t", "bad:1"]);
+        assert_eq!(out.code, Some(1), "{name}: {}", out.text());
+        assert!(out.stderr.contains(expect), "{name}: {}", out.text());
+        let last = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .count();
+        assert_eq!(last, 1, "{name}: {}", out.text());
+    }
+    assert_eq!(d.records(), before, "no image recorded");
+    d.assert_clean();
+}
+
+#[test]
+fn ctrl_c_cancels_an_endless_run() {
+    let d = Daemon::start("cancel");
+    let ctx = d.context(
+        "ctx",
+        &[("Dockerfile", "FROM IMG\nRUN echo started && sleep 1000\n")],
+    );
+    let running = d.command(
+        d.path(),
+        &[
+            "--progress",
+            "plain",
+            "image",
+            "build",
+            ctx.to_str().unwrap(),
+        ],
+    );
+    let err_file = running.stderr.clone();
+    until("the RUN step to start", TIMEOUT, || {
+        fs::read_to_string(&err_file)
+            .ok()
+            .filter(|t| t.contains("started"))
+    });
+    let pid = rustix::process::Pid::from_raw(running.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let t0 = Instant::now();
+    let out = running.finish(TIMEOUT);
+    assert_eq!(out.code, Some(130), "{}", out.text());
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    d.assert_clean();
+}
