@@ -391,3 +391,102 @@ fn ctrl_c_cancels_an_endless_run() {
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     d.assert_clean();
 }
+
+/// Percent-encodes a query value.
+fn escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn build_endpoints_contract() {
+    use bytes::Bytes;
+    use flotilla::api::client::{Client, block_on};
+    use flotilla::api::host::Host;
+    use flotilla::api::types::{BuildOptions, BuildProgress, BuildPruned, ErrorBody};
+    use http::{Method, StatusCode};
+
+    let d = Daemon::start("api");
+    let client = Client::new(Host::Unix(d.socket.clone()), None);
+    block_on(async {
+        // Unknown option fields and query parameters are 400s naming them.
+        let path = format!("/v1/build?options={}", escape(r#"{"bogus":1}"#));
+        let (status, body) = client.raw(Method::POST, &path, None).await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let e: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert!(e.message.contains("bogus"), "{}", e.message);
+        let (status, body) = client
+            .raw(Method::POST, "/v1/build?nope=1", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let e: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert!(e.message.contains("nope"), "{}", e.message);
+
+        // A body that is not a tar: the stream's last line is the error.
+        let path = format!(
+            "/v1/build?options={}",
+            escape(r#"{"dockerfile_inline":"FROM scratch\n"}"#)
+        );
+        let (status, body) = client
+            .raw(Method::POST, &path, Some(Bytes::from(vec![b'x'; 1024])))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let lines: Vec<BuildProgress> = String::from_utf8_lossy(&body)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let last = lines.last().unwrap();
+        assert_eq!(last.kind, "error", "{lines:?}");
+
+        // A build with an inline Dockerfile and an empty context, through the typed client.
+        let options = BuildOptions {
+            dockerfile_inline: Some(format!("FROM {IMAGE}\nENV A=1\nLABEL x=y\n")),
+            tags: vec!["api:1".into()],
+            labels: [("from".to_string(), "api".to_string())].into(),
+            ..BuildOptions::default()
+        };
+        let (tx, answer) = client.build_image(&options).unwrap();
+        let empty_tar = vec![0u8; 1024];
+        tx.send(Ok(Bytes::from(empty_tar))).await.unwrap();
+        drop(tx);
+        let mut stream = answer.await.unwrap();
+        let mut kinds = Vec::new();
+        let mut last = None;
+        while let Some(p) = stream.next().await {
+            let p = p.unwrap();
+            kinds.push(p.kind.clone());
+            last = Some(p);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.kind, "done", "{kinds:?} {last:?}");
+        assert!(last.image.as_deref().unwrap().starts_with("sha256:"));
+        assert_eq!(last.tags, ["docker.io/library/api:1"]);
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "step").count(),
+            4,
+            "{kinds:?}"
+        );
+        let image = client.inspect_image("api:1").await.unwrap();
+        let text = serde_json::to_string(&image).unwrap();
+        assert!(text.contains("\"from\"") && text.contains("A=1"), "{text}");
+
+        let (status, body) = client
+            .raw(Method::POST, "/v1/build/prune", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let pruned: BuildPruned = serde_json::from_slice(&body).unwrap();
+        assert_eq!(pruned.entries, 3, "{pruned:?}");
+    })
+    .unwrap();
+    d.assert_clean();
+}

@@ -20,7 +20,8 @@ use super::system::{HostArgs, engine_client};
 use super::{EngineArgs, ProjectArgs, out};
 use crate::api::client::{Client, block_on};
 use crate::api::types::{BuildOptions, BuildProgress};
-use crate::image::build::dockerfile;
+use crate::image::build::cache::Context;
+use crate::image::build::dockerfile::{self, BuildError};
 use crate::image::build::ignore::Patterns;
 use crate::image::build::stages::{self, Options};
 use crate::image::reference::Reference;
@@ -338,7 +339,8 @@ fn prepare(
     if let Some(p) = &options.platform {
         so.platform = p.clone();
     }
-    stages::plan(&df, &so).map_err(|e| format!("error: {e}"))?;
+    let plan = stages::plan(&df, &so).map_err(|e| format!("error: {e}"))?;
+    check_sources(&plan, &context, &file)?;
     options.dockerfile = Some(file.clone());
     options.dockerfile_inline = Some(text);
     Ok(Job {
@@ -347,6 +349,34 @@ fn prepare(
         file,
         options,
     })
+}
+
+/// Every `COPY`/`ADD` source the target needs from the context must be there (not ignored,
+/// not outside): a located error now rather than after the upload.
+fn check_sources(plan: &stages::Plan, context: &Path, file: &str) -> Result<(), String> {
+    let mut ctx = Context::open(context).map_err(|e| format!("error: {e}"))?;
+    for &s in &plan.order {
+        for step in &plan.stages[s].steps {
+            let Some(copy) = step.copy.as_ref().filter(|c| c.from.is_none()) else {
+                continue;
+            };
+            for source in &copy.sources {
+                let remote = source.starts_with("http://")
+                    || source.starts_with("https://")
+                    || source.starts_with("git@");
+                if source.starts_with("<<") || remote {
+                    continue;
+                }
+                ctx.matches(source).map_err(|e| {
+                    format!(
+                        "error: {}",
+                        BuildError::new(file, step.pos, format!("{} {e}", step.keyword))
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Sends one build and shows its progress; the image id.

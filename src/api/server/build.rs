@@ -94,7 +94,7 @@ pub(super) async fn build(
                     Ok(outcome) => {
                         events.publish(
                             Event::now("image", "build", &outcome.id, &outcome.name)
-                                .with("tags", &outcome.tags.join(",")),
+                                .with("tags", outcome.tags.join(",")),
                         );
                         BuildProgress {
                             image: Some(outcome.id),
