@@ -490,3 +490,55 @@ fn build_endpoints_contract() {
     .unwrap();
     d.assert_clean();
 }
+
+/// A gzip tar with `dir/inner.txt`.
+fn tar_gz() -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let data = b"inside the archive\n";
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    tar.append_data(&mut h, "dir/inner.txt", &data[..]).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn copy_add_workdir_env_and_shell_like_docker() {
+    let d = Daemon::start("copy");
+    let ctx = d.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM IMG\nWORKDIR /srv/app\nCOPY src /srv/app/src\nCOPY *.txt ./texts/\n\
+                 COPY one.txt /renamed\nADD archive.tar.gz /unpacked/\nCOPY <<EOF /here.txt\nheredoc body\nEOF\n\
+                 ARG WHO=arg\nENV GREETING=\"hi there\"\nSHELL [\"/bin/sh\", \"-c\"]\n\
+                 RUN echo \"$GREETING $WHO $(pwd)\" > env.out\nRUN <<EOF\necho from heredoc > /heredoc.out\nEOF\n",
+            ),
+            ("src/a.txt", "a\n"),
+            ("src/deep/b.txt", "b\n"),
+            ("one.txt", "one\n"),
+            ("two.txt", "two\n"),
+        ],
+    );
+    fs::write(ctx.join("archive.tar.gz"), tar_gz()).unwrap();
+    d.build_ok(&ctx, &["-t", "copy:1"]);
+    let show = |cmd: &str| d.run_in("copy:1", &["sh", "-c", cmd]);
+    // A directory source copies its contents; a glob into a dir ending in /; a rename.
+    assert_eq!(show("cat src/a.txt src/deep/b.txt"), "a\nb\n");
+    assert_eq!(show("ls texts"), "one.txt\ntwo.txt\n");
+    assert_eq!(show("cat /renamed"), "one\n");
+    // ADD of a local tar.gz unpacks it.
+    assert_eq!(show("cat /unpacked/dir/inner.txt"), "inside the archive\n");
+    assert_eq!(show("cat /here.txt"), "heredoc body\n");
+    // RUN in the WORKDIR with ENV and ARG; the ARG is not in the image's environment.
+    assert_eq!(show("cat env.out"), "hi there arg /srv/app\n");
+    assert_eq!(show("cat /heredoc.out"), "from heredoc\n");
+    assert_eq!(show("pwd; echo \"[$WHO]\""), "/srv/app\n[]\n");
+    d.assert_clean();
+}
