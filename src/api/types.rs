@@ -732,6 +732,9 @@ pub struct ProjectUp {
     /// `always`, `missing`, `never` or `build`: overrides every service's `pull_policy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<String>,
+    /// Never build: an image that would need a build is an error (`up --no-build`).
+    #[serde(default)]
+    pub no_build: bool,
     /// Create, do not start.
     #[serde(default)]
     pub no_start: bool,

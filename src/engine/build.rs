@@ -44,6 +44,9 @@ use crate::runtime::time;
 /// The repository intermediate images are named in (`flotilla.build/cache:<key hex>`).
 pub const CACHE_REPOSITORY: &str = "flotilla.build/cache";
 
+/// The repository an untagged build result is listed under (by digest: `<none>`).
+pub const RESULT_REPOSITORY: &str = "flotilla.build/result";
+
 /// The label on the containers of `RUN` steps (its value: the step's cache key).
 pub const BUILD_LABEL: &str = "io.flotilla.build";
 
@@ -561,7 +564,18 @@ pub async fn build(
     let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     {
         let (st, source, tags) = (store.clone(), image.name.clone(), tags.clone());
+        let untagged = image.clone();
         blocking(move || {
+            if tags.is_empty() {
+                // Listed as `<none>` like Docker's untagged build results (a prune removes it).
+                let name = format!("{RESULT_REPOSITORY}@{}", untagged.manifest_digest);
+                let name = Reference::parse(&name)
+                    .map_err(|e| e.to_string())?
+                    .to_string();
+                let _lock =
+                    crate::image::manage::StoreLock::shared(&st).map_err(|e| e.to_string())?;
+                record::save(&st, &ImageRecord { name, ..untagged }).map_err(|e| e.to_string())?;
+            }
             for t in &tags {
                 crate::image::manage::tag(&st, &source, t).map_err(|e| format!("tag {t}: {e}"))?;
             }

@@ -8,6 +8,7 @@
 //! ([`images`]).
 
 pub mod build;
+pub mod compose_build;
 pub mod config;
 pub mod containers;
 pub mod daemon;
@@ -17,7 +18,6 @@ pub mod hooks;
 pub mod images;
 pub mod locks;
 pub mod netsvc;
-pub mod nobuild;
 pub mod project;
 pub mod reconcile;
 pub mod restart;

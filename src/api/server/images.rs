@@ -74,8 +74,10 @@ pub(super) async fn list(
     State(state): State<ServerState>,
 ) -> Result<axum::Json<Vec<Image>>, ApiError> {
     let images = with_images(&state, |store| {
+        // The build cache's intermediate images are not listed (Docker hides them too).
         Ok(manage::list(store)?
             .iter()
+            .filter(|r| !crate::engine::build::is_intermediate(&r.name))
             .map(|r| image_of(store, r, false))
             .collect())
     })
