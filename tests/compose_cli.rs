@@ -974,7 +974,7 @@ services:
     d.finish();
 }
 
-/// Services with `build:`: `up` builds a missing image (a `build:`-only service's image is
+/// Services with `build:` (a multi-stage Dockerfile): `up` builds a missing image (a `build:`-only service's image is
 /// `<project>-<service>`), `run` of such a service builds it too, `up --build` builds again
 /// (cached) and recreates when the image changed, `--no-build` refuses a missing image,
 /// `pull_policy: build` without `build:` is a one-line error before anything is made.
@@ -998,7 +998,11 @@ services:
     fs::create_dir_all(dir.join("ctx")).unwrap();
     fs::write(
         dir.join("ctx/Dockerfile"),
-        format!("FROM {IMAGE}\nRUN echo v1 > /v\nCMD [\"sleep\", \"1000\"]\n"),
+        // Multi-stage: a builder stage makes the file, the final stage copies it.
+        format!(
+            "FROM {IMAGE} AS gen\nRUN echo v1 > /v\nFROM {IMAGE}\nCOPY --from=gen /v /v\n\
+             CMD [\"sleep\", \"1000\"]\n"
+        ),
     )
     .unwrap();
     // --no-build: the missing image is an error, nothing is made.
@@ -1021,7 +1025,10 @@ services:
     assert_eq!(d.ok(&dir, &["ps", "-q", "built"]), id);
     fs::write(
         dir.join("ctx/Dockerfile"),
-        format!("FROM {IMAGE}\nRUN echo v2 > /v\nCMD [\"sleep\", \"1000\"]\n"),
+        format!(
+            "FROM {IMAGE} AS gen\nRUN echo v2 > /v\nFROM {IMAGE}\nCOPY --from=gen /v /v\n\
+             CMD [\"sleep\", \"1000\"]\n"
+        ),
     )
     .unwrap();
     d.ok(&dir, &["up", "-d", "--build"]);

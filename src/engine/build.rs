@@ -289,6 +289,12 @@ pub async fn build(
     so.build_args = opts.build_args.clone();
     so.target = opts.target.clone();
     if let Some(p) = &opts.platform {
+        if *p != stages::host_platform() {
+            return Err(BuildFailure::new(format!(
+                "platform {p}: only this machine's platform ({}) can be built",
+                stages::host_platform()
+            )));
+        }
         so.platform = p.clone();
     }
     let plan = stages::plan(&df, &so).map_err(located)?;
@@ -460,7 +466,44 @@ pub async fn build(
                 }
             }
             let made = match &step.instruction.command {
-                Command::Run { form, .. } => {
+                Command::Run {
+                    form,
+                    mounts,
+                    network,
+                    ..
+                } => {
+                    for m in mounts {
+                        if m.kind == "cache" || m.kind == "tmpfs" {
+                            // The step still runs right, only without the persistent dir.
+                            progress(BuildProgress {
+                                message: Some(format!(
+                                    "{}:{}: RUN --mount=type={} is not supported: the step runs \
+                                     without it",
+                                    file, step.pos.line, m.kind
+                                )),
+                                ..BuildProgress::of("warning")
+                            });
+                        } else {
+                            return Err(at.fail(format!(
+                                "RUN --mount=type={} is not supported (only cache and tmpfs \
+                                 mounts are accepted, and run without the mount)",
+                                m.kind
+                            )));
+                        }
+                    }
+                    let netns = match network.as_deref() {
+                        None => netns.clone(),
+                        Some("none") => None,
+                        Some("host" | "default") => Some(PathBuf::from(format!(
+                            "/proc/{}/ns/net",
+                            std::process::id()
+                        ))),
+                        Some(other) => {
+                            return Err(at.fail(format!(
+                                "RUN --network={other}: only default, host or none"
+                            )));
+                        }
+                    };
                     let Some(image) = cur.as_ref() else {
                         return Err(at.fail(
                             "RUN needs an image to run in (this stage is still an empty scratch)",
@@ -473,7 +516,7 @@ pub async fn build(
                         step,
                         form,
                         &key,
-                        netns.clone(),
+                        netns,
                         &at,
                         progress,
                         &req.cancel,
@@ -959,6 +1002,28 @@ async fn workdir_step(
         )
     })
     .await
+}
+
+/// At daemon start: the containers of `RUN` steps of builds a previous daemon did not finish
+/// (killed and removed) and the staging and context directories (removed).
+pub async fn cleanup(containers: &Arc<Containers>, root: &Path) {
+    if let Ok(all) = containers.list().await {
+        for c in all
+            .iter()
+            .filter(|c| c.meta.labels.contains_key(BUILD_LABEL))
+        {
+            if let Err(e) = containers.remove(&c.meta.id, true, true).await {
+                tracing::warn!(id = %c.meta.id, error = %e, "remove an unfinished build's container");
+            }
+        }
+    }
+    let root = root.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        for sub in ["tmp", "contexts"] {
+            let _ = std::fs::remove_dir_all(root.join("build").join(sub));
+        }
+    })
+    .await;
 }
 
 /// `builder prune`: every cache entry and the intermediate images no container uses.
