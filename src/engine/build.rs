@@ -871,8 +871,14 @@ impl Staging {
 }
 
 impl Drop for Staging {
+    /// Removed in the background: unlinking thousands of fresh files can take seconds on a busy
+    /// filesystem, and the step is done (a daemon stopped meanwhile leaves it to the next one's
+    /// start, [`cleanup`]).
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir = std::mem::take(&mut self.0);
+        let _ = std::thread::Builder::new()
+            .name("build-staging-rm".into())
+            .spawn(move || std::fs::remove_dir_all(&dir));
     }
 }
 

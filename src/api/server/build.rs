@@ -114,9 +114,11 @@ pub(super) async fn build(
                 ..BuildProgress::of("error")
             },
         };
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
+        // The answer first: unlinking a big context can take seconds on a busy filesystem.
         let _ = tx.send(last).await;
         watcher.abort();
+        drop(tx);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir)).await;
     });
     Ok(ndjson(rx, state.shutdown.clone()))
 }

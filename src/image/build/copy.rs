@@ -15,7 +15,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::cache::{CacheError, Context};
+use super::cache::Context;
 use super::dockerfile::Heredoc;
 use super::meta::absolute;
 use super::rootfs::Rootfs;
@@ -339,14 +339,9 @@ pub fn stage(
             image = Some(fs);
             for s in &copy.sources {
                 let path = absolute(s, "/");
-                let found = fs.lookup(&path, true).ok_or_else(|| {
-                    CacheError::NotFound { source: s.clone() }
-                        .to_string()
-                        .replace(
-                            "in the build context (or .dockerignore excludes it)",
-                            "in the image",
-                        )
-                })?;
+                let found = fs
+                    .lookup(&path, true)
+                    .ok_or_else(|| format!("{s:?} was not found in the --from image or stage"))?;
                 let rel = found.rel.clone();
                 items.push((
                     rel,

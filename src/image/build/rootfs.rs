@@ -74,20 +74,22 @@ impl Rootfs {
         'layers: for layer in &self.layers {
             // A whiteout of the entry or an opaque parent in this layer hides lower layers.
             let mut dir = layer.clone();
+            // An opaque directory among the parents in this layer hides the lower layers.
+            let mut opaque = false;
             for (n, part) in parts.iter().enumerate() {
                 let p = dir.join(part);
                 match std::fs::symlink_metadata(&p) {
                     Ok(m) if is_whiteout(&m) => return None,
                     Ok(m) if n + 1 == parts.len() => return Some((p, m)),
                     Ok(m) if m.is_dir() => {
+                        opaque |= is_opaque(&p);
                         dir = p;
                         continue;
                     }
                     // A non-directory parent in this layer: the path cannot exist below it.
                     Ok(_) => return None,
                     Err(_) => {
-                        // Not in this layer; an opaque parent hides the lower ones.
-                        if n > 0 && is_opaque(&dir) {
+                        if opaque {
                             return None;
                         }
                         continue 'layers;
@@ -162,13 +164,17 @@ impl Rootfs {
     pub fn list(&self, rel: &str) -> Vec<String> {
         let parts = components(rel);
         let mut seen: std::collections::BTreeMap<String, bool> = Default::default();
-        for layer in &self.layers {
-            let dir = parts.iter().fold(layer.clone(), |d, p| d.join(p));
-            let Ok(meta) = std::fs::symlink_metadata(&dir) else {
-                continue;
-            };
-            if is_whiteout(&meta) || !meta.is_dir() {
-                break;
+        'layers: for layer in &self.layers {
+            // Every component a real directory of this layer (never a host symlink followed);
+            // a whiteout or a non-directory hides the lower layers.
+            let mut dir = layer.clone();
+            for part in &parts {
+                dir = dir.join(part);
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => break 'layers,
+                    Err(_) => continue 'layers,
+                }
             }
             if let Ok(read) = std::fs::read_dir(&dir) {
                 for e in read.flatten() {
