@@ -545,3 +545,46 @@ fn copy_add_workdir_env_and_shell_like_docker() {
     assert_eq!(show("pwd; echo \"[$WHO]\""), "/srv/app\n[]\n");
     d.assert_clean();
 }
+
+#[test]
+fn independent_stages_run_concurrently() {
+    let d = Daemon::start("par");
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM IMG AS one\nRUN sleep 2 && echo one > /one\nFROM IMG AS two\n\
+             RUN sleep 2 && echo two > /two\nFROM IMG AS unused\nRUN exit 1\n\
+             FROM IMG\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
+        )],
+    );
+    let t0 = Instant::now();
+    let steps = d.build_ok(&ctx, &["-t", "par:1"]);
+    let took = t0.elapsed();
+    // Both RUNs began before either ended.
+    let lines: Vec<&str> = steps.text.lines().collect();
+    let at = |pred: &dyn Fn(&str) -> bool| lines.iter().position(|l| pred(l)).unwrap();
+    let run_one = steps
+        .names
+        .iter()
+        .find(|(_, n)| n.contains("echo one"))
+        .map(|(k, _)| *k)
+        .unwrap();
+    let run_two = steps
+        .names
+        .iter()
+        .find(|(_, n)| n.contains("echo two"))
+        .map(|(k, _)| *k)
+        .unwrap();
+    let start = |n: u32| at(&|l: &str| l.starts_with(&format!("#{n} [")));
+    let done = |n: u32| at(&|l: &str| l.starts_with(&format!("#{n} DONE")));
+    assert!(
+        start(run_one).max(start(run_two)) < done(run_one).min(done(run_two)),
+        "{}",
+        steps.text
+    );
+    assert!(!steps.text.contains("unused"), "{}", steps.text);
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(d.run_in("par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
+    d.assert_clean();
+}

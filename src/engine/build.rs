@@ -2,7 +2,8 @@
 //! the store, step by step like Docker's classic builder. Entry point: [`build`], a plain async
 //! function shared by `POST /v1/build` and compose.
 //!
-//! Per stage the target needs (in dependency order, one after the other), each step:
+//! Per stage the target needs (in waves: the stages whose dependencies are built run
+//! concurrently), each step:
 //! its cache key ([`crate::image::build::cache`]) is looked up in the persistent cache
 //! (`<root>/build/cache/<key hex>.json` → an intermediate image, untagged in the sense that it is
 //! only named `flotilla.build/cache:<key hex>`; entries survive daemon restarts) and a hit is
@@ -399,178 +400,64 @@ pub async fn build(
         .await
         .map_err(|e| BuildFailure::new(format!("worker task: {e}")))??
     };
-    let mut ctx = Some(ctx);
-
-    let mut finals: BTreeMap<usize, (Option<ImageRecord>, String)> = BTreeMap::new();
+    // Stages in waves: every stage whose dependencies are built runs, concurrently with the
+    // others of its wave; their step numbers are fixed in advance (plan order).
+    let mut first: BTreeMap<usize, u32> = BTreeMap::new();
     for &s in &plan.order {
-        let stage = &plan.stages[s];
-        let count = stage.steps.len() + 1;
-        // BuildKit's names: `[2/5]` with one stage, `[name 2/5]` / `[stage-1 2/5]` with several.
-        let label = match (&stage.name, plan.stages.len()) {
-            (_, 1) => String::new(),
-            (Some(name), _) => format!("{name} "),
-            (None, _) => format!("stage-{} ", stage.index),
-        };
-        n += 1;
-        let base_name = match &stage.base {
-            Base::Scratch => "scratch".to_string(),
-            Base::Image(r) => r.clone(),
-            Base::Stage(i) => plan.stages[*i].label(),
-        };
-        let at = At {
-            n,
-            name: format!("[{label}1/{count}] FROM {base_name}"),
-            file: file.clone(),
-            pos: stage.pos,
-        };
-        progress(at.event("step"));
-        let (mut cur, mut parent_key) = match &stage.base {
-            Base::Scratch => (None, "scratch".to_string()),
-            Base::Image(r) => (
-                images.get(r).cloned(),
-                ids.get(r).cloned().unwrap_or_default(),
-            ),
-            Base::Stage(i) => finals.get(i).cloned().unwrap_or((None, String::new())),
-        };
-        progress(BuildProgress {
-            seconds: Some(0.0),
-            ..at.event("step_done")
-        });
-        let mut cmd_set = false;
-        let stage_keys = keys.get(&s).cloned().unwrap_or_default();
-        for (k, step) in stage.steps.iter().enumerate() {
-            if req.cancel.is_cancelled() {
-                return Err(BuildFailure::new("the build was cancelled"));
-            }
-            n += 1;
-            let Some(key) = stage_keys.get(k).cloned() else {
-                return Err(BuildFailure::new("internal: a step without a cache key"));
-            };
-            let at = At {
-                n,
-                name: format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
-                file: file.clone(),
-                pos: step.pos,
-            };
-            progress(at.event("step"));
-            let t0 = Instant::now();
-            let sets_cmd = matches!(step.instruction.command, Command::Cmd(_));
-            if !opts.no_cache {
-                let (r, st, key2) = (root.clone(), store.clone(), key.clone());
-                if let Ok(Some(hit)) = blocking(move || Ok(cache_lookup(&r, &st, &key2))).await {
-                    progress(at.event("cached"));
-                    cur = Some(hit);
-                    parent_key = key;
-                    cmd_set |= sets_cmd;
-                    continue;
-                }
-            }
-            let made = match &step.instruction.command {
-                Command::Run {
-                    form,
-                    mounts,
-                    network,
-                    ..
-                } => {
-                    for m in mounts {
-                        if m.kind == "cache" || m.kind == "tmpfs" {
-                            // The step still runs right, only without the persistent dir.
-                            progress(BuildProgress {
-                                message: Some(format!(
-                                    "{}:{}: RUN --mount=type={} is not supported: the step runs \
-                                     without it",
-                                    file, step.pos.line, m.kind
-                                )),
-                                ..BuildProgress::of("warning")
-                            });
-                        } else {
-                            return Err(at.fail(format!(
-                                "RUN --mount=type={} is not supported (only cache and tmpfs \
-                                 mounts are accepted, and run without the mount)",
-                                m.kind
-                            )));
-                        }
-                    }
-                    let netns = match network.as_deref() {
-                        None => netns.clone(),
-                        Some("none") => None,
-                        Some("host" | "default") => Some(PathBuf::from(format!(
-                            "/proc/{}/ns/net",
-                            std::process::id()
-                        ))),
-                        Some(other) => {
-                            return Err(at.fail(format!(
-                                "RUN --network={other}: only default, host or none"
-                            )));
-                        }
-                    };
-                    let Some(image) = cur.as_ref() else {
-                        return Err(at.fail(
-                            "RUN needs an image to run in (this stage is still an empty scratch)",
-                        ));
-                    };
-                    run_step(
-                        builder,
-                        &store,
-                        image,
-                        step,
-                        form,
-                        &key,
-                        netns,
-                        &at,
-                        progress,
-                        &req.cancel,
-                    )
-                    .await?
-                }
-                Command::Copy(_) | Command::Add(_) => {
-                    let (made, back) = copy_step(
-                        &root,
-                        &store,
-                        cur.clone(),
-                        step.clone(),
-                        &key,
-                        ctx.take(),
-                        &finals,
-                        &images,
-                    )
-                    .await;
-                    ctx = back;
-                    made.map_err(|e| at.fail(e))?
-                }
-                Command::Workdir(_) => workdir_step(&store, cur.clone(), step.clone(), &key, &root)
-                    .await
-                    .map_err(|e| at.fail(e))?,
-                _ => {
-                    let (st, parent, step2, key2) =
-                        (store.clone(), cur.clone(), step.clone(), key.clone());
-                    blocking(move || {
-                        derive_step(&st, parent.as_ref(), &key2, &step2.text, None, &[], |c| {
-                            meta::apply(c, &step2, cmd_set);
-                        })
-                    })
-                    .await
-                    .map_err(|e| at.fail(e))?
-                }
-            };
-            cmd_set |= sets_cmd;
-            {
-                let (r, key2, made2) = (root.clone(), key.clone(), made.clone());
-                blocking(move || {
-                    cache_save(&r, &key2, &made2).map_err(|e| format!("save the cache entry: {e}"))
-                })
-                .await
-                .map_err(|e| at.fail(e))?;
-            }
-            cur = Some(made);
-            parent_key = key;
-            progress(BuildProgress {
-                seconds: Some(t0.elapsed().as_secs_f64()),
-                ..at.event("step_done")
-            });
-        }
-        finals.insert(s, (cur, parent_key));
+        first.insert(s, n + 1);
+        n += 1 + plan.stages[s].steps.len() as u32;
     }
+    let run = StageRun {
+        builder,
+        store: store.clone(),
+        root: root.clone(),
+        file: file.clone(),
+        opts: &opts,
+        plan: &plan,
+        keys: &keys,
+        images: &images,
+        ids: &ids,
+        netns,
+        ctx: Arc::new(std::sync::Mutex::new(ctx)),
+        cancel: &req.cancel,
+        progress: std::sync::Mutex::new(progress),
+    };
+    let mut finals: BTreeMap<usize, (Option<ImageRecord>, String)> = BTreeMap::new();
+    let mut remaining: Vec<usize> = plan.order.clone();
+    while !remaining.is_empty() {
+        let ready: Vec<usize> = remaining
+            .iter()
+            .copied()
+            .filter(|s| plan.stages[*s].needs.iter().all(|d| finals.contains_key(d)))
+            .collect();
+        if ready.is_empty() {
+            return Err(BuildFailure::new("internal: stages wait for each other"));
+        }
+        // All of a wave run to their end (a failed stage does not cut a sibling's RUN short:
+        // its container is removed by its own step).
+        let results = futures_util::future::join_all(
+            ready
+                .iter()
+                .map(|&s| run.stage(s, first.get(&s).copied().unwrap_or(0), &finals)),
+        )
+        .await;
+        let mut failure = None;
+        for (s, r) in ready.iter().zip(results) {
+            match r {
+                Ok(done) => {
+                    finals.insert(*s, done);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        remaining.retain(|s| !ready.contains(s));
+    }
+    drop(run);
 
     let (last, last_key) = finals.remove(&plan.target).unwrap_or((None, String::new()));
     let Some(mut image) = last else {
@@ -634,6 +521,214 @@ pub async fn build(
     })
 }
 
+/// What the stages of one build share.
+struct StageRun<'a> {
+    builder: &'a Builder,
+    store: Arc<Store>,
+    root: PathBuf,
+    file: String,
+    opts: &'a BuildOptions,
+    plan: &'a stages::Plan,
+    keys: &'a BTreeMap<usize, Vec<String>>,
+    images: &'a BTreeMap<String, ImageRecord>,
+    ids: &'a BTreeMap<String, String>,
+    netns: Option<PathBuf>,
+    ctx: Arc<std::sync::Mutex<Context>>,
+    cancel: &'a Cancel,
+    progress: std::sync::Mutex<&'a mut (dyn FnMut(BuildProgress) + Send)>,
+}
+
+impl<'a> StageRun<'a> {
+    fn emit(&self, p: BuildProgress) {
+        let mut f = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        (*f)(p);
+    }
+
+    /// Builds stage `s` (its steps numbered from `first`) on the stages built before it: its
+    /// last image and cache key.
+    async fn stage(
+        &self,
+        s: usize,
+        first: u32,
+        finals: &BTreeMap<usize, (Option<ImageRecord>, String)>,
+    ) -> Result<(Option<ImageRecord>, String), BuildFailure> {
+        let (plan, keys, images, ids) = (self.plan, self.keys, self.images, self.ids);
+        let (store, root, file, opts) = (&self.store, &self.root, &self.file, self.opts);
+        let netns = &self.netns;
+        let mut n = first - 1;
+        {
+            let stage = &plan.stages[s];
+            let count = stage.steps.len() + 1;
+            // BuildKit's names: `[2/5]` with one stage, `[name 2/5]` / `[stage-1 2/5]` with several.
+            let label = match (&stage.name, plan.stages.len()) {
+                (_, 1) => String::new(),
+                (Some(name), _) => format!("{name} "),
+                (None, _) => format!("stage-{} ", stage.index),
+            };
+            n += 1;
+            let base_name = match &stage.base {
+                Base::Scratch => "scratch".to_string(),
+                Base::Image(r) => r.clone(),
+                Base::Stage(i) => plan.stages[*i].label(),
+            };
+            let at = At {
+                n,
+                name: format!("[{label}1/{count}] FROM {base_name}"),
+                file: file.clone(),
+                pos: stage.pos,
+            };
+            self.emit(at.event("step"));
+            let (mut cur, mut parent_key) = match &stage.base {
+                Base::Scratch => (None, "scratch".to_string()),
+                Base::Image(r) => (
+                    images.get(r).cloned(),
+                    ids.get(r).cloned().unwrap_or_default(),
+                ),
+                Base::Stage(i) => finals.get(i).cloned().unwrap_or((None, String::new())),
+            };
+            self.emit(BuildProgress {
+                seconds: Some(0.0),
+                ..at.event("step_done")
+            });
+            let mut cmd_set = false;
+            let stage_keys = keys.get(&s).cloned().unwrap_or_default();
+            for (k, step) in stage.steps.iter().enumerate() {
+                if self.cancel.is_cancelled() {
+                    return Err(BuildFailure::new("the build was cancelled"));
+                }
+                n += 1;
+                let Some(key) = stage_keys.get(k).cloned() else {
+                    return Err(BuildFailure::new("internal: a step without a cache key"));
+                };
+                let at = At {
+                    n,
+                    name: format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
+                    file: file.clone(),
+                    pos: step.pos,
+                };
+                self.emit(at.event("step"));
+                let t0 = Instant::now();
+                let sets_cmd = matches!(step.instruction.command, Command::Cmd(_));
+                if !opts.no_cache {
+                    let (r, st, key2) = (root.clone(), store.clone(), key.clone());
+                    if let Ok(Some(hit)) = blocking(move || Ok(cache_lookup(&r, &st, &key2))).await
+                    {
+                        self.emit(at.event("cached"));
+                        cur = Some(hit);
+                        parent_key = key;
+                        cmd_set |= sets_cmd;
+                        continue;
+                    }
+                }
+                let made = match &step.instruction.command {
+                    Command::Run {
+                        form,
+                        mounts,
+                        network,
+                        ..
+                    } => {
+                        for m in mounts {
+                            if m.kind == "cache" || m.kind == "tmpfs" {
+                                // The step still runs right, only without the persistent dir.
+                                self.emit(BuildProgress {
+                                message: Some(format!(
+                                    "{}:{}: RUN --mount=type={} is not supported: the step runs \
+                                     without it",
+                                    file, step.pos.line, m.kind
+                                )),
+                                ..BuildProgress::of("warning")
+                            });
+                            } else {
+                                return Err(at.fail(format!(
+                                    "RUN --mount=type={} is not supported (only cache and tmpfs \
+                                 mounts are accepted, and run without the mount)",
+                                    m.kind
+                                )));
+                            }
+                        }
+                        let netns = match network.as_deref() {
+                            None => netns.clone(),
+                            Some("none") => None,
+                            Some("host" | "default") => Some(PathBuf::from(format!(
+                                "/proc/{}/ns/net",
+                                std::process::id()
+                            ))),
+                            Some(other) => {
+                                return Err(at.fail(format!(
+                                    "RUN --network={other}: only default, host or none"
+                                )));
+                            }
+                        };
+                        let Some(image) = cur.as_ref() else {
+                            return Err(at.fail(
+                            "RUN needs an image to run in (this stage is still an empty scratch)",
+                        ));
+                        };
+                        run_step(
+                            self.builder,
+                            &self.store,
+                            image,
+                            step,
+                            form,
+                            &key,
+                            netns,
+                            &at,
+                            &|p| self.emit(p),
+                            self.cancel,
+                        )
+                        .await?
+                    }
+                    Command::Copy(_) | Command::Add(_) => copy_step(
+                        &self.root,
+                        &self.store,
+                        cur.clone(),
+                        step.clone(),
+                        &key,
+                        self.ctx.clone(),
+                        finals,
+                        self.images,
+                    )
+                    .await
+                    .map_err(|e| at.fail(e))?,
+                    Command::Workdir(_) => {
+                        workdir_step(store, cur.clone(), step.clone(), &key, root)
+                            .await
+                            .map_err(|e| at.fail(e))?
+                    }
+                    _ => {
+                        let (st, parent, step2, key2) =
+                            (store.clone(), cur.clone(), step.clone(), key.clone());
+                        blocking(move || {
+                            derive_step(&st, parent.as_ref(), &key2, &step2.text, None, &[], |c| {
+                                meta::apply(c, &step2, cmd_set);
+                            })
+                        })
+                        .await
+                        .map_err(|e| at.fail(e))?
+                    }
+                };
+                cmd_set |= sets_cmd;
+                {
+                    let (r, key2, made2) = (root.clone(), key.clone(), made.clone());
+                    blocking(move || {
+                        cache_save(&r, &key2, &made2)
+                            .map_err(|e| format!("save the cache entry: {e}"))
+                    })
+                    .await
+                    .map_err(|e| at.fail(e))?;
+                }
+                cur = Some(made);
+                parent_key = key;
+                self.emit(BuildProgress {
+                    seconds: Some(t0.elapsed().as_secs_f64()),
+                    ..at.event("step_done")
+                });
+            }
+            Ok((cur, parent_key))
+        }
+    }
+}
+
 /// The record of image `r`: from the store, or pulled (always with `pull`).
 async fn resolve_image(
     builder: &Builder,
@@ -680,7 +775,7 @@ async fn run_step(
     key: &str,
     netns: Option<PathBuf>,
     at: &At,
-    progress: &mut (dyn FnMut(BuildProgress) + Send),
+    progress: &(dyn Fn(BuildProgress) + Sync),
     cancel: &Cancel,
 ) -> Result<ImageRecord, BuildFailure> {
     let config = {
@@ -756,7 +851,7 @@ async fn run_container(
     key: &str,
     id: &str,
     at: &At,
-    progress: &mut (dyn FnMut(BuildProgress) + Send),
+    progress: &(dyn Fn(BuildProgress) + Sync),
     cancel: &Cancel,
 ) -> Result<ImageRecord, BuildFailure> {
     let containers = &builder.containers;
@@ -777,7 +872,7 @@ async fn run_container(
         })
     };
     let mut tail: VecDeque<String> = VecDeque::new();
-    let mut show = |line: String, tail: &mut VecDeque<String>| {
+    let show = |line: String, tail: &mut VecDeque<String>| {
         let line = line.trim_end_matches('\n').to_string();
         tail.push_back(line.clone());
         if tail.len() > 10 {
@@ -890,10 +985,10 @@ async fn copy_step(
     cur: Option<ImageRecord>,
     step: Step,
     key: &str,
-    ctx: Option<Context>,
+    ctx: Arc<std::sync::Mutex<Context>>,
     finals: &BTreeMap<usize, (Option<ImageRecord>, String)>,
     images: &BTreeMap<String, ImageRecord>,
-) -> (Result<ImageRecord, String>, Option<Context>) {
+) -> Result<ImageRecord, String> {
     let from: Option<Option<ImageRecord>> = match step.copy.as_ref().and_then(|c| c.from.as_ref()) {
         None => None,
         Some(Source::Stage(i)) => Some(finals.get(i).and_then(|(r, _)| r.clone())),
@@ -901,8 +996,7 @@ async fn copy_step(
     };
     let (root, st, key) = (root.to_path_buf(), store.clone(), key.to_string());
     let joined = tokio::task::spawn_blocking(move || {
-        let mut ctx = ctx;
-        let result = (|| -> Result<ImageRecord, String> {
+        (|| -> Result<ImageRecord, String> {
             let Some(copy) = step.copy.as_ref() else {
                 return Err("internal: COPY without its arguments".into());
             };
@@ -914,15 +1008,13 @@ async fn copy_step(
             let add = step.keyword == "ADD";
             match &from {
                 None => {
-                    let Some(c) = ctx.as_mut() else {
-                        return Err("internal: the build context is gone".into());
-                    };
+                    let mut c = ctx.lock().unwrap_or_else(|e| e.into_inner());
                     copy::stage(
                         &staging.0,
                         copy,
                         add,
                         &step.instruction.heredocs,
-                        Sources::Context(c),
+                        Sources::Context(&mut c),
                         &target,
                         &workdir,
                     )?;
@@ -949,14 +1041,10 @@ async fn copy_step(
                 &[],
                 |_| {},
             )
-        })();
-        (result, ctx)
+        })()
     })
     .await;
-    match joined {
-        Ok((r, ctx)) => (r, ctx),
-        Err(e) => (Err(format!("worker task: {e}")), None),
-    }
+    joined.map_err(|e| format!("worker task: {e}"))?
 }
 
 /// `WORKDIR`: the config's working directory, and the directory made when the image lacks it.
