@@ -244,6 +244,18 @@ fn multi_stage_build_then_cached_then_only_from_the_changed_copy() {
         fourth.text
     );
 
+    // Intermediate images are not listed; an untagged result is, as `<none>`.
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(!ls.contains("flotilla.build/cache"), "{ls}");
+    let untagged = d.build_ok(&ctx, &[]);
+    assert!(untagged.ran().is_empty(), "{}", untagged.text);
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("flotilla.build/result") && l.contains("<none>")),
+        "{ls}"
+    );
+
     // builder prune empties it: the next build runs every step again.
     let pruned = d.ok(d.path(), &["builder", "prune", "-f"]).stdout;
     assert!(pruned.contains("Deleted build cache entries"), "{pruned}");
