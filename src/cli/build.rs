@@ -270,6 +270,27 @@ fn service_job(
             }
         }
     }
+    options.no_cache = b.get("no_cache").and_then(|v| v.as_bool()) == Some(true);
+    options.pull = b.get("pull").and_then(|v| v.as_bool()) == Some(true);
+    const KNOWN: &[&str] = &[
+        "context",
+        "dockerfile",
+        "dockerfile_inline",
+        "args",
+        "target",
+        "labels",
+        "tags",
+        "network",
+        "no_cache",
+        "pull",
+    ];
+    for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !KNOWN.contains(&k.as_str()) {
+            eprintln!(
+                "warning: service {service}: build.{k} is not supported by flotilla's builder: ignored"
+            );
+        }
+    }
     options.tags = vec![image.to_string()];
     if let Some(t) = b.get("tags").and_then(|t| t.as_array()) {
         options

@@ -27,8 +27,16 @@ pub fn needs_build(root: &Path, project: &str, name: &str, service: &Service) ->
     }
 }
 
-/// The build request of service `name`'s `build:` section, tagged `image` and its `tags`.
-pub fn request(name: &str, service: &Service, image: &str) -> Result<BuildRequest, String> {
+/// The `build:` keys a build honours besides the modelled ones.
+const HONOURED: &[&str] = &["network", "no_cache", "pull"];
+
+/// The build request of service `name`'s `build:` section, tagged `image` and its `tags`, and
+/// warnings for the keys it cannot honour (`shm_size`, `extra_hosts`, `secrets`, …).
+pub fn request(
+    name: &str,
+    service: &Service,
+    image: &str,
+) -> Result<(BuildRequest, Vec<String>), String> {
     let Some(b) = &service.build else {
         return Err(format!("service {name}: no build section"));
     };
@@ -87,9 +95,22 @@ pub fn request(name: &str, service: &Service, image: &str) -> Result<BuildReques
     {
         options.network = Some(n.to_string());
     }
-    Ok(BuildRequest {
-        context,
-        options,
-        cancel: Default::default(),
-    })
+    options.no_cache = b.extra.get("no_cache").and_then(|v| v.as_bool()) == Some(true);
+    options.pull = b.extra.get("pull").and_then(|v| v.as_bool()) == Some(true);
+    let warnings = b
+        .extra
+        .keys()
+        .filter(|k| !HONOURED.contains(&k.as_str()))
+        .map(|k| {
+            format!("service {name}: build.{k} is not supported by flotilla's builder: ignored")
+        })
+        .collect();
+    Ok((
+        BuildRequest {
+            context,
+            options,
+            cancel: Default::default(),
+        },
+        warnings,
+    ))
 }

@@ -359,7 +359,12 @@ impl Reconciler {
         else {
             return Err(format!("image {image}: no service to build it from"));
         };
-        let req = crate::engine::compose_build::request(name, service, image)?;
+        let (req, warnings) = crate::engine::compose_build::request(name, service, image)?;
+        if let Some(r) = report {
+            for w in warnings {
+                r.send("warning", "", None, "", Some(w));
+            }
+        }
         let builder = crate::engine::build::Builder {
             data_root: self.data_root.clone(),
             containers: self.containers.clone(),
