@@ -974,11 +974,12 @@ services:
     d.finish();
 }
 
-/// Image build does not exist yet: a `build:`-only service, `pull_policy: build` and `up
-/// --build` on a service with `build:` fail with one line naming the service, before any
-/// network or container is made; `run` of a `build:`-only service too.
+/// Services with `build:` (a multi-stage Dockerfile): `up` builds a missing image (a `build:`-only service's image is
+/// `<project>-<service>`), `run` of such a service builds it too, `up --build` builds again
+/// (cached) and recreates when the image changed, `--no-build` refuses a missing image,
+/// `pull_policy: build` without `build:` is a one-line error before anything is made.
 #[test]
-fn build_paths_say_build_is_not_available() {
+fn build_paths_build_the_images() {
     let mut d = Daemon::start();
     let name = project("b");
     let dir = d.stack(
@@ -995,29 +996,46 @@ services:
         ),
     );
     fs::create_dir_all(dir.join("ctx")).unwrap();
-    let nothing_made = |d: &Daemon, dir: &Path| {
-        assert_eq!(d.ok(dir, &["ps", "-a", "-q"]), "");
-        let nets = d.ok(d.path(), &["network", "ls"]);
-        assert!(!nets.contains(&format!("{name}_default")), "{nets}");
-    };
-    let o = d.cli(&dir, &["up", "-d"]);
+    fs::write(
+        dir.join("ctx/Dockerfile"),
+        // Multi-stage: a builder stage makes the file, the final stage copies it.
+        format!(
+            "FROM {IMAGE} AS gen\nRUN echo v1 > /v\nFROM {IMAGE}\nCOPY --from=gen /v /v\n\
+             CMD [\"sleep\", \"1000\"]\n"
+        ),
+    )
+    .unwrap();
+    // --no-build: the missing image is an error, nothing is made.
+    let o = d.cli(&dir, &["up", "-d", "--no-build"]);
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("service built: has only build:")
-            && err.contains("image build is not available yet"),
-        "{err}"
-    );
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
-    nothing_made(&d, &dir);
-    let o = d.cli(&dir, &["run", "--rm", "built", "true"]);
-    let err = text(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("service built: has only build: (no image): image build is not available"),
-        "{err}"
-    );
-    nothing_made(&d, &dir);
+    assert!(err.contains("--no-build forbids it"), "{err}");
+    assert_eq!(d.ok(&dir, &["ps", "-a", "-q"]), "");
+
+    d.ok(&dir, &["up", "-d"]);
+    assert_eq!(d.state_of(&dir, "built").as_deref(), Some("running"));
+    let built = format!("{name}-built");
+    d.ok(d.path(), &["image", "inspect", &built]);
+    let o = d.cli(&dir, &["run", "--rm", "built", "cat", "/v"]);
+    assert_eq!(text(&o.stdout), "v1\n", "{}", text(&o.stderr));
+
+    // --build: built again; unchanged (all cached) keeps the container, a change recreates it.
+    let id = d.ok(&dir, &["ps", "-q", "built"]);
+    d.ok(&dir, &["up", "-d", "--build"]);
+    assert_eq!(d.ok(&dir, &["ps", "-q", "built"]), id);
+    fs::write(
+        dir.join("ctx/Dockerfile"),
+        format!(
+            "FROM {IMAGE} AS gen\nRUN echo v2 > /v\nFROM {IMAGE}\nCOPY --from=gen /v /v\n\
+             CMD [\"sleep\", \"1000\"]\n"
+        ),
+    )
+    .unwrap();
+    d.ok(&dir, &["up", "-d", "--build"]);
+    assert_ne!(d.ok(&dir, &["ps", "-q", "built"]), id);
+    let o = d.cli(&dir, &["exec", "built", "cat", "/v"]);
+    assert_eq!(text(&o.stdout), "v2\n", "{}", text(&o.stderr));
+    d.ok(&dir, &["down", "-t", "0"]);
 
     fs::write(
         dir.join("compose.yaml"),
@@ -1036,39 +1054,10 @@ services:
     let err = text(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
-        err.contains(
-            "service ok: pull_policy: build needs an image build: image build is not available yet"
-        ),
+        err.contains("service ok: pull_policy: build needs a build: section"),
         "{err}"
     );
-    nothing_made(&d, &dir);
-
-    fs::write(
-        dir.join("compose.yaml"),
-        format!(
-            r#"name: {name}
-services:
-  ok:
-    image: {IMAGE}
-    build: ./ctx
-    command: ["sleep", "1000"]
-"#
-        ),
-    )
-    .unwrap();
-    let o = d.cli(&dir, &["up", "-d", "--build"]);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&format!(
-            "up --build: project {name}: service ok: image build is not available yet"
-        )),
-        "{err}"
-    );
-    nothing_made(&d, &dir);
-    // Without --build the image there is used.
-    d.ok(&dir, &["up", "-d"]);
-    assert_eq!(d.state_of(&dir, "ok").as_deref(), Some("running"));
+    assert_eq!(d.ok(&dir, &["ps", "-a", "-q"]), "");
     d.finish();
 }
 

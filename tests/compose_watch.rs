@@ -487,7 +487,7 @@ fn sync_restart_under_up_watch_restarts_and_interleaves_logs() {
 }
 
 #[test]
-fn sync_exec_runs_the_command_and_rebuild_says_build_is_missing() {
+fn sync_exec_runs_the_command_and_rebuild_builds_and_recreates() {
     let mut d = Daemon::start("exec");
     let project = "cwexec";
     let yaml = format!(
@@ -500,14 +500,15 @@ fn sync_exec_runs_the_command_and_rebuild_says_build_is_missing() {
     let dir = d.stack(project, &yaml);
     fs::create_dir_all(dir.join("app")).unwrap();
     fs::create_dir_all(dir.join("ctx")).unwrap();
+    let dockerfile = |v: &str| {
+        format!(
+            "FROM {}\nRUN echo {v} > /v\nCMD [\"sh\", \"-c\", \"{SERVE}\"]\n",
+            common::compose::IMAGE
+        )
+    };
+    fs::write(dir.join("ctx/Dockerfile"), dockerfile("v1")).unwrap();
     let mut cli = d.watch(&dir, &["watch", "--no-up", "web", "built"]);
-    assert!(
-        cli.out()
-            .contains("built: warning: its `rebuild` rules cannot act"),
-        "{}",
-        cli.text()
-    );
-    // Up (web only: `built` would need an image build).
+    // Up (web only; `built` comes with its first rebuild).
     let (code, text) = d.run(&dir, &["up", "-d", "web"]);
     assert_eq!(code, Some(0), "{text}");
     let web = d.running(&dir, "web");
@@ -522,12 +523,12 @@ fn sync_exec_runs_the_command_and_rebuild_says_build_is_missing() {
     );
 
     let n = cli.watch_lines().len();
-    fs::write(dir.join("ctx/Dockerfile"), "FROM busybox\n").unwrap();
+    fs::write(dir.join("ctx/Dockerfile"), dockerfile("v2")).unwrap();
     let line = cli.wait_line(n, "built: rebuild");
-    assert!(
-        line.contains("building images is not available in flotilla yet"),
-        "{line}"
-    );
+    assert!(line.contains("rebuilt"), "{line}");
+    let built = d.running(&dir, "built");
+    assert_eq!(built.len(), 1, "{line}");
+    assert_eq!(in_container(built[0].2, "/v").as_deref(), Some("v2\n"));
     assert_eq!(cli.interrupt(), Some(0), "{}", cli.text());
 }
 

@@ -7,7 +7,7 @@
 //! background when none answers on the default socket.
 
 mod containers;
-mod images;
+pub mod images;
 
 pub use images::{BodySender, ByteStream};
 

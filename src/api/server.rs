@@ -6,6 +6,7 @@
 //! endpoints answer newline-delimited JSON ([`ndjson`]); exec and attach switch the connection
 //! to a framed stream ([`exec`]).
 
+mod build;
 mod container_ops;
 mod containers;
 mod df;
@@ -35,13 +36,14 @@ use utoipa::OpenApi;
 
 use super::error::{ApiError, MAX_BODY};
 use super::types::{
-    Bind, CommitResult, Container, ContainerCommit, ContainerCreate, ContainerExit, ContainerState,
-    ContainerStats, ContainerStatus, ContainerTop, Counts, DiskUsage, ErrorBody, ErrorCode, Event,
-    ExecCreate, ExecDetached, Image, ImageHistory, ImageLoaded, ImagePull, ImagePushed,
-    ImageRemoved, ImageTag, Info, LogLine, Network, NetworkConnect, NetworkContainer,
-    NetworkCreate, NetworkDisconnect, NetworkIpam, NetworksPruned, Port, ProjectDown,
-    ProjectProgress, ProjectRun, ProjectSummary, ProjectUp, PublishPort, PullProgress,
-    PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate, VolumeMount, VolumesPruned,
+    Bind, BuildOptions, BuildProgress, BuildPruned, CommitResult, Container, ContainerCommit,
+    ContainerCreate, ContainerExit, ContainerState, ContainerStats, ContainerStatus, ContainerTop,
+    Counts, DiskUsage, ErrorBody, ErrorCode, Event, ExecCreate, ExecDetached, Image, ImageHistory,
+    ImageLoaded, ImagePull, ImagePushed, ImageRemoved, ImageTag, Info, LogLine, Network,
+    NetworkConnect, NetworkContainer, NetworkCreate, NetworkDisconnect, NetworkIpam,
+    NetworksPruned, Port, ProjectDown, ProjectProgress, ProjectRun, ProjectSummary, ProjectUp,
+    PublishPort, PullProgress, PushProgress, Tmpfs, UsageSummary, Version, Volume, VolumeCreate,
+    VolumeMount, VolumesPruned,
 };
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
@@ -107,6 +109,8 @@ pub fn router(state: ServerState, token: Option<Arc<str>>) -> Router {
         .route("/v1/images/save", get(image_archive::save))
         .route("/v1/images/load", post(image_archive::load))
         .route("/v1/images/import", post(image_archive::import))
+        .route("/v1/build", post(build::build))
+        .route("/v1/build/prune", post(build::prune))
         .route(
             "/v1/images/{name}",
             get(images::inspect).delete(images::remove),
@@ -394,7 +398,8 @@ impl utoipa::Modify for Tidy {
         container_ops::archive_put, container_ops::commit, exec::exec, exec::attach, projects::up, projects::down,
         projects::run, projects::list, project_sync::sync, images::list, images::inspect,
         images::remove, images::pull, images::tag, images::push, images::prune, images::history,
-        image_archive::save, image_archive::load, image_archive::import, openapi_json),
+        image_archive::save, image_archive::load, image_archive::import, build::build,
+        build::prune, openapi_json),
     components(schemas(ErrorBody, ErrorCode, Container, ContainerCreate, ContainerExit, Port,
         ExecCreate, ExecDetached, Bind, Tmpfs, VolumeMount, PublishPort, ContainerTop, ContainerStats, ContainerCommit, CommitResult,
         ContainerState, ContainerStatus, LogLine, Image, ImagePull, ImageRemoved, PullProgress,
@@ -403,7 +408,7 @@ impl utoipa::Modify for Tidy {
         VolumeCreate, VolumesPruned, Network, NetworkCreate, NetworkIpam, NetworkContainer,
         NetworkConnect, NetworkDisconnect, NetworksPruned, DiskUsage, UsageSummary,
         crate::api::sync::ProjectSync, crate::api::sync::SyncFile,
-        crate::api::sync::ProjectSynced)),
+        crate::api::sync::ProjectSynced, BuildOptions, BuildProgress, BuildPruned)),
     modifiers(&Tidy)
 )]
 struct ApiDoc;
@@ -464,6 +469,8 @@ mod tests {
             "/v1/images/{name}/tag",
             "/v1/images/{name}/push",
             "/v1/images/{name}/history",
+            "/v1/build",
+            "/v1/build/prune",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} missing");
         }

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 pub use crate::engine::events::Event;
 
+mod build;
 mod networks;
+pub use build::*;
 pub use networks::*;
 
 /// `GET /v1/version`.
@@ -773,6 +775,9 @@ pub struct ProjectUp {
     /// `always`, `missing`, `never` or `build`: overrides every service's `pull_policy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<String>,
+    /// Never build: an image that would need a build is an error (`up --no-build`).
+    #[serde(default)]
+    pub no_build: bool,
     /// Create, do not start.
     #[serde(default)]
     pub no_start: bool,

@@ -46,7 +46,7 @@ pub enum ProjectCommand {
     Up(UpArgs),
     /// Stop and remove the stack's containers and networks
     Down(DownArgs),
-    /// Check the services' builds and show their plans (executing builds is not there yet)
+    /// Build the images of the services with a `build:` section
     Build(super::build::ServiceBuildArgs),
     /// List the stack's containers
     Ps(PsArgs),
@@ -120,7 +120,7 @@ pub fn run(
     let result = match command {
         ProjectCommand::Up(args) => up(engine, hosts, project, args),
         ProjectCommand::Down(args) => done(down(engine, hosts, project, args)),
-        ProjectCommand::Build(args) => super::build::service_build(project, args),
+        ProjectCommand::Build(args) => super::build::service_build(engine, hosts, project, args),
         ProjectCommand::Ps(args) => done(ps(engine, hosts, project, args)),
         ProjectCommand::Ls(args) => done(ls(engine, hosts, args)),
         ProjectCommand::Logs(args) => logs::logs(engine, hosts, project, args),
@@ -240,11 +240,10 @@ pub struct UpArgs {
     /// apply what changes (see `watch`)
     #[arg(long, conflicts_with_all = ["detach", "dry_run", "no_start", "wait"])]
     pub watch: bool,
-    /// Build the images first (image build is not available yet: refused when a selected
-    /// service has `build:`)
+    /// Build the images of the services with `build:` first (with the build cache)
     #[arg(long, conflicts_with = "no_build")]
     pub build: bool,
-    /// Do not build images (none is ever built yet)
+    /// Do not build images: a missing image that would need a build is an error
     #[arg(long)]
     pub no_build: bool,
     /// Only these services (and their dependencies)
@@ -437,7 +436,14 @@ fn up_request(loaded: &Loaded, args: &UpArgs) -> Result<ProjectUp, String> {
         no_recreate: args.no_recreate,
         scale,
         remove_orphans: args.remove_orphans,
-        pull: args.pull.clone(),
+        // `--build`: every selected service with `build:` is built (its base images pulled
+        // when missing); the others pull what is missing.
+        pull: if args.build {
+            Some("build".to_string())
+        } else {
+            args.pull.clone()
+        },
+        no_build: args.no_build,
         no_start: args.no_start,
         dry_run: args.dry_run,
         wait: args.wait,
@@ -463,9 +469,6 @@ pub fn up(
         .chain(&args.exit_code_from);
     for s in named {
         check_service("up", &loaded.name, &declared, s)?;
-    }
-    if args.build {
-        refuse_build(&loaded, &args.services)?;
     }
     let client = engine_client(engine, hosts)?;
     let name = loaded.name.clone();
@@ -513,31 +516,6 @@ pub fn up(
 }
 
 /// The stack files given (absolute), for the containers' labels.
-/// `up --build`: refused, naming the (selected) services with `build:`, since image build is
-/// not available yet.
-fn refuse_build(loaded: &Loaded, selected: &[String]) -> Result<(), String> {
-    let building: Vec<String> = loaded
-        .config
-        .get("services")
-        .and_then(|s| s.as_object())
-        .into_iter()
-        .flatten()
-        .filter(|(name, svc)| {
-            (selected.is_empty() || selected.contains(name)) && svc.get("build").is_some()
-        })
-        .map(|(name, _)| format!("service {name}"))
-        .collect();
-    if building.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "up --build: project {}: {}: {}",
-        loaded.name,
-        building.join(", "),
-        crate::engine::nobuild::NOT_YET
-    ))
-}
-
 fn config_files(loaded: &Loaded) -> Vec<String> {
     loaded
         .files

@@ -75,7 +75,9 @@ struct Rule {
 fn rule(path: &[&str]) -> Option<Rule> {
     let (rewrite, options_end_at_positional): (&'static [(&'static str, &'static str)], bool) =
         match path {
-            ["rmi"] | ["image", "rm" | "remove" | "prune"] => (&[("-f", "--force")], false),
+            ["rmi"] | ["image", "rm" | "remove" | "prune"] | ["builder", "prune"] => {
+                (&[("-f", "--force")], false)
+            }
             ["image", "build"] => (&[("-f", "--dockerfile"), ("--file", "--dockerfile")], false),
             ["login"] => (&[("-p", "--password")], false),
             ["container", "run" | "create"] => (&[("-p", "--publish")], true),
@@ -100,7 +102,8 @@ fn rule(path: &[&str]) -> Option<Rule> {
 pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
     let words: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
     // The command path: the first word that is neither an option nor a global option's value,
-    // and its subcommand for the `image`, `container`, `compose`, `network` and `volume` groups.
+    // and its subcommand for the `image`, `container`, `compose`, `network`, `volume` and
+    // `builder` groups.
     let mut i = 1;
     let mut path: Vec<&str> = Vec::new();
     while i < words.len() && path.len() < 2 {
@@ -115,7 +118,10 @@ pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
             Some(w) => {
                 path.push(w);
                 i += 1;
-                if !matches!(w, "image" | "container" | "compose" | "network" | "volume") {
+                if !matches!(
+                    w,
+                    "image" | "container" | "compose" | "network" | "volume" | "builder"
+                ) {
                     break;
                 }
             }

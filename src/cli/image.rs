@@ -191,8 +191,10 @@ pub fn run(engine: &EngineArgs, host: &HostArgs, command: &ImageCommand) -> Resu
         ImageCommand::Tag(args) => {
             parse_reference(&args.target)?;
         }
-        // Checked and planned client-side; nothing reaches the daemon yet.
-        ImageCommand::Build(args) => return super::build::image_build(args),
+        // Dispatched to cli/build.rs before this (it needs the global --progress).
+        ImageCommand::Build(_) => {
+            return Err("error: image build: internal dispatch error".to_string());
+        }
         _ => {}
     }
     let client = engine_client(engine, host).map_err(|e| format!("error: {e}"))?;

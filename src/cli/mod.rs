@@ -156,6 +156,8 @@ pub enum Command {
     Network(network::NetworkArgs),
     /// Manage volumes
     Volume(volume::VolumeArgs),
+    /// Manage the build cache (`builder prune`)
+    Builder(build::BuilderArgs),
     /// Disk usage of the engine (`system df`)
     System(system::SystemArgs),
     #[command(flatten)]
@@ -244,7 +246,11 @@ pub fn main() -> ExitCode {
         Command::Container(args) => {
             return container::main(&cli.engine, &cli.host, &cli.project, args);
         }
+        Command::Image(image::ImageArgs {
+            command: image::ImageCommand::Build(args),
+        }) => build::image_build(&cli.engine, &cli.host, cli.project.progress, args),
         Command::Image(args) => image::run(&cli.engine, &cli.host, &args.command),
+        Command::Builder(args) => build::builder(&cli.engine, &cli.host, args),
         Command::Pull(args) => image::run(
             &cli.engine,
             &cli.host,

@@ -479,6 +479,8 @@ async fn live_restore(containers: &Arc<Containers>, data_root: &Path) {
         containers.adopt(id).await;
         containers.watch(id, name, image.as_deref());
     }
+    // Builds do not survive a daemon: their step containers and staging dirs go.
+    crate::engine::build::cleanup(containers, data_root).await;
     tracing::info!(
         running = report.running.len(),
         settled = report.settled.len(),

@@ -7,6 +7,8 @@
 //! ([`health`], [`restart`]), Compose's lifecycle hooks ([`hooks`]), per-network DNS and published ports ([`netsvc`]) and pulls
 //! ([`images`]).
 
+pub mod build;
+pub mod compose_build;
 pub mod config;
 pub mod containers;
 pub mod daemon;
@@ -16,7 +18,6 @@ pub mod hooks;
 pub mod images;
 pub mod locks;
 pub mod netsvc;
-pub mod nobuild;
 pub mod project;
 pub mod reconcile;
 pub mod restart;

@@ -281,9 +281,45 @@ impl Reconciler {
             }
             return Ok(());
         }
-        crate::engine::nobuild::refuse(&project, &plan)?;
+        for step in &plan.steps {
+            if let Some(s) = step.action.service()
+                && let Some(svc) = project.services.get(s)
+                && svc.pull_policy.as_deref() == Some("build")
+                && svc.build.is_none()
+            {
+                return Err(format!(
+                    "service {s}: pull_policy: build needs a build: section"
+                ));
+            }
+        }
         for w in &plan.warnings {
             report.send("warning", "", None, "", Some(w.clone()));
+        }
+        // Builds first (from the contexts on this machine), then pulls, then a plan with the
+        // images' digests.
+        let builds: Vec<Step> = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::BuildImage { .. }))
+            .cloned()
+            .collect();
+        if req.no_build
+            && let Some(Action::BuildImage { image, services }) = builds.first().map(|s| &s.action)
+        {
+            return Err(format!(
+                "image {image} (service {}) must be built, and --no-build forbids it",
+                services.join(", ")
+            ));
+        }
+        if !builds.is_empty() {
+            for step in &builds {
+                let Action::BuildImage { image, services } = &step.action else {
+                    continue;
+                };
+                self.build_image(&project, image, services, Some(report))
+                    .await?;
+            }
+            plan = self.plan(&project, &options).await?;
         }
         // Pulls first, then a plan with the images' digests.
         let pulls: Vec<Step> = plan
@@ -306,6 +342,64 @@ impl Reconciler {
             self.wait_up(&project, &options, timeout, report).await?;
         }
         Ok(())
+    }
+
+    /// Builds `image` from the `build:` section of the first of `services` (the context read on
+    /// this machine), reporting `Building` / `Built` and each step.
+    async fn build_image(
+        &self,
+        project: &Project,
+        image: &str,
+        services: &[String],
+        report: Option<&Report>,
+    ) -> Result<(), String> {
+        let Some((name, service)) = services
+            .iter()
+            .find_map(|s| project.services.get(s).map(|svc| (s, svc)))
+        else {
+            return Err(format!("image {image}: no service to build it from"));
+        };
+        let (req, warnings) = crate::engine::compose_build::request(name, service, image)?;
+        if let Some(r) = report {
+            for w in warnings {
+                r.send("warning", "", None, "", Some(w));
+            }
+        }
+        let builder = crate::engine::build::Builder {
+            data_root: self.data_root.clone(),
+            containers: self.containers.clone(),
+            config: self.config.clone(),
+        };
+        if let Some(r) = report {
+            r.send("image", image, Some(name), "Building", None);
+        }
+        let mut progress = |p: crate::api::types::BuildProgress| {
+            if let Some(r) = report {
+                let detail = match p.kind.as_str() {
+                    "step" => p.name.clone(),
+                    "cached" => p.name.clone().map(|n| format!("{n} CACHED")),
+                    "log" => p.message.clone(),
+                    _ => None,
+                };
+                if detail.is_some() {
+                    r.send("image", image, Some(name), "Building", detail);
+                }
+            }
+        };
+        match crate::engine::build::build(&builder, req, &mut progress).await {
+            Ok(_) => {
+                if let Some(r) = report {
+                    r.send("image", image, Some(name), "Built", None);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(r) = report {
+                    r.send("image", image, Some(name), "Error", Some(e.message.clone()));
+                }
+                Err(format!("service {name}: build of {image} failed: {e}"))
+            }
+        }
     }
 
     async fn pull_all(&self, pulls: &[Step], report: &Report) {
@@ -639,9 +733,20 @@ impl Reconciler {
                 }
             }
             Action::BuildImage { image, .. } => {
-                return Err(format!(
-                    "image {image} needs a build, and building images is not supported yet"
-                ));
+                // Built before this plan was made (a `pull_policy: build` service is planned
+                // to build every time): it must be there now.
+                let present = self.digests(project).await.iter().any(|(svc, d)| {
+                    d.is_some()
+                        && project
+                            .services
+                            .get(svc)
+                            .and_then(|s| image_ref(&pname, svc, s))
+                            .as_deref()
+                            == Some(image.as_str())
+                });
+                if !present {
+                    return Err(format!("image {image} was not built"));
+                }
             }
             Action::CreateContainer {
                 service,
@@ -1014,7 +1119,16 @@ impl Reconciler {
                 }
             ))
         })?;
-        crate::engine::nobuild::refuse_run(&service, &original).map_err(RunError::Invalid)?;
+        if let Some(image) = crate::engine::compose_build::needs_build(
+            &self.data_root,
+            &project.name,
+            &service,
+            &original,
+        ) {
+            self.build_image(&project, &image, std::slice::from_ref(&service), None)
+                .await
+                .map_err(RunError::Failed)?;
+        }
         let suffix = crate::store::new_id()
             .map_err(|e| RunError::Failed(e.to_string()))?
             .chars()

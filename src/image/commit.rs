@@ -374,38 +374,6 @@ pub fn commit(
 ) -> Result<ImageRecord> {
     let mut config = parent.config.clone();
     apply_changes(&mut config, &options.changes)?;
-    let _lock = StoreLock::shared(store)?;
-
-    // The layer: tar → (hash) → gzip → blob writer.
-    let root = rustix::fs::open(
-        upper,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| CommitError::Walk {
-        path: upper.display().to_string(),
-        source: e.into(),
-    })?;
-    let writer = store.blob_writer(None)?;
-    let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
-    let hashing = Hashing {
-        inner: gz,
-        hasher: sha2::Sha256::new(),
-    };
-    let mut builder = tar::Builder::new(hashing);
-    builder.mode(tar::HeaderMode::Complete);
-    let mut walker = Walker {
-        builder,
-        exclude: &options.exclude,
-        links: HashMap::new(),
-    };
-    walker.dir(root.as_fd(), "", 0)?;
-    let hashing = walker.builder.into_inner().map_err(write_err)?;
-    let diff_id = Digest::sha256_from_hex(hex::encode(hashing.hasher.finalize()));
-    let writer = hashing.inner.finish().map_err(write_err)?;
-    let blob_digest = writer.digest();
-    let blob_size = writer.written();
-
     // The config: the parent's blob as JSON (keeping fields flotilla does not model).
     let parent_config = store.read_blob(&parent.config_digest)?;
     let mut value: Value =
@@ -413,26 +381,127 @@ pub fn commit(
             name: parent.name.clone(),
             reason: format!("config: {e}"),
         })?;
-    let created = options.created.clone();
-    value["created"] = json!(created);
     value["config"] = serde_json::to_value(&config).map_err(|e| CommitError::Write {
         source: io::Error::other(e),
     })?;
     if let Some(author) = &options.author {
         value["author"] = json!(author);
     }
-    if !value["rootfs"]["diff_ids"].is_array() {
-        value["rootfs"] = json!({"type": "layers", "diff_ids": []});
-    }
-    if let Some(ids) = value["rootfs"]["diff_ids"].as_array_mut() {
-        ids.push(json!(diff_id.to_string()));
-    }
-    let mut entry = json!({"created": created, "created_by": options.created_by});
+    let mut entry = json!({"created_by": options.created_by});
     if let Some(c) = &options.comment {
         entry["comment"] = json!(c);
     }
     if let Some(author) = &options.author {
         entry["author"] = json!(author);
+    }
+    derive(
+        store,
+        Some(parent),
+        value,
+        &Derived {
+            layer: Some(upper),
+            exclude: &options.exclude,
+            history: entry,
+            created: options.created.clone(),
+        },
+        reference,
+    )
+}
+
+/// What [`derive`] adds to its parent.
+#[derive(Debug, Clone)]
+pub struct Derived<'a> {
+    /// A directory whose contents (overlay upper dir form: whiteouts as 0/0 devices, opaque
+    /// xattrs) become one more layer; `None`: the new image has its parent's layers only and its
+    /// history entry says `empty_layer`.
+    pub layer: Option<&'a Path>,
+    /// Paths left out of the layer when they are empty files or directories.
+    pub exclude: &'a [String],
+    /// The history entry (`created_by`, `comment`, …); `created` and `empty_layer` are set here.
+    pub history: Value,
+    /// The creation time, RFC 3339.
+    pub created: String,
+}
+
+/// The config of an image with no parent (`FROM scratch`) for this machine.
+pub fn scratch_config() -> Value {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    })
+}
+
+/// Makes the image `reference` from `parent` (`None`: scratch) with the image config `config`
+/// (a whole config document; its `rootfs` and `history` get the new layer and entry) and
+/// maybe one more layer; returns its record. On error the blobs it added are removed.
+pub fn derive(
+    store: &Store,
+    parent: Option<&ImageRecord>,
+    mut value: Value,
+    derived: &Derived<'_>,
+    reference: &Reference,
+) -> Result<ImageRecord> {
+    let _lock = StoreLock::shared(store)?;
+
+    // The layer: tar → (hash) → gzip → blob writer.
+    let layer = match derived.layer {
+        Some(upper) => {
+            let root = rustix::fs::open(
+                upper,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| CommitError::Walk {
+                path: upper.display().to_string(),
+                source: e.into(),
+            })?;
+            let writer = store.blob_writer(None)?;
+            let gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+            let hashing = Hashing {
+                inner: gz,
+                hasher: sha2::Sha256::new(),
+            };
+            let mut builder = tar::Builder::new(hashing);
+            builder.mode(tar::HeaderMode::Complete);
+            let mut walker = Walker {
+                builder,
+                exclude: derived.exclude,
+                links: HashMap::new(),
+            };
+            walker.dir(root.as_fd(), "", 0)?;
+            let hashing = walker.builder.into_inner().map_err(write_err)?;
+            let diff_id = Digest::sha256_from_hex(hex::encode(hashing.hasher.finalize()));
+            let writer = hashing.inner.finish().map_err(write_err)?;
+            Some((diff_id, writer))
+        }
+        None => None,
+    };
+
+    let created = derived.created.clone();
+    value["created"] = json!(created);
+    if !value["rootfs"]["diff_ids"].is_array() {
+        value["rootfs"] = json!({"type": "layers", "diff_ids": []});
+    }
+    if let Some((diff_id, _)) = &layer
+        && let Some(ids) = value["rootfs"]["diff_ids"].as_array_mut()
+    {
+        ids.push(json!(diff_id.to_string()));
+    }
+    let mut entry = derived.history.clone();
+    if !entry.is_object() {
+        entry = json!({});
+    }
+    entry["created"] = json!(created);
+    if layer.is_none() {
+        entry["empty_layer"] = json!(true);
     }
     match value["history"].as_array_mut() {
         Some(h) => h.push(entry),
@@ -443,13 +512,17 @@ pub fn commit(
     })?;
     let config_digest = Digest::sha256_of(&config_bytes);
 
-    let mut layers: Vec<Descriptor> = parent.layers.iter().map(|l| l.blob.clone()).collect();
-    layers.push(Descriptor {
-        media_type: record::OCI_LAYER_GZIP.to_string(),
-        digest: blob_digest.clone(),
-        size: blob_size,
-        platform: None,
-    });
+    let mut layers: Vec<Descriptor> = parent
+        .map(|p| p.layers.iter().map(|l| l.blob.clone()).collect())
+        .unwrap_or_default();
+    if let Some((_, writer)) = &layer {
+        layers.push(Descriptor {
+            media_type: record::OCI_LAYER_GZIP.to_string(),
+            digest: writer.digest(),
+            size: writer.written(),
+            platform: None,
+        });
+    }
     let manifest = record::Manifest {
         schema_version: 2,
         media_type: Some(record::OCI_MANIFEST.to_string()),
@@ -469,11 +542,16 @@ pub fn commit(
     // Store everything; on error remove the blobs this commit added.
     let mut added: Vec<Digest> = Vec::new();
     let result = (|| -> Result<ImageRecord> {
-        if store.has_blob(&blob_digest) {
-            drop(writer);
-        } else {
-            writer.commit(&blob_digest)?;
-            added.push(blob_digest.clone());
+        let mut unpack = None;
+        if let Some((diff_id, writer)) = layer {
+            let blob_digest = writer.digest();
+            if store.has_blob(&blob_digest) {
+                drop(writer);
+            } else {
+                writer.commit(&blob_digest)?;
+                added.push(blob_digest.clone());
+            }
+            unpack = Some((diff_id, blob_digest));
         }
         for (data, digest) in [
             (&config_bytes, &config_digest),
@@ -485,15 +563,17 @@ pub fn commit(
             }
         }
         let image = record::from_store(store, &reference.to_string(), &manifest_digest)?;
-        let blob = store.open_blob(&blob_digest)?;
-        store
-            .unpack_layer(
-                parent.top_chain_id(),
-                &diff_id,
-                io::BufReader::new(blob),
-                &UnpackOptions::default(),
-            )
-            .map_err(|source| CommitError::Unpack { source })?;
+        if let Some((diff_id, blob_digest)) = unpack {
+            let blob = store.open_blob(&blob_digest)?;
+            store
+                .unpack_layer(
+                    parent.and_then(|p| p.top_chain_id()),
+                    &diff_id,
+                    io::BufReader::new(blob),
+                    &UnpackOptions::default(),
+                )
+                .map_err(|source| CommitError::Unpack { source })?;
+        }
         record::save(store, &image)?;
         Ok(image)
     })();

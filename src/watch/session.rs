@@ -10,8 +10,9 @@
 //!   which recreates only what differs; the rules follow the new stack;
 //! - per service, one action for all its files: `sync` (one `POST /v1/projects/{name}/sync`
 //!   with every file and deletion), `sync+restart`/`restart` (the same request restarts the
-//!   replicas), `sync+exec` (then `exec.command` in each replica), `rebuild` (reported: image
-//!   build does not exist yet).
+//!   replicas), `sync+exec` (then `exec.command` in each replica), `rebuild` (an `up` of the service
+//!   alone with the `build` pull policy: its image built again with the cache, its containers
+//!   recreated when the image changed).
 //!
 //! Every action is one line: which file(s), which service, which action, how long it took.
 
@@ -98,19 +99,6 @@ pub async fn run<H: Host>(
     };
     s.configure(&loaded)?;
     s.initial_sync().await;
-    let rebuilds: Vec<String> = s
-        .rules
-        .all()
-        .iter()
-        .filter(|r| r.action == Action::Rebuild)
-        .map(|r| r.service.clone())
-        .collect();
-    for svc in rebuilds {
-        s.host.line(&format!(
-            "watch: {svc}: warning: its `rebuild` rules cannot act: building images is not \
-             available in flotilla yet"
-        ));
-    }
     s.host.line(&format!(
         "watch: watching {} stack file(s) and {} rule(s) of project {} ({} files)",
         s.stack_files.len(),
@@ -387,25 +375,12 @@ impl<H: Host> Session<H> {
         self.host.acted();
     }
 
-    /// Loads the stack again and converges the project to it.
-    async fn redeploy(&mut self, changed: &[String], started: Instant) {
-        let files = listed(changed);
-        let loaded = match self.host.load() {
-            Ok(l) => l,
-            Err(e) => {
-                self.host.line(&format!(
-                    "watch: {files} changed: not applied, the stack keeps running as it was \
-                     ({}):\n{e}",
-                    took(started)
-                ));
-                return;
-            }
-        };
-        let req = self.host.up_request(&loaded);
+    /// Sends `req` to the reconciler: the containers changed, the errors, whether it ended ok.
+    async fn converge(&mut self, req: &ProjectUp) -> (Vec<String>, Vec<String>, bool) {
         let mut changes: Vec<String> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let mut ok = false;
-        match self.client.project_up(&self.project, &req).await {
+        match self.client.project_up(&self.project, req).await {
             Err(e) => errors.push(e.to_string()),
             Ok(mut stream) => {
                 while let Some(item) = stream.next().await {
@@ -430,6 +405,65 @@ impl<H: Host> Session<H> {
                 }
             }
         }
+        (changes, errors, ok)
+    }
+
+    /// `rebuild`: the service's image built again (with the cache) and its containers recreated
+    /// when the image changed — an `up` of that service alone with the `build` pull policy.
+    async fn rebuild(&mut self, service: &str, files: &str, started: Instant) {
+        let loaded = match self.host.load() {
+            Ok(l) => l,
+            Err(e) => {
+                self.host.line(&format!(
+                    "watch: {service}: rebuild {files}: not done, the stack does not load                      ({}):\n{e}",
+                    took(started)
+                ));
+                return;
+            }
+        };
+        let mut req = self.host.up_request(&loaded);
+        req.services = vec![service.to_string()];
+        req.no_deps = true;
+        req.pull = Some("build".to_string());
+        let (changes, mut errors, ok) = self.converge(&req).await;
+        if ok && errors.is_empty() {
+            let what = if changes.is_empty() {
+                "image unchanged".to_string()
+            } else {
+                changes.join(", ")
+            };
+            self.host.line(&format!(
+                "watch: {service}: rebuild {files}: rebuilt: {what} ({})",
+                took(started)
+            ));
+        } else {
+            if errors.is_empty() {
+                errors.push("the daemon ended the stream early".into());
+            }
+            self.host.line(&format!(
+                "watch: {service}: rebuild {files}: failed ({}): {}",
+                took(started),
+                errors.join("; ")
+            ));
+        }
+    }
+
+    /// Loads the stack again and converges the project to it.
+    async fn redeploy(&mut self, changed: &[String], started: Instant) {
+        let files = listed(changed);
+        let loaded = match self.host.load() {
+            Ok(l) => l,
+            Err(e) => {
+                self.host.line(&format!(
+                    "watch: {files} changed: not applied, the stack keeps running as it was \
+                     ({}):\n{e}",
+                    took(started)
+                ));
+                return;
+            }
+        };
+        let req = self.host.up_request(&loaded);
+        let (changes, mut errors, ok) = self.converge(&req).await;
         if ok && errors.is_empty() {
             let what = if changes.is_empty() {
                 "nothing to change".to_string()
@@ -474,10 +508,9 @@ impl<H: Host> Session<H> {
         };
         let files = listed(&w.shown);
         if action == Action::Rebuild {
-            self.host.line(&format!(
-                "watch: {service}: rebuild {files}: not done: building images is not available \
-                 in flotilla yet (the service keeps its current image)"
-            ));
+            if !initial {
+                self.rebuild(service, &files, t0).await;
+            }
             return;
         }
         let restart = !initial && rules.iter().any(|r| r.action.restarts());

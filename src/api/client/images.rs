@@ -313,6 +313,39 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `POST /v1/build?options=…`: the context tar is what the caller sends on the returned
+    /// sender (dropped at the end); the future gives the progress stream once the daemon
+    /// answers (it answers at once and builds while the context arrives).
+    pub fn build_image<'a>(
+        &'a self,
+        options: &crate::api::types::BuildOptions,
+    ) -> Result<(
+        BodySender,
+        impl std::future::Future<Output = Result<JsonStream<crate::api::types::BuildProgress>>> + 'a,
+    )> {
+        let json = serde_json::to_string(options).map_err(|source| ClientError::Encode {
+            method: Method::POST,
+            path: "/v1/build".to_string(),
+            source,
+        })?;
+        let path = with_query("/v1/build", &[format!("options={}", query_escape(&json))]);
+        let (tx, body) = streamed_body();
+        let answer = async move {
+            let headers = [(header::CONTENT_TYPE, "application/x-tar".to_string())];
+            let body = self.open(Method::POST, &path, &headers, body).await?;
+            Ok(Self::json_stream(body, Method::POST, &path))
+        };
+        Ok((tx, answer))
+    }
+
+    /// `POST /v1/build/prune`.
+    pub async fn prune_build(&self) -> Result<crate::api::types::BuildPruned> {
+        self.call(Method::POST, "/v1/build/prune", None::<&()>)
+            .await
+    }
+}
+
 /// A request body fed by a channel: chunked transfer, ended when every sender is dropped.
 fn streamed_body() -> (BodySender, StreamedBody) {
     let (tx, mut rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);

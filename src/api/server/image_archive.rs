@@ -24,7 +24,7 @@ use crate::image::reference::Reference;
 use crate::image::store::Store;
 
 /// The pairs of a query string, percent-decoded (`+` is a space), keys repeated as given.
-fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+pub(super) fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
     fn decode(s: &str) -> Result<String, ApiError> {
         let mut out = Vec::with_capacity(s.len());
         let bytes = s.as_bytes();
@@ -60,7 +60,7 @@ fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
 }
 
 /// The values of `key`; any other key is a 400 (as unknown JSON fields are).
-fn values_of(
+pub(super) fn values_of(
     pairs: Vec<(String, String)>,
     allowed: &[&str],
     key: &str,
@@ -210,7 +210,7 @@ pub(super) async fn save(
 }
 
 /// The request body as a `Read` on a blocking thread, fed by [`pump`].
-struct BodyReader {
+pub(super) struct BodyReader {
     rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
     current: Bytes,
 }
@@ -233,7 +233,7 @@ impl std::io::Read for BodyReader {
 
 /// Feeds the request body to the reader; once the reader is gone (done or failed) reads the
 /// rest and drops it, so that the client, still sending, gets to read the answer.
-fn pump(body: Body) -> (BodyReader, tokio::task::JoinHandle<()>) {
+pub(super) fn pump(body: Body) -> (BodyReader, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let task = tokio::spawn(async move {
         let mut body = body;

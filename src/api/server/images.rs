@@ -74,8 +74,10 @@ pub(super) async fn list(
     State(state): State<ServerState>,
 ) -> Result<axum::Json<Vec<Image>>, ApiError> {
     let images = with_images(&state, |store| {
+        // The build cache's intermediate images are not listed (Docker hides them too).
         Ok(manage::list(store)?
             .iter()
+            .filter(|r| !crate::engine::build::is_intermediate(&r.name))
             .map(|r| image_of(store, r, false))
             .collect())
     })
@@ -185,7 +187,7 @@ fn registry_options(
 
 /// A task that cancels when the client of a streaming response goes away (the response's
 /// receiver is dropped); abort it when the work is done, or the stream never ends.
-fn on_disconnect<T: Send + 'static>(
+pub(super) fn on_disconnect<T: Send + 'static>(
     tx: &mpsc::Sender<T>,
     then: impl FnOnce() + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {

@@ -103,6 +103,52 @@ impl Context {
         Ok(self.entries.as_deref().unwrap_or(&[]))
     }
 
+    /// The context's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every file, directory and symlink of the context that `.dockerignore` lets through, as
+    /// (path relative to the root, kind `f`/`d`/`l`), sorted by path.
+    pub fn listing(&mut self) -> Result<Vec<(String, char)>, CacheError> {
+        Ok(self
+            .entries()?
+            .iter()
+            .map(|e| (e.rel.clone(), e.kind))
+            .collect())
+    }
+
+    /// What a `COPY`/`ADD` source names: the entries it matches (a path or a glob; `""` or `.`
+    /// is the whole context), without those under another match; an error when it leaves the
+    /// context or matches nothing.
+    pub fn matches(&mut self, source: &str) -> Result<Vec<(String, char)>, CacheError> {
+        let cleaned = clean_source(source)?;
+        if cleaned.is_empty() {
+            return Ok(vec![(String::new(), 'd')]);
+        }
+        let pattern = Patterns::new(&[cleaned.as_str()]);
+        let mut out: Vec<(String, char)> = Vec::new();
+        for e in self.entries()? {
+            if !pattern.matches(&e.rel) {
+                continue;
+            }
+            let under = out.iter().any(|(m, _)| {
+                e.rel
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            });
+            if !under {
+                out.push((e.rel.clone(), e.kind));
+            }
+        }
+        if out.is_empty() {
+            return Err(CacheError::NotFound {
+                source: source.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
     /// The content hash of what these sources read (paths or globs relative to the context).
     pub fn hash_sources(&mut self, sources: &[String]) -> Result<String, CacheError> {
         let mut h = Sha256::new();
@@ -160,7 +206,7 @@ fn file_digest(path: &Path) -> Result<String, CacheError> {
 }
 
 /// A source relative to the context root, cleaned; `..` above the root is an error.
-fn clean_source(source: &str) -> Result<String, CacheError> {
+pub fn clean_source(source: &str) -> Result<String, CacheError> {
     let mut parts: Vec<&str> = Vec::new();
     for p in source.split('/') {
         match p {

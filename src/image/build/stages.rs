@@ -89,6 +89,10 @@ pub struct Step {
     /// Build args in effect at this step (declared in the stage, with their values).
     pub args: BTreeMap<String, String>,
     pub copy: Option<CopyStep>,
+    /// `ENV` / `LABEL` pairs, expanded.
+    pub pairs: Vec<(String, String)>,
+    /// `WORKDIR`, `USER`, `STOPSIGNAL` (one word) or `EXPOSE`, `VOLUME` (each), expanded.
+    pub words: Vec<String>,
     pub instruction: Instruction,
 }
 
@@ -434,6 +438,8 @@ impl<'a> Resolver<'a> {
                 .or_else(|| args_snapshot.get(n).cloned())
         };
         let mut copy = None;
+        let mut expanded_pairs = Vec::new();
+        let mut expanded_words = Vec::new();
         let text = match &i.command {
             Command::Arg(decls) => {
                 let mut parts = Vec::new();
@@ -465,20 +471,26 @@ impl<'a> Resolver<'a> {
                     let value = self.expand(v, &lookup)?;
                     parts.push(format!("{key}={}", quote(&value)));
                     if i.keyword == "ENV" {
-                        stage.env.insert(key, value);
+                        stage.env.insert(key.clone(), value.clone());
                     }
+                    expanded_pairs.push((key, value));
                 }
                 format!("{} {}", i.keyword, parts.join(" "))
             }
             Command::Workdir(w) | Command::User(w) | Command::StopSignal(w) => {
-                format!("{} {}", i.keyword, self.expand(w, &lookup)?)
+                let v = self.expand(w, &lookup)?;
+                let text = format!("{} {v}", i.keyword);
+                expanded_words.push(v);
+                text
             }
             Command::Expose(ws) | Command::Volume(ws) => {
                 let mut all = Vec::new();
                 for w in ws {
                     all.extend(self.expand_split(w, &lookup)?);
                 }
-                format!("{} {}", i.keyword, all.join(" "))
+                let text = format!("{} {}", i.keyword, all.join(" "));
+                expanded_words = all;
+                text
             }
             Command::Copy(c) | Command::Add(c) => {
                 let mut sources = Vec::new();
@@ -596,6 +608,8 @@ impl<'a> Resolver<'a> {
             text,
             args: scope.args.clone(),
             copy,
+            pairs: expanded_pairs,
+            words: expanded_words,
             instruction: i.clone(),
         })
     }

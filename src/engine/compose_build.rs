@@ -1,0 +1,116 @@
+//! Compose's `build:` sections as build requests for the executor ([`super::build`]): the
+//! reconciler builds a service's image during `up` when the plan says so (missing image with a
+//! `build:` section, `pull_policy: build`, `up --build`), and before a one-off `run` that needs
+//! it. The context is read on the daemon's machine (the stack's paths are absolute): a daemon
+//! reached over TCP from another machine cannot build a stack's images this way.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::types::BuildOptions;
+use crate::engine::build::BuildRequest;
+use crate::plan::up::image_ref;
+use crate::spec::model::Service;
+
+/// The image a one-off `run` of `service` must build first, if any: `pull_policy: build`, or a
+/// `build:` section and no such image in the store.
+pub fn needs_build(root: &Path, project: &str, name: &str, service: &Service) -> Option<String> {
+    service.build.as_ref()?;
+    let image = image_ref(project, name, service)?;
+    if service.pull_policy.as_deref() == Some("build") {
+        return Some(image);
+    }
+    let store = crate::image::store::Store::open(root).ok()?;
+    let reference = crate::image::reference::Reference::parse(&image).ok()?;
+    match crate::image::record::load(&store, &reference.to_string()) {
+        Ok(_) => None,
+        Err(_) => Some(image),
+    }
+}
+
+/// The `build:` keys a build honours besides the modelled ones.
+const HONOURED: &[&str] = &["network", "no_cache", "pull"];
+
+/// The build request of service `name`'s `build:` section, tagged `image` and its `tags`, and
+/// warnings for the keys it cannot honour (`shm_size`, `extra_hosts`, `secrets`, …).
+pub fn request(
+    name: &str,
+    service: &Service,
+    image: &str,
+) -> Result<(BuildRequest, Vec<String>), String> {
+    let Some(b) = &service.build else {
+        return Err(format!("service {name}: no build section"));
+    };
+    let context = PathBuf::from(b.context.clone().unwrap_or_else(|| ".".to_string()));
+    let mut options = BuildOptions {
+        target: b.target.clone(),
+        ..BuildOptions::default()
+    };
+    match (&b.dockerfile_inline, &b.dockerfile) {
+        (Some(text), _) => {
+            options.dockerfile = Some("dockerfile_inline".to_string());
+            options.dockerfile_inline = Some(text.clone());
+        }
+        (None, Some(f)) => {
+            let path = if Path::new(f).is_absolute() {
+                PathBuf::from(f)
+            } else {
+                context.join(f)
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "service {name}: cannot read the Dockerfile {}: {e}",
+                    path.display()
+                )
+            })?;
+            options.dockerfile = Some(path.display().to_string());
+            options.dockerfile_inline = Some(text);
+        }
+        (None, None) => {
+            let path = context.join("Dockerfile");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "service {name}: cannot read the Dockerfile {}: {e}",
+                    path.display()
+                )
+            })?;
+            options.dockerfile = Some(path.display().to_string());
+            options.dockerfile_inline = Some(text);
+        }
+    }
+    for (k, v) in &b.args {
+        if let Some(v) = v {
+            options.build_args.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &b.labels {
+        options
+            .labels
+            .insert(k.clone(), v.clone().unwrap_or_default());
+    }
+    options.tags = std::iter::once(image.to_string())
+        .chain(b.tags.iter().cloned())
+        .collect();
+    if let Some(n) = b.extra.get("network").and_then(|v| v.as_str())
+        && n != "default"
+    {
+        options.network = Some(n.to_string());
+    }
+    options.no_cache = b.extra.get("no_cache").and_then(|v| v.as_bool()) == Some(true);
+    options.pull = b.extra.get("pull").and_then(|v| v.as_bool()) == Some(true);
+    let warnings = b
+        .extra
+        .keys()
+        .filter(|k| !HONOURED.contains(&k.as_str()))
+        .map(|k| {
+            format!("service {name}: build.{k} is not supported by flotilla's builder: ignored")
+        })
+        .collect();
+    Ok((
+        BuildRequest {
+            context,
+            options,
+            cancel: Default::default(),
+        },
+        warnings,
+    ))
+}
