@@ -7,9 +7,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
 
 use futures_util::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
 
 use super::ipam::Ipv4Net;
 
@@ -273,10 +275,23 @@ impl Netlink {
     /// moves `peer` into the network namespace open at `netns_fd`.
     pub fn create_veth(&self, veth: &str, peer: &str, bridge: &str, netns_fd: RawFd) -> Result<()> {
         let bridge_index = self.require(bridge)?;
+        // One request: the host end attached to the bridge and up, the peer made directly in
+        // the target namespace (no later move: moving a link between namespaces waits for
+        // RCU grace periods under the rtnl lock, which serialized concurrent creates).
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .setns_by_fd(netns_fd)
+            .build();
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(veth.to_string())
+            .controller(bridge_index)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
         self.rt.block_on(async {
             self.handle
                 .link()
-                .add(LinkVeth::new(veth, peer).build())
+                .add(msg)
                 .execute()
                 .await
                 .map_err(|e| NetlinkError::CreateVeth {
@@ -284,39 +299,7 @@ impl Netlink {
                     peer: peer.to_string(),
                     source: boxed(e),
                 })
-        })?;
-        let veth_index = self.require(veth)?;
-        let peer_index = self.require(peer)?;
-        self.rt.block_on(async {
-            self.handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(peer_index)
-                        .setns_by_fd(netns_fd)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(|e| NetlinkError::MoveToNetns {
-                    link: peer.to_string(),
-                    source: boxed(e),
-                })?;
-            self.handle
-                .link()
-                .set(
-                    LinkUnspec::new_with_index(veth_index)
-                        .controller(bridge_index)
-                        .build(),
-                )
-                .execute()
-                .await
-                .map_err(|e| NetlinkError::Attach {
-                    link: veth.to_string(),
-                    bridge: bridge.to_string(),
-                    source: boxed(e),
-                })
-        })?;
-        self.set_up(veth, veth_index)
+        })
     }
 
     /// Renames the (down) link `link` to `name` and gives it the MAC address `mac`.
