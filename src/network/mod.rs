@@ -579,14 +579,48 @@ impl Networks {
                 endpoints: body.endpoints.len(),
             });
         }
-        let nl = self.netlink(&rec.name)?;
-        nl.delete_link(&body.bridge)
-            .map_err(|source| NetworkError::Netlink {
-                network: rec.name.clone(),
-                source,
-            })?;
-        self.store.remove::<NetworkRecord>(&rec.id)?;
-        self.apply_nft()?;
+        // The bridge's deletion waits for RCU grace periods in the kernel (tens of ms); the
+        // record and the rules (`nft`, a process) go meanwhile. A bridge that cannot be
+        // deleted puts the record and its rules back.
+        let deleted = std::thread::scope(|scope| {
+            let bridge = scope.spawn(|| {
+                let nl = self.netlink(&rec.name)?;
+                nl.delete_link(&body.bridge)
+                    .map_err(|source| NetworkError::Netlink {
+                        network: rec.name.clone(),
+                        source,
+                    })
+            });
+            let record = self
+                .store
+                .remove::<NetworkRecord>(&rec.id)
+                .map_err(NetworkError::from)
+                .map(|_| ());
+            let rules = match &record {
+                Ok(()) => self.apply_nft(),
+                Err(_) => Ok(()),
+            };
+            let bridge = bridge.join().unwrap_or_else(|_| {
+                Err(NetworkError::Netlink {
+                    network: rec.name.clone(),
+                    source: NetlinkError::Connect(std::io::Error::other(
+                        "the bridge deletion thread panicked",
+                    )),
+                })
+            });
+            (bridge, record, rules)
+        });
+        match deleted {
+            (Ok(_), Ok(()), rules) => rules?,
+            (Ok(_), Err(e), _) => return Err(e),
+            (Err(e), record, _) => {
+                if record.is_ok() {
+                    let _ = self.store.insert(&rec);
+                    let _ = self.apply_nft();
+                }
+                return Err(e);
+            }
+        }
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
     }
