@@ -786,7 +786,14 @@ impl Reconciler {
         };
         let dir = self.containers.dir(id);
         let exe = self.containers.runtime().exe().to_path_buf();
-        crate::engine::hooks::run(&dir, &exe, "post_start", hooks).await
+        crate::engine::hooks::run(
+            &dir,
+            &exe,
+            "post_start",
+            hooks,
+            crate::engine::hooks::POST_START_LIMIT,
+        )
+        .await
     }
 
     /// Runs `op` on the compose engine off the async threads, between two progress lines
