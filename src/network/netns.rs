@@ -67,6 +67,8 @@ pub enum NetnsError {
     NoIfname,
     #[error("in the network namespace: {0}")]
     Netlink(#[from] NetlinkError),
+    #[error("in the host's network namespace: {0}")]
+    HostNetlink(NetlinkError),
     #[error("run the netns helper {}: {source}", exe.display())]
     Spawn {
         exe: PathBuf,
@@ -185,7 +187,7 @@ pub struct Wire {
 fn helper_create_wired(path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> {
     single_threaded()?;
     // Opened before the unshare: this socket stays in the host's namespace.
-    let host = Netlink::open()?;
+    let host = Netlink::open().map_err(NetnsError::HostNetlink)?;
     helper_create(path)?;
     let mut made = Vec::new();
     let result = (|| {
@@ -196,7 +198,8 @@ fn helper_create_wired(path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> 
         let nl = Netlink::open()?;
         let mut reports = Vec::new();
         for w in wires {
-            host.create_veth(&w.veth, &w.iface.link, &w.bridge, ns.as_raw_fd())?;
+            host.create_veth(&w.veth, &w.iface.link, &w.bridge, ns.as_raw_fd())
+                .map_err(NetnsError::HostNetlink)?;
             made.push(w.veth.clone());
             reports.push(configure(&nl, &w.iface, w.ifname.clone())?);
         }
