@@ -3,8 +3,9 @@
 # busybox stack (db, cache -> api -> worker, web -> proxy: a small depends_on chain, plus ind1..4
 # independent; one network, one named volume), images present:
 #   - `up -d` (fresh: network, volume, 10 containers), then a second `up -d` (no-op),
-#   - `down` of the stack whose services honour SIGTERM (`trap 'exit 0' TERM; while :; do sleep
-#     0.1; done`) and of the naive stack (`sleep 3600` as PID 1, no handler: the stop rule),
+#   - `down` of the stack whose services honour SIGTERM promptly (`trap 'exit 0' TERM; while :;
+#     do sleep 1 & wait $!; done`) and of the naive stack (`sleep 3600` as PID 1, no handler:
+#     the stop rule),
 #   - 0 -> 50 replicas (`up -d --scale rep=50` of a one-service stack) and the shims' memory:
 #     the sum of VmRSS of the 50 shim processes / 50.
 # Medians of RUNS (default 5) runs each, after one warm-up round. Where `docker compose` (v2)
@@ -72,7 +73,10 @@ echo 'root:x:0:' > "$R/etc/group"
 tar -C "$R" -cf "$WORK/rootfs.tar" .
 
 # The stacks (templates, copied into one directory per round: the directory names the project).
-TRAP="trap 'exit 0' TERM; while :; do sleep 0.1; done"
+# A service that honours SIGTERM promptly: the shell waits on its child with `wait`, which a
+# trapped signal interrupts at once (a foreground `sleep` would first run to its end).
+# (`$$` is the stack file's escape of `$`.)
+TRAP='trap '"'"'exit 0'"'"' TERM; while :; do sleep 1 & wait $$!; done'
 stack() { # variant file
   local v=$1 file=$2 s
   {

@@ -862,6 +862,45 @@ services:
     d.finish();
 }
 
+/// A `pre_stop` hook that hangs is killed at the stop's grace period (`-t`, else the
+/// service's `stop_grace_period`): the stop, and `down`, go on instead of waiting for it.
+#[test]
+fn hung_pre_stop_hook_is_bounded_by_the_grace_period() {
+    let mut d = Daemon::start();
+    let name = project("hh");
+    let dir = d.stack(
+        &name,
+        &format!(
+            r#"name: {name}
+services:
+  app:
+    image: {IMAGE}
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1 & wait $$!; done"]
+    stop_grace_period: 1s
+    pre_stop:
+      - command: ["sleep", "1000"]
+"#
+        ),
+    );
+    d.ok(&dir, &["up", "-d"]);
+    let t = std::time::Instant::now();
+    d.ok(&dir, &["stop", "-t", "1"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "stop -t 1 took {:?}",
+        t.elapsed()
+    );
+    d.ok(&dir, &["up", "-d"]);
+    let t = std::time::Instant::now();
+    d.ok(&dir, &["down"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "down with stop_grace_period 1s took {:?}",
+        t.elapsed()
+    );
+    d.finish();
+}
+
 /// `compose top` (each running container's name, then its process table), `compose stats
 /// --no-stream` (table and JSON lines), `compose push` to a loopback registry (a missing image
 /// fails it, unless `--ignore-push-failures`), `down --rmi local` (keeps named images) and

@@ -455,7 +455,9 @@ fn sync_copies_into_every_replica_deletes_and_ignores() {
 fn sync_restart_under_up_watch_restarts_and_interleaves_logs() {
     let mut d = Daemon::start("restart");
     let project = "cwrestart";
-    let dir = d.stack(project, &sync_stack(project, "sync+restart", ""));
+    // Its post_start hook runs after `up`'s start and again after the restart.
+    let hook = "    post_start:\n      - command: [\"sh\", \"-c\", \"echo hooked >> /hooklog\"]\n";
+    let dir = d.stack(project, &sync_stack(project, "sync+restart", hook));
     fs::create_dir_all(dir.join("www")).unwrap();
     fs::write(dir.join("www/conf"), "a").unwrap();
     let mut cli = d.watch(&dir, &["up", "--watch"]);
@@ -476,6 +478,11 @@ fn sync_restart_under_up_watch_restarts_and_interleaves_logs() {
         assert_eq!((name, id), (name0, id0), "same containers");
         assert_ne!(pid, pid0, "{name} was not restarted");
         assert_eq!(in_container(*pid, "/www/conf").as_deref(), Some("b"));
+        assert_eq!(
+            in_container(*pid, "/hooklog").as_deref(),
+            Some("hooked\nhooked\n"),
+            "{name}: post_start after up and after the restart"
+        );
     }
     // The restarted containers' logs are followed again: a second `started` per replica.
     until("the restarted containers' logs", || {

@@ -409,7 +409,7 @@ fn a_two_service_project_runs_on_its_networks_and_volumes_and_leaves_nothing() {
 fn failed_creates_leave_nothing_behind() {
     let f = fixture();
     let yaml = format!(
-        "services:\n  nobind:\n    image: {IMAGE}\n    command: [sleep, '1']\n    volumes:\n      - type: bind\n        source: /nonexistent-flotilla-test/src\n        target: /src\n  badcap:\n    image: {IMAGE}\n    command: [sleep, '1']\n    cap_add: [NOT_A_CAPABILITY]\n    volumes: [/anon, 'data:/data']\n    networks: [default, back]\n  halfnet:\n    image: {IMAGE}\n    command: [sleep, '1']\n    volumes: [/anon]\n    networks: [default, missing]\n  ext:\n    image: {IMAGE}\n    networks: [outside]\nnetworks:\n  back: {{}}\n  missing: {{}}\n  outside:\n    external: true\nvolumes:\n  data: {{}}\n"
+        "services:\n  nobind:\n    image: {IMAGE}\n    command: [sleep, '1']\n    volumes:\n      - type: bind\n        source: /nonexistent-flotilla-test/src\n        target: /src\n  badcap:\n    image: {IMAGE}\n    command: [sleep, '1']\n    cap_add: [NOT_A_CAPABILITY]\n    volumes: [/anon, 'data:/data']\n    networks: [default, back]\n  halfnet:\n    image: {IMAGE}\n    command: [sleep, '1']\n    volumes: [/anon]\n    networks: [default, missing]\n  ext:\n    image: {IMAGE}\n    networks: [outside]\n  gone:\n    image: {IMAGE}\n    command: [sleep, '1']\n    networks: [default, back]\nnetworks:\n  back: {{}}\n  missing: {{}}\n  outside:\n    external: true\nvolumes:\n  data: {{}}\n"
     );
     let p = project(&yaml);
     for k in ["default", "back"] {
@@ -478,6 +478,36 @@ fn failed_creates_leave_nothing_behind() {
         assert_eq!(lifecycle::mounts_under(&f.root), Vec::<PathBuf>::new());
     }
     assert!(!Path::new("/nonexistent-flotilla-test").exists());
+    // A bridge gone behind the daemon's back: the namespace's helper fails on the second
+    // network after wiring the first, and undoes both (veths, namespace, addresses).
+    let back = f.engine.networks().get("eptest_back").unwrap();
+    let del = std::process::Command::new("ip")
+        .args(["link", "del", &back.bridge])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    let links_now: Vec<String> = links_before
+        .iter()
+        .filter(|l| **l != back.bridge)
+        .cloned()
+        .collect();
+    let err = f
+        .engine
+        .create_service_container(&p, "gone", &ServiceCreate::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("service gone: ")
+            && err.contains("in the host's network namespace")
+            && err.contains(&back.bridge),
+        "{err}"
+    );
+    assert!(f.engine.runtime().list().unwrap().is_empty());
+    assert_eq!(netns_files(&f.root), Vec::<PathBuf>::new());
+    assert_eq!(links_of(&f.prefix), links_now);
+    for n in f.engine.networks().list().unwrap() {
+        assert!(n.endpoints.is_empty(), "{n:?}");
+    }
     assert_eq!(
         cgroup_dirs(f.engine.runtime().prefix()),
         Vec::<PathBuf>::new()

@@ -684,7 +684,7 @@ impl Containers {
     /// A Compose container's `pre_stop` hooks run first (a failing one is logged and the
     /// stop goes on).
     pub async fn stop(&self, query: &str, timeout: Option<Duration>) -> Result<Container> {
-        self.pre_stop(query).await;
+        self.pre_stop(query, timeout).await;
         let (_, c) = self
             .locked(query, "stop", move |rt, id| {
                 let _ = restart::update(&rt.dir(id), |r| r.manually_stopped = true);
@@ -696,8 +696,9 @@ impl Containers {
     }
 
     /// Runs the `pre_stop` hooks of the running container `query` (from the configuration
-    /// it was created with).
-    pub async fn pre_stop(&self, query: &str) {
+    /// it was created with), within the stop's grace period (`timeout`, else the
+    /// container's own).
+    pub async fn pre_stop(&self, query: &str, timeout: Option<Duration>) {
         let Ok(c) = self.inspect(query).await else {
             return;
         };
@@ -707,7 +708,8 @@ impl Containers {
         }
         let dir = self.dir(&c.meta.id);
         let exe = self.runtime.exe().to_path_buf();
-        if let Err(e) = super::hooks::run(&dir, &exe, "pre_stop", &hooks).await {
+        let limit = timeout.unwrap_or(Duration::from_millis(c.meta.stop_timeout_ms));
+        if let Err(e) = super::hooks::run(&dir, &exe, "pre_stop", &hooks, limit).await {
             tracing::warn!(container = c.meta.name, error = %e, "pre_stop hook failed");
         }
     }
@@ -722,9 +724,15 @@ impl Containers {
         }
         let dir = self.dir(&c.meta.id);
         let exe = self.runtime.exe().to_path_buf();
-        super::hooks::run(&dir, &exe, "post_start", &hooks)
-            .await
-            .map_err(|e| format!("container {}: {e}", c.meta.name))
+        super::hooks::run(
+            &dir,
+            &exe,
+            "post_start",
+            &hooks,
+            super::hooks::POST_START_LIMIT,
+        )
+        .await
+        .map_err(|e| format!("container {}: {e}", c.meta.name))
     }
 
     pub async fn kill(&self, query: &str, signal: &str) -> Result<Container> {

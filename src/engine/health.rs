@@ -368,7 +368,7 @@ pub async fn run_probe(dir: &Path, config: &HealthConfig, exe: Option<PathBuf>) 
 }
 
 /// SIGKILLs the children of the live process `pid`.
-fn kill_children(pid: u32) {
+pub(crate) fn kill_children(pid: u32) {
     let path = format!("/proc/{pid}/task/{pid}/children");
     let Ok(text) = std::fs::read_to_string(path) else {
         return;

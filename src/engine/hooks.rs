@@ -10,10 +10,19 @@
 //! that every stop of a Compose container (`stop`, `down`, a recreate) runs them; the API's
 //! start and restart of a Compose container run its `post_start` hooks from that label too.
 //! `privileged: true` is accepted, and the hook runs with the container's own privileges.
+//!
+//! A list of hooks has a time limit ([`run`]'s `limit`): `pre_stop` hooks the stop's grace
+//! period (the stop's `-t`, else the container's `stop_grace_period`, default 10 s), so a hung
+//! hook cannot hold a stop or a `down` forever; `post_start` hooks [`POST_START_LIMIT`]. A
+//! hook still running at the limit is killed (with what it started in the container) and
+//! fails with an error saying so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::Value as J;
 
@@ -23,6 +32,9 @@ use crate::spec::model::Hook;
 
 /// How much of a failed hook's output its error shows.
 const OUTPUT_TAIL: usize = 400;
+
+/// The time limit of a container's `post_start` hooks (all of them together).
+pub const POST_START_LIMIT: Duration = Duration::from_secs(60);
 
 /// The hooks `which` (`post_start` or `pre_stop`) of the configuration in `labels`
 /// (`io.flotilla.config`); none when the label is missing or unreadable.
@@ -74,17 +86,38 @@ fn hook_of(v: &J) -> Option<Hook> {
 }
 
 /// Runs `hooks` (named `which` in errors) in order in the running container of state dir
-/// `dir`, `shim exec` taken from `exe`.
-pub async fn run(dir: &Path, exe: &Path, which: &str, hooks: &[Hook]) -> Result<(), String> {
+/// `dir`, `shim exec` taken from `exe`, all within `limit`.
+pub async fn run(
+    dir: &Path,
+    exe: &Path,
+    which: &str,
+    hooks: &[Hook],
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
     for (i, hook) in hooks.iter().enumerate() {
-        run_one(dir, exe, hook)
+        run_one(dir, exe, hook, deadline)
             .await
-            .map_err(|e| format!("{which} hook {}: {e}", i + 1))?;
+            .map_err(|e| match e {
+                HookError::Failed(e) => format!("{which} hook {}: {e}", i + 1),
+                HookError::TimedOut => format!(
+                    "{which} hook {}: still running after {} (the {which} hooks' time \
+                     limit): killed",
+                    i + 1,
+                    crate::spec::units::format_duration(limit)
+                ),
+            })?;
     }
     Ok(())
 }
 
-async fn run_one(dir: &Path, exe: &Path, hook: &Hook) -> Result<(), String> {
+enum HookError {
+    Failed(String),
+    TimedOut,
+}
+
+async fn run_one(dir: &Path, exe: &Path, hook: &Hook, deadline: Instant) -> Result<(), HookError> {
+    let fail = HookError::Failed;
     let args = hook.command.clone().unwrap_or_default();
     let options = ExecOptions {
         args,
@@ -101,17 +134,29 @@ async fn run_one(dir: &Path, exe: &Path, hook: &Hook) -> Result<(), String> {
     let d = dir.to_path_buf();
     let cmd = tokio::task::spawn_blocking(move || exec::command(&d, &options))
         .await
-        .map_err(|e| format!("exec task: {e}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| fail(format!("exec task: {e}")))?
+        .map_err(|e| fail(e.to_string()))?;
     let mut cmd = tokio::process::Command::from(cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("run {}: {e}", cmd.as_std().get_program().to_string_lossy()))?;
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let child = cmd
+        .spawn()
+        .map_err(|e| fail(format!("run {program}: {e}")))?;
+    let pid = child.id();
+    let out = match tokio::time::timeout_at(deadline, child.wait_with_output()).await {
+        Ok(out) => out.map_err(|e| fail(format!("run {program}: {e}")))?,
+        Err(_) => {
+            // What the joiner started in the container is its child: killed by pid (the
+            // joiner itself is killed when its handle is dropped: kill_on_drop).
+            if let Some(pid) = pid {
+                crate::engine::health::kill_children(pid);
+            }
+            return Err(HookError::TimedOut);
+        }
+    };
     if out.status.success() {
         return Ok(());
     }
@@ -131,9 +176,9 @@ async fn run_one(dir: &Path, exe: &Path, hook: &Hook) -> Result<(), String> {
             .collect()
     };
     if tail.is_empty() {
-        Err(format!("exited with code {code}"))
+        Err(fail(format!("exited with code {code}")))
     } else {
-        Err(format!("exited with code {code}: {tail}"))
+        Err(fail(format!("exited with code {code}: {tail}")))
     }
 }
 

@@ -683,6 +683,12 @@ impl Reconciler {
         report: &Report,
     ) -> Result<(), String> {
         let pname = project.name.clone();
+        // One debug line per action with its duration (RUST_LOG=flotilla::engine::reconcile=debug):
+        // the profile of an up or down (benches/README.md, `up`).
+        let _timing = ActionTiming {
+            started: Instant::now(),
+            action,
+        };
         match action {
             Action::CreateNetwork { key, name } => {
                 let (net, key) = (network_of(project, key), key.clone());
@@ -885,7 +891,14 @@ impl Reconciler {
         };
         let dir = self.containers.dir(id);
         let exe = self.containers.runtime().exe().to_path_buf();
-        crate::engine::hooks::run(&dir, &exe, "post_start", hooks).await
+        crate::engine::hooks::run(
+            &dir,
+            &exe,
+            "post_start",
+            hooks,
+            crate::engine::hooks::POST_START_LIMIT,
+        )
+        .await
     }
 
     /// Runs `op` on the compose engine off the async threads, between two progress lines
@@ -1453,5 +1466,42 @@ fn subject(action: &Action) -> (&'static str, String) {
         | Action::StopContainer { name, .. }
         | Action::RemoveContainer { name, .. }
         | Action::RestartContainer { name, .. } => ("container", name.clone()),
+    }
+}
+
+/// Logs an action's duration when dropped (whatever way the action ended).
+struct ActionTiming<'a> {
+    started: Instant,
+    action: &'a Action,
+}
+
+impl Drop for ActionTiming<'_> {
+    fn drop(&mut self) {
+        let (kind, name) = subject(self.action);
+        tracing::debug!(
+            kind,
+            name = %name,
+            action = action_name(self.action),
+            ms = self.started.elapsed().as_secs_f64() * 1e3,
+            "action finished"
+        );
+    }
+}
+
+/// The action's verb in the timing lines.
+fn action_name(a: &Action) -> &'static str {
+    match a {
+        Action::CreateNetwork { .. } => "create-network",
+        Action::RemoveNetwork { .. } => "remove-network",
+        Action::CreateVolume { .. } => "create-volume",
+        Action::RemoveVolume { .. } => "remove-volume",
+        Action::PullImage { .. } => "pull",
+        Action::BuildImage { .. } => "build",
+        Action::CreateContainer { .. } => "create",
+        Action::Recreate { .. } => "recreate",
+        Action::StartContainer { .. } => "start",
+        Action::StopContainer { .. } => "stop",
+        Action::RemoveContainer { .. } => "remove",
+        Action::RestartContainer { .. } => "restart",
     }
 }

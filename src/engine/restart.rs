@@ -238,18 +238,43 @@ pub fn write(dir: &Path, record: &Record) -> std::io::Result<()> {
     state::write_atomic(&dir.join(FILE), &data)
 }
 
-/// Changes the record of `dir` when there is one.
+/// Changes the record of `dir` when there is one. A change that changes nothing writes nothing
+/// (every start of a fresh container would otherwise rewrite and sync the same record).
 pub fn update(dir: &Path, f: impl FnOnce(&mut Record)) -> std::io::Result<()> {
     let Some(mut record) = read(dir) else {
         return Ok(());
     };
+    let before = record.clone();
     f(&mut record);
+    if record == before {
+        return Ok(());
+    }
     write(dir, &record)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_update_that_changes_nothing_writes_nothing() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &Record::default()).unwrap();
+        let ino = |d: &Path| std::fs::metadata(d.join(FILE)).unwrap().ino();
+        let first = ino(dir.path());
+        update(dir.path(), Record::started_by_user).unwrap();
+        assert_eq!(ino(dir.path()), first, "rewritten without a change");
+        update(dir.path(), |r| r.manually_stopped = true).unwrap();
+        assert_ne!(
+            ino(dir.path()),
+            first,
+            "a change is written (atomically: a new file)"
+        );
+        assert!(read(dir.path()).unwrap().manually_stopped);
+        update(dir.path(), Record::started_by_user).unwrap();
+        assert!(!read(dir.path()).unwrap().manually_stopped);
+    }
 
     #[test]
     fn dockers_syntax() {

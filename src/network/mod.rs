@@ -148,6 +148,16 @@ pub struct Network {
     pub created: u64,
 }
 
+/// A network a new namespace is connected to ([`Networks::create_netns_connected`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Attachment<'a> {
+    /// The network's name or id.
+    pub network: &'a str,
+    pub aliases: &'a [String],
+    /// The address asked for; default: the lowest free one.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
 /// A container's (network namespace's) attachment to a network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -569,14 +579,48 @@ impl Networks {
                 endpoints: body.endpoints.len(),
             });
         }
-        let nl = self.netlink(&rec.name)?;
-        nl.delete_link(&body.bridge)
-            .map_err(|source| NetworkError::Netlink {
-                network: rec.name.clone(),
-                source,
-            })?;
-        self.store.remove::<NetworkRecord>(&rec.id)?;
-        self.apply_nft()?;
+        // The bridge's deletion waits for RCU grace periods in the kernel (tens of ms); the
+        // record and the rules (`nft`, a process) go meanwhile. A bridge that cannot be
+        // deleted puts the record and its rules back.
+        let deleted = std::thread::scope(|scope| {
+            let bridge = scope.spawn(|| {
+                let nl = self.netlink(&rec.name)?;
+                nl.delete_link(&body.bridge)
+                    .map_err(|source| NetworkError::Netlink {
+                        network: rec.name.clone(),
+                        source,
+                    })
+            });
+            let record = self
+                .store
+                .remove::<NetworkRecord>(&rec.id)
+                .map_err(NetworkError::from)
+                .map(|_| ());
+            let rules = match &record {
+                Ok(()) => self.apply_nft(),
+                Err(_) => Ok(()),
+            };
+            let bridge = bridge.join().unwrap_or_else(|_| {
+                Err(NetworkError::Netlink {
+                    network: rec.name.clone(),
+                    source: NetlinkError::Connect(std::io::Error::other(
+                        "the bridge deletion thread panicked",
+                    )),
+                })
+            });
+            (bridge, record, rules)
+        });
+        match deleted {
+            (Ok(_), Ok(()), rules) => rules?,
+            (Ok(_), Err(e), _) => return Err(e),
+            (Err(e), record, _) => {
+                if record.is_ok() {
+                    let _ = self.store.insert(&rec);
+                    let _ = self.apply_nft();
+                }
+                return Err(e);
+            }
+        }
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
     }
@@ -588,6 +632,7 @@ impl Networks {
         netns: &Path,
         aliases: &[String],
         ipv4: Option<Ipv4Addr>,
+        ifname: &str,
     ) -> Result<(NetworkRecord, NetworkBody, Ipv4Addr)> {
         let _guard = self.guard();
         let mut rec = self.record(network)?;
@@ -612,7 +657,7 @@ impl Networks {
                 netns: netns.to_path_buf(),
                 veth,
                 mac: ipam::mac_string(ipam::mac_for(ip)),
-                ifname: String::new(),
+                ifname: ifname.to_string(),
                 aliases: aliases.to_vec(),
             },
         );
@@ -652,18 +697,14 @@ impl Networks {
         aliases: &[String],
         ipv4: Option<Ipv4Addr>,
     ) -> Result<Endpoint> {
-        let (rec, body, ip) = self.reserve(network, netns, aliases, ipv4)?;
+        let (rec, body, ip) = self.reserve(network, netns, aliases, ipv4, "")?;
         let Some(ep) = body.endpoints.get(&ip).cloned() else {
             return Err(NetworkError::NotConnected {
                 network: rec.name,
                 netns: netns.to_path_buf(),
             });
         };
-        let peer = ep.veth.replacen(
-            &format!("{}v", link_prefix(&self.prefix)),
-            &format!("{}p", link_prefix(&self.prefix)),
-            1,
-        );
+        let peer = self.peer_of(&ep.veth);
         let wired = self.wire(&rec.name, &body, &ep, &peer, ip);
         let ifname = match wired {
             Ok(ifname) => ifname,
@@ -753,6 +794,76 @@ impl Networks {
         std::fs::create_dir_all(&dir).map_err(|source| NetworkError::Dir { path: dir, source })?;
         netns::create(&self.exe, &path).map_err(NetworkError::Namespace)?;
         Ok(path)
+    }
+
+    /// The name of the container's end of the veth pair whose host end is `veth`.
+    fn peer_of(&self, veth: &str) -> String {
+        veth.replacen(
+            &format!("{}v", link_prefix(&self.prefix)),
+            &format!("{}p", link_prefix(&self.prefix)),
+            1,
+        )
+    }
+
+    /// Creates the network namespace `<data_root>/netns/<id>` connected to each of
+    /// `attachments` in order (`eth0`, `eth1`, …): what [`Networks::create_netns`] then
+    /// [`Networks::connect`] for each make, with one helper process and one store transaction
+    /// per network instead of two helpers and two transactions per network. On failure the
+    /// addresses are released and nothing is left on the host.
+    pub fn create_netns_connected(
+        &self,
+        id: &str,
+        attachments: &[Attachment<'_>],
+    ) -> Result<(PathBuf, Vec<Endpoint>)> {
+        let path = self.netns_path(id)?;
+        let dir = self.netns_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| NetworkError::Dir { path: dir, source })?;
+        let mut reserved = Vec::new();
+        let made = (|| {
+            for (n, a) in attachments.iter().enumerate() {
+                let r = self.reserve(a.network, &path, a.aliases, a.ipv4, &format!("eth{n}"))?;
+                reserved.push(r);
+            }
+            let mut wires = Vec::new();
+            for (rec, body, ip) in &reserved {
+                let ep = body
+                    .endpoints
+                    .get(ip)
+                    .ok_or_else(|| NetworkError::NotConnected {
+                        network: rec.name.clone(),
+                        netns: path.clone(),
+                    })?;
+                wires.push(netns::Wire {
+                    veth: ep.veth.clone(),
+                    bridge: body.bridge.clone(),
+                    ifname: ep.ifname.clone(),
+                    iface: IfaceSetup {
+                        link: self.peer_of(&ep.veth),
+                        mac: ipam::mac_for(*ip),
+                        address: *ip,
+                        prefix: body.subnet.prefix(),
+                        gateway: (!body.internal).then_some(body.gateway),
+                    },
+                });
+            }
+            netns::create_wired(&self.exe, &path, &wires).map_err(NetworkError::Namespace)
+        })();
+        if let Err(e) = made {
+            // The helper removed what it made; a helper that died half-way did not.
+            let _ = netns::remove(&path);
+            for (rec, _, ip) in &reserved {
+                let _ = self.update_endpoint(&rec.id, *ip, None);
+            }
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        for (rec, body, ip) in &reserved {
+            if let Some(ep) = body.endpoints.get(ip) {
+                tracing::info!(network = %rec.name, %ip, veth = %ep.veth, "endpoint connected");
+                out.push(endpoint(&rec.name, body, *ip, ep));
+            }
+        }
+        Ok((path, out))
     }
 
     /// Disconnects the namespace `id` from every network and removes it.

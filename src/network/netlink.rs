@@ -271,11 +271,13 @@ impl Netlink {
         })
     }
 
-    /// Creates the veth pair `veth`/`peer` with `veth` attached to the bridge and `peer` made
-    /// right in the network namespace open at `netns_fd` (one request: moving a made link into
-    /// a namespace waits for an RCU grace period, 10–20 ms under load), then sets `veth` up.
+    /// Creates the veth pair `veth`/`peer` with `veth` attached to the bridge and up, and `peer`
+    /// made right in the network namespace open at `netns_fd`.
     pub fn create_veth(&self, veth: &str, peer: &str, bridge: &str, netns_fd: RawFd) -> Result<()> {
         let bridge_index = self.require(bridge)?;
+        // One request: the host end attached to the bridge and up, the peer made directly in
+        // the target namespace (no later move: moving a link between namespaces waits for
+        // RCU grace periods under the rtnl lock, which serialized concurrent creates).
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .setns_by_fd(netns_fd)
@@ -283,6 +285,7 @@ impl Netlink {
         let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(veth.to_string())
             .controller(bridge_index)
+            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         self.rt.block_on(async {
@@ -296,9 +299,7 @@ impl Netlink {
                     peer: peer.to_string(),
                     source: boxed(e),
                 })
-        })?;
-        let veth_index = self.require(veth)?;
-        self.set_up(veth, veth_index)
+        })
     }
 
     /// Renames the (down) link `link` to `name` and gives it the MAC address `mac`.

@@ -10,12 +10,19 @@
 //!   then with a netlink socket opened there: the moved-in veth end is renamed to the first
 //!   free `ethN` and given its MAC, its address, set up, `lo` up, and the default route via
 //!   the gateway added (none for internal networks). Prints `{"ifname":"ethN"}`.
+//! - `flotilla shim netns create-wired PATH` (a list of [`Wire`]s as JSON on stdin): `create`
+//!   and `setup` of a new container's namespace in one process: a netlink socket is opened in
+//!   the host's namespace before the `unshare`, each veth pair is made from there with its
+//!   host end on the bridge and its peer created directly inside the new namespace, where it
+//!   is named as told (`eth0`, `eth1`, … of a fresh namespace) and set up as by `setup`. On
+//!   failure the host ends are deleted and the namespace removed.
 //!
 //! Removal needs no helper: unmount (detached) and unlink.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,7 +36,7 @@ use super::netlink::{Netlink, NetlinkError};
 /// Why a namespace could not be made, wired or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    #[error("usage: flotilla shim netns create PATH | setup PATH ({reason})")]
+    #[error("usage: flotilla shim netns create PATH | setup PATH | create-wired PATH ({reason})")]
     Usage { reason: String },
     #[error("the netns helper must run single-threaded (it has {threads} threads)")]
     NotSingleThreaded { threads: usize },
@@ -60,6 +67,8 @@ pub enum NetnsError {
     NoIfname,
     #[error("in the network namespace: {0}")]
     Netlink(#[from] NetlinkError),
+    #[error("in the host's network namespace: {0}")]
+    HostNetlink(NetlinkError),
     #[error("run the netns helper {}: {source}", exe.display())]
     Spawn {
         exe: PathBuf,
@@ -161,6 +170,53 @@ fn helper_setup(path: &Path, setup: &IfaceSetup) -> Result<SetupReport> {
         .map(|n| format!("eth{n}"))
         .find(|name| !links.iter().any(|l| &l.name == name))
         .ok_or(NetnsError::NoIfname)?;
+    configure(&nl, setup, ifname)
+}
+
+/// One link of `create-wired`: the veth pair `veth` (host end, on `bridge`) / `iface.link`
+/// (made inside the new namespace, renamed `ifname` there and set up as `iface` says).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wire {
+    pub veth: String,
+    pub bridge: String,
+    pub ifname: String,
+    pub iface: IfaceSetup,
+}
+
+/// In the helper: a new namespace on `path` (as `create`) with `wires` made and set up in it.
+fn helper_create_wired(path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> {
+    single_threaded()?;
+    // Opened before the unshare: this socket stays in the host's namespace.
+    let host = Netlink::open().map_err(NetnsError::HostNetlink)?;
+    helper_create(path)?;
+    let mut made = Vec::new();
+    let result = (|| {
+        let ns = std::fs::File::open("/proc/self/ns/net").map_err(|source| NetnsError::Enter {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let nl = Netlink::open()?;
+        let mut reports = Vec::new();
+        for w in wires {
+            host.create_veth(&w.veth, &w.iface.link, &w.bridge, ns.as_raw_fd())
+                .map_err(NetnsError::HostNetlink)?;
+            made.push(w.veth.clone());
+            reports.push(configure(&nl, &w.iface, w.ifname.clone())?);
+        }
+        Ok(reports)
+    })();
+    if result.is_err() {
+        for veth in &made {
+            let _ = host.delete_link(veth);
+        }
+        let _ = remove(path);
+    }
+    result
+}
+
+/// Inside the namespace: the veth end `setup.link` renamed `ifname`, its MAC, address, up,
+/// `lo` up, the default route.
+fn configure(nl: &Netlink, setup: &IfaceSetup, ifname: String) -> Result<SetupReport> {
     let index = nl.rename(&setup.link, &ifname, setup.mac)?;
     nl.add_address(&ifname, index, setup.address, setup.prefix)?;
     nl.set_up(&ifname, index)?;
@@ -183,6 +239,19 @@ fn helper(args: &[OsString]) -> Result<()> {
     let path = Path::new(path);
     match op.to_str() {
         Some("create") => helper_create(path),
+        Some("create-wired") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| NetnsError::Settings(e.to_string()))?;
+            let wires: Vec<Wire> =
+                serde_json::from_str(&text).map_err(|e| NetnsError::Settings(e.to_string()))?;
+            let reports = helper_create_wired(path, &wires)?;
+            let line =
+                serde_json::to_string(&reports).map_err(|e| NetnsError::Settings(e.to_string()))?;
+            println!("{line}");
+            Ok(())
+        }
         Some("setup") => {
             let mut text = String::new();
             std::io::stdin()
@@ -257,6 +326,18 @@ fn run_helper(exe: &Path, op: &'static str, path: &Path, input: &[u8]) -> Result
 /// Creates a network namespace bound at `path` (whose directory must exist) through the helper.
 pub fn create(exe: &Path, path: &Path) -> Result<()> {
     run_helper(exe, "create", path, b"").map(|_| ())
+}
+
+/// Creates a network namespace bound at `path` with `wires` made and set up in it, through one
+/// helper; the interfaces' names inside.
+pub fn create_wired(exe: &Path, path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> {
+    let input = serde_json::to_vec(wires).map_err(|e| NetnsError::Settings(e.to_string()))?;
+    let out = run_helper(exe, "create-wired", path, &input)?;
+    serde_json::from_str(out.trim()).map_err(|e| NetnsError::Helper {
+        op: "create-wired",
+        path: path.to_path_buf(),
+        reason: format!("unreadable report {:?}: {e}", out.trim()),
+    })
 }
 
 /// Wires an interface inside the namespace at `path` through the helper.

@@ -1,8 +1,8 @@
 //! `POST /v1/projects/{name}/sync`: watch's `sync` actions. The changed files are written (and
 //! deleted) in every running replica of the service through [`crate::runtime::sync`] (under
 //! `/proc/<pid>/root`, owned by the container's user), then, when asked, the replicas are
-//! restarted (stop, start) all at once. The body is read here with its own, larger limit
-//! ([`MAX_SYNC_BODY`]): the files travel in it.
+//! restarted (stop, start, their `post_start` hooks) all at once. The body is read here with
+//! its own, larger limit ([`MAX_SYNC_BODY`]): the files travel in it.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -83,7 +83,7 @@ fn owner(dir: &std::path::Path) -> Option<(u32, u32)> {
 }
 
 /// Copies files into (and deletes files from) every running container of a service, then
-/// restarts them when asked.
+/// restarts them when asked (running their `post_start` hooks, as a restart does).
 #[utoipa::path(post, path = "/v1/projects/{name}/sync", tag = "projects",
     request_body = ProjectSync,
     params(("name" = String, Path, description = "the project's name")),
@@ -93,7 +93,7 @@ fn owner(dir: &std::path::Path) -> Option<(u32, u32)> {
         (status = 404, description = "the service has no running container",
             body = crate::api::types::ErrorBody),
         (status = 413, body = crate::api::types::ErrorBody),
-        (status = 500, description = "a copy or a restart failed",
+        (status = 500, description = "a copy, a restart or a post_start hook after it failed",
             body = crate::api::types::ErrorBody)))]
 pub(super) async fn sync(
     State(state): State<ServerState>,
@@ -145,7 +145,9 @@ pub(super) async fn sync(
             let id = c.meta.id.clone();
             async move {
                 containers.stop(&id, timeout).await?;
-                containers.start(&id).await
+                let c = containers.start(&id).await?;
+                // As a restart does: the service's post_start hooks.
+                containers.post_start(&c).await.map_err(ApiError::internal)
             }
         });
         for r in futures_util::future::join_all(restarts).await {

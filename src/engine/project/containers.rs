@@ -12,7 +12,7 @@ use super::{ProjectEngine, ProjectError, Result, ServiceCreate, labels, translat
 use crate::image::record::{self, ImageRecord};
 use crate::image::reference::Reference;
 use crate::image::store::Store as ImageStore;
-use crate::network::NetworkError;
+use crate::network::{Attachment, NetworkError};
 use crate::runtime::config::BindMount;
 use crate::runtime::lifecycle::{Container, LifecycleError};
 use crate::spec::model;
@@ -456,13 +456,10 @@ impl ProjectEngine {
             }
             NetworkPlan::Bridge(atts) => {
                 let netns_id = crate::store::new_id().map_err(|e| nerr(NetworkError::Store(e)))?;
-                let path = self.networks.create_netns(&netns_id).map_err(nerr)?;
-                undo.push(Undo::Netns(netns_id.clone()));
-                let mut addresses = Vec::new();
-                let mut first_gateway = None;
+                let mut gateways = Vec::new();
                 for a in atts {
-                    let net = match self.networks.get(&a.name) {
-                        Ok(n) => n,
+                    match self.networks.get(&a.name) {
+                        Ok(n) => gateways.push(n.gateway),
                         Err(NetworkError::NotFound { .. }) => {
                             return Err(field(
                                 &format!("networks.{}", a.key),
@@ -473,16 +470,23 @@ impl ProjectEngine {
                             ));
                         }
                         Err(e) => return Err(nerr(e)),
-                    };
-                    let ep = self
-                        .networks
-                        .connect(&path, &net.id, &a.aliases, a.ipv4)
-                        .map_err(nerr)?;
-                    addresses.push(IpAddr::V4(ep.ip));
-                    if first_gateway.is_none() {
-                        first_gateway = Some(net.gateway);
                     }
                 }
+                let attachments: Vec<Attachment<'_>> = atts
+                    .iter()
+                    .map(|a| Attachment {
+                        network: &a.name,
+                        aliases: &a.aliases,
+                        ipv4: a.ipv4,
+                    })
+                    .collect();
+                let (path, endpoints) = self
+                    .networks
+                    .create_netns_connected(&netns_id, &attachments)
+                    .map_err(nerr)?;
+                undo.push(Undo::Netns(netns_id.clone()));
+                let addresses: Vec<IpAddr> = endpoints.iter().map(|e| IpAddr::V4(e.ip)).collect();
+                let first_gateway = gateways.first().copied();
                 t.options.config.netns = Some(path);
                 t.options.config.addresses = addresses;
                 t.options.labels.insert(labels::NETNS.into(), netns_id);
