@@ -600,3 +600,86 @@ fn independent_stages_run_concurrently() {
     assert_eq!(d.run_in("par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
     d.assert_clean();
 }
+
+/// `image inspect REF`: its JSON (one object).
+fn inspect_config(d: &Daemon, image: &str) -> serde_json::Value {
+    let out = d.ok(d.path(), &["image", "inspect", image]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    match v {
+        serde_json::Value::Array(mut a) => a.remove(0),
+        v => v,
+    }
+}
+
+#[test]
+fn onbuild_triggers_run_after_from_and_are_not_inherited() {
+    let d = Daemon::start("onb");
+    let a = d.context(
+        "a",
+        &[(
+            "Dockerfile",
+            "FROM IMG\nONBUILD RUN echo hi > /onbuild.txt\nONBUILD COPY x /x\n",
+        )],
+    );
+    d.build_ok(&a, &["-t", "onb-a:1"]);
+    let ia = inspect_config(&d, "onb-a:1");
+    assert_eq!(
+        ia["Config"]["OnBuild"],
+        serde_json::json!(["RUN echo hi > /onbuild.txt", "COPY x /x"]),
+        "{ia}"
+    );
+    let b = d.context(
+        "b",
+        &[
+            (
+                "Dockerfile",
+                "FROM onb-a:1\nRUN cat /onbuild.txt /x > /both\n",
+            ),
+            ("x", "from the context\n"),
+        ],
+    );
+    let steps = d.build_ok(&b, &["-t", "onb-b:1"]);
+    let ran = steps.ran();
+    assert!(
+        ran.iter().any(|n| n.contains("[2/4] ONBUILD RUN echo hi"))
+            && ran.iter().any(|n| n.contains("[3/4] ONBUILD COPY x /x"))
+            && ran.iter().any(|n| n.contains("[4/4] RUN cat")),
+        "{}",
+        steps.text
+    );
+    assert_eq!(
+        d.run_in("onb-b:1", &["cat", "/both"]),
+        "hi\nfrom the context\n"
+    );
+    let ib = inspect_config(&d, "onb-b:1");
+    assert!(
+        ib["Config"]["OnBuild"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{ib}"
+    );
+    // Cached on a second build, triggers included.
+    let again = d.build_ok(&b, &["-t", "onb-b:1"]);
+    assert!(again.ran().is_empty(), "{}", again.text);
+
+    // A failing trigger names itself and the FROM line; nothing is recorded.
+    let bad = d.context(
+        "bad",
+        &[("Dockerfile", "FROM IMG\nONBUILD RUN echo trig && exit 7\n")],
+    );
+    d.build_ok(&bad, &["-t", "onb-bad:1"]);
+    let before = d.records();
+    let user = d.context(
+        "user",
+        &[("Dockerfile", "\nFROM onb-bad:1\nRUN echo after\n")],
+    );
+    let out = d.build(&user, &["-t", "onb-user:1"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let err = &out.stderr;
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("ONBUILD RUN echo trig && exit 7"), "{err}");
+    assert!(err.contains("trigger of FROM onb-bad:1"), "{err}");
+    assert!(err.contains("exit code: 7"), "{err}");
+    assert_eq!(d.records(), before, "no image recorded");
+    d.assert_clean();
+}

@@ -216,6 +216,13 @@ fn derive_step(
         }
         None => commit::scratch_config(),
     };
+    // Docker: the ONBUILD triggers of a base image run in the stage built on it and are not
+    // passed on (the first step on a base image, not on an intermediate, drops them).
+    if parent.is_some_and(|p| !is_intermediate(&p.name))
+        && let Some(c) = config.get_mut("config").and_then(Value::as_object_mut)
+    {
+        c.remove("OnBuild");
+    }
     change(&mut config);
     let reference = Reference::parse(&intermediate_name(key)).map_err(|e| e.to_string())?;
     commit::derive(
@@ -337,40 +344,71 @@ pub async fn build(
         )
     };
 
-    // Base images (and `--from` images), pulled when missing or asked to.
+    // Base images (and `--from` images), pulled when missing or asked to; then the ONBUILD
+    // triggers of the base images inserted after their FROM and the plan made again (a second
+    // pass resolves what the triggers name with --from).
     let mut n: u32 = 0;
     let mut images: BTreeMap<String, ImageRecord> = BTreeMap::new();
-    for &s in &plan.order {
-        let stage = &plan.stages[s];
-        let mut refs: Vec<String> = Vec::new();
-        if let Base::Image(r) = &stage.base {
-            refs.push(r.clone());
-        }
-        refs.extend(stage.images.iter().cloned());
-        for r in refs {
-            if images.contains_key(&r) {
-                continue;
+    let mut plan = plan;
+    let mut triggers: BTreeMap<usize, (String, Vec<String>)> = BTreeMap::new();
+    for pass in 0..2 {
+        for &s in &plan.order {
+            let stage = &plan.stages[s];
+            let mut refs: Vec<String> = Vec::new();
+            if let Base::Image(r) = &stage.base {
+                refs.push(r.clone());
             }
-            n += 1;
-            let at = At {
-                n,
-                name: format!("[internal] load metadata for {r}"),
-                file: file.clone(),
-                pos: stage.pos,
-            };
-            progress(at.event("step"));
-            let t0 = Instant::now();
-            let image = resolve_image(builder, &store, &r, opts.pull, &req.cancel)
-                .await
-                .map_err(|e| at.fail(format!("FROM {r}: {e}")))?;
-            progress(BuildProgress {
-                seconds: Some(t0.elapsed().as_secs_f64()),
-                ..at.event("step_done")
-            });
-            images.insert(r, image);
+            refs.extend(stage.images.iter().cloned());
+            for r in refs {
+                if images.contains_key(&r) {
+                    continue;
+                }
+                n += 1;
+                let at = At {
+                    n,
+                    name: format!("[internal] load metadata for {r}"),
+                    file: file.clone(),
+                    pos: stage.pos,
+                };
+                progress(at.event("step"));
+                let t0 = Instant::now();
+                let image = resolve_image(builder, &store, &r, opts.pull, &req.cancel)
+                    .await
+                    .map_err(|e| at.fail(format!("FROM {r}: {e}")))?;
+                progress(BuildProgress {
+                    seconds: Some(t0.elapsed().as_secs_f64()),
+                    ..at.event("step_done")
+                });
+                images.insert(r, image);
+            }
         }
+        if pass == 1 {
+            break;
+        }
+        for &s in &plan.order {
+            if let Base::Image(r) = &plan.stages[s].base
+                && let Some(image) = images.get(r)
+            {
+                let (st, i) = (store.clone(), image.clone());
+                let config = blocking(move || Ok(config_of(&st, Some(&i))))
+                    .await
+                    .map_err(BuildFailure::new)?;
+                let list = onbuild_triggers(&config);
+                if !list.is_empty() {
+                    triggers.insert(s, (r.clone(), list));
+                }
+            }
+        }
+        if triggers.is_empty() {
+            break;
+        }
+        let df = with_triggers(&df, &triggers)?;
+        plan = stages::plan(&df, &so).map_err(|e| {
+            let mut f = located(e);
+            f.message = format!("{} (in an ONBUILD trigger of the base image)", f.message);
+            f
+        })?;
     }
-
     // Cache keys (hashes what the COPY steps read).
     let ids: BTreeMap<String, String> = images
         .iter()
@@ -415,6 +453,7 @@ pub async fn build(
         opts: &opts,
         plan: &plan,
         keys: &keys,
+        triggers: &triggers,
         images: &images,
         ids: &ids,
         netns,
@@ -530,6 +569,8 @@ struct StageRun<'a> {
     opts: &'a BuildOptions,
     plan: &'a stages::Plan,
     keys: &'a BTreeMap<usize, Vec<String>>,
+    /// Per stage: its base image and the ONBUILD triggers run as its first steps.
+    triggers: &'a BTreeMap<usize, (String, Vec<String>)>,
     images: &'a BTreeMap<String, ImageRecord>,
     ids: &'a BTreeMap<String, String>,
     netns: Option<PathBuf>,
@@ -600,9 +641,17 @@ impl<'a> StageRun<'a> {
                 let Some(key) = stage_keys.get(k).cloned() else {
                     return Err(BuildFailure::new("internal: a step without a cache key"));
                 };
+                let name = match self.triggers.get(&s) {
+                    Some((base, list)) if k < list.len() => format!(
+                        "[{label}{}/{count}] ONBUILD {} (trigger of FROM {base})",
+                        k + 2,
+                        headline(&step.text)
+                    ),
+                    _ => format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
+                };
                 let at = At {
                     n,
-                    name: format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
+                    name,
                     file: file.clone(),
                     pos: step.pos,
                 };
@@ -727,6 +776,68 @@ impl<'a> StageRun<'a> {
             Ok((cur, parent_key))
         }
     }
+}
+
+/// The `OnBuild` triggers of an image config (instruction texts, in order).
+fn onbuild_triggers(config: &Value) -> Vec<String> {
+    config["config"]["OnBuild"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| !t.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `df` with each stage's triggers (stage index → base reference and trigger texts) inserted
+/// right after its `FROM`, located at the `FROM`'s line. A trigger that does not parse, or is
+/// one Docker refuses there (`FROM`, `ONBUILD`, `MAINTAINER`), is an error naming it and the line.
+fn with_triggers(
+    df: &dockerfile::Dockerfile,
+    triggers: &BTreeMap<usize, (String, Vec<String>)>,
+) -> Result<dockerfile::Dockerfile, BuildFailure> {
+    let mut out = df.clone();
+    out.instructions.clear();
+    let mut stage = 0usize;
+    for i in &df.instructions {
+        out.instructions.push(i.clone());
+        if !matches!(i.command, Command::From { .. }) {
+            continue;
+        }
+        let s = stage;
+        stage += 1;
+        let Some((base, list)) = triggers.get(&s) else {
+            continue;
+        };
+        for t in list {
+            let fail = |m: &str| BuildFailure {
+                line: Some(i.pos.line),
+                ..BuildFailure::new(format!(
+                    "{}:{}: FROM {base}: ONBUILD trigger {t:?}: {m}",
+                    df.file, i.pos.line
+                ))
+            };
+            // Leading newlines put the trigger's positions on the FROM's line.
+            let text = format!("{}{t}\n", "\n".repeat(i.pos.line.saturating_sub(1)));
+            let parsed = dockerfile::parse(&df.file, &text).map_err(|e| fail(&e.message))?;
+            for inner in parsed.instructions {
+                if matches!(inner.keyword.as_str(), "FROM" | "ONBUILD" | "MAINTAINER") {
+                    return Err(fail(&format!(
+                        "{} is not allowed as an ONBUILD trigger",
+                        inner.keyword
+                    )));
+                }
+                out.instructions.push(dockerfile::Instruction {
+                    pos: i.pos,
+                    ..inner
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The record of image `r`: from the store, or pulled (always with `pull`).
