@@ -683,3 +683,125 @@ fn onbuild_triggers_run_after_from_and_are_not_inherited() {
     assert_eq!(d.records(), before, "no image recorded");
     d.assert_clean();
 }
+
+/// A tiny HTTP/1.0 server on 127.0.0.1 (a thread of this test): `GET /NAME` answers the body
+/// set for NAME (with a fixed Last-Modified), anything else 404. Its port.
+fn serve(files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req);
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let body = files
+                .lock()
+                .unwrap()
+                .get(path.trim_start_matches('/'))
+                .cloned();
+            let head = match &body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
+                     Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                    b.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string(),
+            };
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body.as_deref().unwrap_or_default());
+        }
+    });
+    port
+}
+
+#[test]
+fn add_of_a_url_downloads_into_the_layer() {
+    let d = Daemon::start("url");
+    let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::from([
+        ("hello.txt".to_string(), b"hello one\n".to_vec()),
+        ("a.tar.gz".to_string(), tar_gz()),
+    ])));
+    let port = serve(files.clone());
+    let base = format!("http://127.0.0.1:{port}");
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM IMG\nADD {base}/hello.txt /hello.txt\n\
+                 ADD --chmod=644 --chown=1:2 {base}/hello.txt /dir/\nADD {base}/a.tar.gz /t/\n\
+                 RUN cat /hello.txt > /copy\n"
+            ),
+        )],
+    );
+    d.build_ok(&ctx, &["-t", "url:1"]);
+    let show = |cmd: &str| d.run_in("url:1", &["sh", "-c", cmd]);
+    assert_eq!(
+        show("cat /hello.txt /dir/hello.txt /copy"),
+        "hello one\n".repeat(3)
+    );
+    // Mode 0600 (or --chmod), --chown, mtime from Last-Modified, a tar not unpacked.
+    assert_eq!(
+        show("stat -c '%a %u:%g %Y' /hello.txt /dir/hello.txt"),
+        "600 0:0 784111777\n644 1:2 784111777\n"
+    );
+    assert_eq!(show("ls /t"), "a.tar.gz\n");
+
+    // Same content: all cached. A changed body: the ADD steps and the RUN after run again.
+    let again = d.build_ok(&ctx, &["-t", "url:1"]);
+    assert!(again.ran().is_empty(), "{}", again.text);
+    files
+        .lock()
+        .unwrap()
+        .insert("hello.txt".to_string(), b"hello two\n".to_vec());
+    let third = d.build_ok(&ctx, &["-t", "url:1"]);
+    let ran = third.ran();
+    assert!(
+        ran.len() == 4 && ran.iter().any(|n| n.contains("RUN cat")),
+        "{}",
+        third.text
+    );
+    assert_eq!(d.run_in("url:1", &["cat", "/copy"]), "hello two\n");
+
+    // 404, a refused connection, a checksum mismatch: clear errors naming the step and line,
+    // nothing recorded.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let before = d.records();
+    for (df, want) in [
+        (format!("FROM IMG\nADD {base}/missing.txt /m\n"), "404"),
+        (
+            format!("FROM IMG\nADD http://127.0.0.1:{closed}/x /x\n"),
+            "127.0.0.1",
+        ),
+        (
+            format!(
+                "FROM IMG\nADD --checksum=sha256:{} {base}/hello.txt /h\n",
+                "0".repeat(64)
+            ),
+            "checksum mismatch",
+        ),
+    ] {
+        let bad = d.context("bad", &[("Dockerfile", &df)]);
+        let out = d.build(&bad, &["-t", "url-bad:1"]);
+        assert_eq!(out.code, Some(1), "{}", out.text());
+        let err = &out.stderr;
+        assert!(err.contains("Dockerfile:2"), "{err}");
+        assert!(err.contains("[2/2] ADD"), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert_eq!(d.records(), before, "no image recorded: {df}");
+    }
+    d.assert_clean();
+}
