@@ -12,7 +12,10 @@
 //! line, exit code and output and leaves no image, container, mount or cgroup; unknown
 //! instruction, `COPY ../x`, a missing file, an unresolvable FROM, an ARG without value in FROM
 //! are clear errors leaving nothing; Ctrl-C of the client cancels an endless RUN; the cache
-//! survives a daemon restart; `builder prune` empties it.
+//! survives a daemon restart; `builder prune` empties it. ONBUILD triggers of a base image run
+//! after FROM (not inherited, a failing one named with the FROM line); ADD of a URL served by a
+//! test-local HTTP server on 127.0.0.1 (mode, owner, mtime, not unpacked, a changed body re-runs
+//! the step, 404 / refused / checksum mismatch are clear errors).
 
 mod common;
 

@@ -1497,3 +1497,24 @@ pub fn prune(root: &Path) -> Result<BuildPruned, String> {
     let _ = std::fs::remove_dir_all(root.join("build").join("tmp"));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn last_modified_dates() {
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(http_date(""), None);
+    }
+}
