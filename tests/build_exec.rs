@@ -664,6 +664,25 @@ fn onbuild_triggers_run_after_from_and_are_not_inherited() {
     // Cached on a second build, triggers included.
     let again = d.build_ok(&b, &["-t", "onb-b:1"]);
     assert!(again.ran().is_empty(), "{}", again.text);
+    // A trigger's COPY of a file the context lacks: named, at the FROM line.
+    let lacking = d.context(
+        "lacking",
+        &[(
+            "Dockerfile",
+            "FROM onb-a:1
+",
+        )],
+    );
+    let out = d.build(&lacking, &["-t", "onb-lacking:1"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains("Dockerfile:1")
+            && out
+                .stderr
+                .contains("ONBUILD trigger \"COPY x /x\" of FROM onb-a:1"),
+        "{}",
+        out.stderr
+    );
 
     // A failing trigger names itself and the FROM line; nothing is recorded.
     let bad = d.context(

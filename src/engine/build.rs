@@ -419,6 +419,7 @@ pub async fn build(
         let dir = req.context.clone();
         let file = file.clone();
         let ids = ids.clone();
+        let triggers = triggers.clone();
         tokio::task::spawn_blocking(move || -> Result<_, BuildFailure> {
             let mut ctx = Context::open(&dir)
                 .map_err(|e| BuildFailure::new(format!("build context: {e}")))?;
@@ -427,10 +428,16 @@ pub async fn build(
             })
             .map_err(|e| {
                 let step = &plan.stages[e.stage].steps[e.step];
+                let what = match triggers.get(&e.stage) {
+                    Some((base, list)) if e.step < list.len() => {
+                        format!(" (ONBUILD trigger {:?} of FROM {base})", list[e.step])
+                    }
+                    _ => String::new(),
+                };
                 located(BuildError::new(
                     &file,
                     step.pos,
-                    format!("{} {}", step.keyword, e.error),
+                    format!("{} {}{what}", step.keyword, e.error),
                 ))
             })?;
             Ok((keys, ctx))
