@@ -12,7 +12,10 @@
 //! line, exit code and output and leaves no image, container, mount or cgroup; unknown
 //! instruction, `COPY ../x`, a missing file, an unresolvable FROM, an ARG without value in FROM
 //! are clear errors leaving nothing; Ctrl-C of the client cancels an endless RUN; the cache
-//! survives a daemon restart; `builder prune` empties it.
+//! survives a daemon restart; `builder prune` empties it. ONBUILD triggers of a base image run
+//! after FROM (not inherited, a failing one named with the FROM line); ADD of a URL served by a
+//! test-local HTTP server on 127.0.0.1 (mode, owner, mtime, not unpacked, a changed body re-runs
+//! the step, 404 / refused / checksum mismatch are clear errors).
 
 mod common;
 
@@ -598,5 +601,229 @@ fn independent_stages_run_concurrently() {
     assert!(!steps.text.contains("unused"), "{}", steps.text);
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert_eq!(d.run_in("par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
+    d.assert_clean();
+}
+
+/// `image inspect REF`: its JSON (one object).
+fn inspect_config(d: &Daemon, image: &str) -> serde_json::Value {
+    let out = d.ok(d.path(), &["image", "inspect", image]).stdout;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    match v {
+        serde_json::Value::Array(mut a) => a.remove(0),
+        v => v,
+    }
+}
+
+#[test]
+fn onbuild_triggers_run_after_from_and_are_not_inherited() {
+    let d = Daemon::start("onb");
+    let a = d.context(
+        "a",
+        &[(
+            "Dockerfile",
+            "FROM IMG\nONBUILD RUN echo hi > /onbuild.txt\nONBUILD COPY x /x\n",
+        )],
+    );
+    d.build_ok(&a, &["-t", "onb-a:1"]);
+    let ia = inspect_config(&d, "onb-a:1");
+    assert_eq!(
+        ia["Config"]["OnBuild"],
+        serde_json::json!(["RUN echo hi > /onbuild.txt", "COPY x /x"]),
+        "{ia}"
+    );
+    let b = d.context(
+        "b",
+        &[
+            (
+                "Dockerfile",
+                "FROM onb-a:1\nRUN cat /onbuild.txt /x > /both\n",
+            ),
+            ("x", "from the context\n"),
+        ],
+    );
+    let steps = d.build_ok(&b, &["-t", "onb-b:1"]);
+    let ran = steps.ran();
+    assert!(
+        ran.iter().any(|n| n.contains("[2/4] ONBUILD RUN echo hi"))
+            && ran.iter().any(|n| n.contains("[3/4] ONBUILD COPY x /x"))
+            && ran.iter().any(|n| n.contains("[4/4] RUN cat")),
+        "{}",
+        steps.text
+    );
+    assert_eq!(
+        d.run_in("onb-b:1", &["cat", "/both"]),
+        "hi\nfrom the context\n"
+    );
+    let ib = inspect_config(&d, "onb-b:1");
+    assert!(
+        ib["Config"]["OnBuild"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{ib}"
+    );
+    // Cached on a second build, triggers included.
+    let again = d.build_ok(&b, &["-t", "onb-b:1"]);
+    assert!(again.ran().is_empty(), "{}", again.text);
+    // A trigger's COPY of a file the context lacks: named, at the FROM line.
+    let lacking = d.context(
+        "lacking",
+        &[(
+            "Dockerfile",
+            "FROM onb-a:1
+",
+        )],
+    );
+    let out = d.build(&lacking, &["-t", "onb-lacking:1"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains("Dockerfile:1")
+            && out
+                .stderr
+                .contains("ONBUILD trigger \"COPY x /x\" of FROM onb-a:1"),
+        "{}",
+        out.stderr
+    );
+
+    // A failing trigger names itself and the FROM line; nothing is recorded.
+    let bad = d.context(
+        "bad",
+        &[("Dockerfile", "FROM IMG\nONBUILD RUN echo trig && exit 7\n")],
+    );
+    d.build_ok(&bad, &["-t", "onb-bad:1"]);
+    let before = d.records();
+    let user = d.context(
+        "user",
+        &[("Dockerfile", "\nFROM onb-bad:1\nRUN echo after\n")],
+    );
+    let out = d.build(&user, &["-t", "onb-user:1"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let err = &out.stderr;
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("ONBUILD RUN echo trig && exit 7"), "{err}");
+    assert!(err.contains("trigger of FROM onb-bad:1"), "{err}");
+    assert!(err.contains("exit code: 7"), "{err}");
+    assert_eq!(d.records(), before, "no image recorded");
+    d.assert_clean();
+}
+
+/// A tiny HTTP/1.0 server on 127.0.0.1 (a thread of this test): `GET /NAME` answers the body
+/// set for NAME (with a fixed Last-Modified), anything else 404. Its port.
+fn serve(files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&req);
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let body = files
+                .lock()
+                .unwrap()
+                .get(path.trim_start_matches('/'))
+                .cloned();
+            let head = match &body {
+                Some(b) => format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
+                     Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                    b.len()
+                ),
+                None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string(),
+            };
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(body.as_deref().unwrap_or_default());
+        }
+    });
+    port
+}
+
+#[test]
+fn add_of_a_url_downloads_into_the_layer() {
+    let d = Daemon::start("url");
+    let files = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::from([
+        ("hello.txt".to_string(), b"hello one\n".to_vec()),
+        ("a.tar.gz".to_string(), tar_gz()),
+    ])));
+    let port = serve(files.clone());
+    let base = format!("http://127.0.0.1:{port}");
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM IMG\nADD {base}/hello.txt /hello.txt\n\
+                 ADD --chmod=644 --chown=1:2 {base}/hello.txt /dir/\nADD {base}/a.tar.gz /t/\n\
+                 RUN cat /hello.txt > /copy\n"
+            ),
+        )],
+    );
+    d.build_ok(&ctx, &["-t", "url:1"]);
+    let show = |cmd: &str| d.run_in("url:1", &["sh", "-c", cmd]);
+    assert_eq!(
+        show("cat /hello.txt /dir/hello.txt /copy"),
+        "hello one\n".repeat(3)
+    );
+    // Mode 0600 (or --chmod), --chown, mtime from Last-Modified, a tar not unpacked.
+    assert_eq!(
+        show("stat -c '%a %u:%g %Y' /hello.txt /dir/hello.txt"),
+        "600 0:0 784111777\n644 1:2 784111777\n"
+    );
+    assert_eq!(show("ls /t"), "a.tar.gz\n");
+
+    // Same content: all cached. A changed body: the ADD steps and the RUN after run again.
+    let again = d.build_ok(&ctx, &["-t", "url:1"]);
+    assert!(again.ran().is_empty(), "{}", again.text);
+    files
+        .lock()
+        .unwrap()
+        .insert("hello.txt".to_string(), b"hello two\n".to_vec());
+    let third = d.build_ok(&ctx, &["-t", "url:1"]);
+    let ran = third.ran();
+    assert!(
+        ran.len() == 4 && ran.iter().any(|n| n.contains("RUN cat")),
+        "{}",
+        third.text
+    );
+    assert_eq!(d.run_in("url:1", &["cat", "/copy"]), "hello two\n");
+
+    // 404, a refused connection, a checksum mismatch: clear errors naming the step and line,
+    // nothing recorded.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let before = d.records();
+    for (df, want) in [
+        (format!("FROM IMG\nADD {base}/missing.txt /m\n"), "404"),
+        (
+            format!("FROM IMG\nADD http://127.0.0.1:{closed}/x /x\n"),
+            "127.0.0.1",
+        ),
+        (
+            format!(
+                "FROM IMG\nADD --checksum=sha256:{} {base}/hello.txt /h\n",
+                "0".repeat(64)
+            ),
+            "checksum mismatch",
+        ),
+    ] {
+        let bad = d.context("bad", &[("Dockerfile", &df)]);
+        let out = d.build(&bad, &["-t", "url-bad:1"]);
+        assert_eq!(out.code, Some(1), "{}", out.text());
+        let err = &out.stderr;
+        assert!(err.contains("Dockerfile:2"), "{err}");
+        assert!(err.contains("[2/2] ADD"), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert_eq!(d.records(), before, "no image recorded: {df}");
+    }
     d.assert_clean();
 }

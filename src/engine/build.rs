@@ -28,7 +28,7 @@ use crate::api::types::{BuildOptions, BuildProgress, BuildPruned};
 use crate::engine::config::DaemonConfig;
 use crate::engine::containers::Containers;
 use crate::image::build::cache::{self, Context};
-use crate::image::build::copy::{self, Sources};
+use crate::image::build::copy::{self, RemoteFile, Sources};
 use crate::image::build::dockerfile::{self, BuildError, Command, Form, Pos};
 use crate::image::build::meta;
 use crate::image::build::rootfs::Rootfs;
@@ -216,6 +216,13 @@ fn derive_step(
         }
         None => commit::scratch_config(),
     };
+    // Docker: the ONBUILD triggers of a base image run in the stage built on it and are not
+    // passed on (the first step on a base image, not on an intermediate, drops them).
+    if parent.is_some_and(|p| !is_intermediate(&p.name))
+        && let Some(c) = config.get_mut("config").and_then(Value::as_object_mut)
+    {
+        c.remove("OnBuild");
+    }
     change(&mut config);
     let reference = Reference::parse(&intermediate_name(key)).map_err(|e| e.to_string())?;
     commit::derive(
@@ -337,40 +344,71 @@ pub async fn build(
         )
     };
 
-    // Base images (and `--from` images), pulled when missing or asked to.
+    // Base images (and `--from` images), pulled when missing or asked to; then the ONBUILD
+    // triggers of the base images inserted after their FROM and the plan made again (a second
+    // pass resolves what the triggers name with --from).
     let mut n: u32 = 0;
     let mut images: BTreeMap<String, ImageRecord> = BTreeMap::new();
-    for &s in &plan.order {
-        let stage = &plan.stages[s];
-        let mut refs: Vec<String> = Vec::new();
-        if let Base::Image(r) = &stage.base {
-            refs.push(r.clone());
-        }
-        refs.extend(stage.images.iter().cloned());
-        for r in refs {
-            if images.contains_key(&r) {
-                continue;
+    let mut plan = plan;
+    let mut triggers: BTreeMap<usize, (String, Vec<String>)> = BTreeMap::new();
+    for pass in 0..2 {
+        for &s in &plan.order {
+            let stage = &plan.stages[s];
+            let mut refs: Vec<String> = Vec::new();
+            if let Base::Image(r) = &stage.base {
+                refs.push(r.clone());
             }
-            n += 1;
-            let at = At {
-                n,
-                name: format!("[internal] load metadata for {r}"),
-                file: file.clone(),
-                pos: stage.pos,
-            };
-            progress(at.event("step"));
-            let t0 = Instant::now();
-            let image = resolve_image(builder, &store, &r, opts.pull, &req.cancel)
-                .await
-                .map_err(|e| at.fail(format!("FROM {r}: {e}")))?;
-            progress(BuildProgress {
-                seconds: Some(t0.elapsed().as_secs_f64()),
-                ..at.event("step_done")
-            });
-            images.insert(r, image);
+            refs.extend(stage.images.iter().cloned());
+            for r in refs {
+                if images.contains_key(&r) {
+                    continue;
+                }
+                n += 1;
+                let at = At {
+                    n,
+                    name: format!("[internal] load metadata for {r}"),
+                    file: file.clone(),
+                    pos: stage.pos,
+                };
+                progress(at.event("step"));
+                let t0 = Instant::now();
+                let image = resolve_image(builder, &store, &r, opts.pull, &req.cancel)
+                    .await
+                    .map_err(|e| at.fail(format!("FROM {r}: {e}")))?;
+                progress(BuildProgress {
+                    seconds: Some(t0.elapsed().as_secs_f64()),
+                    ..at.event("step_done")
+                });
+                images.insert(r, image);
+            }
         }
+        if pass == 1 {
+            break;
+        }
+        for &s in &plan.order {
+            if let Base::Image(r) = &plan.stages[s].base
+                && let Some(image) = images.get(r)
+            {
+                let (st, i) = (store.clone(), image.clone());
+                let config = blocking(move || Ok(config_of(&st, Some(&i))))
+                    .await
+                    .map_err(BuildFailure::new)?;
+                let list = onbuild_triggers(&config);
+                if !list.is_empty() {
+                    triggers.insert(s, (r.clone(), list));
+                }
+            }
+        }
+        if triggers.is_empty() {
+            break;
+        }
+        let df = with_triggers(&df, &triggers)?;
+        plan = stages::plan(&df, &so).map_err(|e| {
+            let mut f = located(e);
+            f.message = format!("{} (in an ONBUILD trigger of the base image)", f.message);
+            f
+        })?;
     }
-
     // Cache keys (hashes what the COPY steps read).
     let ids: BTreeMap<String, String> = images
         .iter()
@@ -381,6 +419,7 @@ pub async fn build(
         let dir = req.context.clone();
         let file = file.clone();
         let ids = ids.clone();
+        let triggers = triggers.clone();
         tokio::task::spawn_blocking(move || -> Result<_, BuildFailure> {
             let mut ctx = Context::open(&dir)
                 .map_err(|e| BuildFailure::new(format!("build context: {e}")))?;
@@ -389,10 +428,16 @@ pub async fn build(
             })
             .map_err(|e| {
                 let step = &plan.stages[e.stage].steps[e.step];
+                let what = match triggers.get(&e.stage) {
+                    Some((base, list)) if e.step < list.len() => {
+                        format!(" (ONBUILD trigger {:?} of FROM {base})", list[e.step])
+                    }
+                    _ => String::new(),
+                };
                 located(BuildError::new(
                     &file,
                     step.pos,
-                    format!("{} {}", step.keyword, e.error),
+                    format!("{} {}{what}", step.keyword, e.error),
                 ))
             })?;
             Ok((keys, ctx))
@@ -415,6 +460,7 @@ pub async fn build(
         opts: &opts,
         plan: &plan,
         keys: &keys,
+        triggers: &triggers,
         images: &images,
         ids: &ids,
         netns,
@@ -530,6 +576,8 @@ struct StageRun<'a> {
     opts: &'a BuildOptions,
     plan: &'a stages::Plan,
     keys: &'a BTreeMap<usize, Vec<String>>,
+    /// Per stage: its base image and the ONBUILD triggers run as its first steps.
+    triggers: &'a BTreeMap<usize, (String, Vec<String>)>,
     images: &'a BTreeMap<String, ImageRecord>,
     ids: &'a BTreeMap<String, String>,
     netns: Option<PathBuf>,
@@ -542,6 +590,23 @@ impl<'a> StageRun<'a> {
     fn emit(&self, p: BuildProgress) {
         let mut f = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         (*f)(p);
+    }
+
+    /// The key the plan gave the base of stage `s`.
+    fn planned_base(&self, s: usize) -> String {
+        match &self.plan.stages[s].base {
+            Base::Scratch => "scratch".to_string(),
+            Base::Image(r) => self.ids.get(r).cloned().unwrap_or_default(),
+            Base::Stage(i) => self.planned_last(*i),
+        }
+    }
+
+    /// The key the plan gave the last step of stage `s` (its base's when it has none).
+    fn planned_last(&self, s: usize) -> String {
+        match self.keys.get(&s).and_then(|k| k.last()) {
+            Some(k) => k.clone(),
+            None => self.planned_base(s),
+        }
     }
 
     /// Builds stage `s` (its steps numbered from `first`) on the stages built before it: its
@@ -591,6 +656,7 @@ impl<'a> StageRun<'a> {
                 ..at.event("step_done")
             });
             let mut cmd_set = false;
+            let mut deviated = parent_key != self.planned_base(s);
             let stage_keys = keys.get(&s).cloned().unwrap_or_default();
             for (k, step) in stage.steps.iter().enumerate() {
                 if self.cancel.is_cancelled() {
@@ -600,14 +666,54 @@ impl<'a> StageRun<'a> {
                 let Some(key) = stage_keys.get(k).cloned() else {
                     return Err(BuildFailure::new("internal: a step without a cache key"));
                 };
+                let name = match self.triggers.get(&s) {
+                    Some((base, list)) if k < list.len() => format!(
+                        "[{label}{}/{count}] ONBUILD {} (trigger of FROM {base})",
+                        k + 2,
+                        headline(&step.text)
+                    ),
+                    _ => format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
+                };
                 let at = At {
                     n,
-                    name: format!("[{label}{}/{count}] {}", k + 2, headline(&step.text)),
+                    name,
                     file: file.clone(),
                     pos: step.pos,
                 };
                 self.emit(at.event("step"));
                 let t0 = Instant::now();
+                // The planned key holds when everything before went as planned; a download's
+                // content (ADD of a URL), or a stage whose key changed that way, is hashed in
+                // and chains on from the actual parent.
+                let mut key = key;
+                let mut extra = String::new();
+                if let Some(Source::Stage(i)) = step.copy.as_ref().and_then(|c| c.from.as_ref())
+                    && let Some((_, k)) = finals.get(i)
+                    && *k != self.planned_last(*i)
+                {
+                    extra.push_str(k);
+                }
+                // The download's staging lives until the step is done (dropped at the loop's end).
+                let (_download, remote) = match remote_sources(step) {
+                    Some((urls, checksum)) => {
+                        let (staging, files, digest) =
+                            fetch_remote(root, &urls, checksum.as_deref(), self.cancel)
+                                .await
+                                .map_err(|e| at.fail(e))?;
+                        extra.push_str(&digest);
+                        (Some(staging), files)
+                    }
+                    None => (None, Vec::new()),
+                };
+                if deviated || !extra.is_empty() {
+                    key = cache::step_key(
+                        &parent_key,
+                        &step.text,
+                        &step.args,
+                        Some(&format!("{key}\0{extra}")),
+                    );
+                    deviated = true;
+                }
                 let sets_cmd = matches!(step.instruction.command, Command::Cmd(_));
                 if !opts.no_cache {
                     let (r, st, key2) = (root.clone(), store.clone(), key.clone());
@@ -687,6 +793,7 @@ impl<'a> StageRun<'a> {
                         self.ctx.clone(),
                         finals,
                         self.images,
+                        remote,
                     )
                     .await
                     .map_err(|e| at.fail(e))?,
@@ -727,6 +834,68 @@ impl<'a> StageRun<'a> {
             Ok((cur, parent_key))
         }
     }
+}
+
+/// The `OnBuild` triggers of an image config (instruction texts, in order).
+fn onbuild_triggers(config: &Value) -> Vec<String> {
+    config["config"]["OnBuild"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str())
+                .filter(|t| !t.trim().is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `df` with each stage's triggers (stage index → base reference and trigger texts) inserted
+/// right after its `FROM`, located at the `FROM`'s line. A trigger that does not parse, or is
+/// one Docker refuses there (`FROM`, `ONBUILD`, `MAINTAINER`), is an error naming it and the line.
+fn with_triggers(
+    df: &dockerfile::Dockerfile,
+    triggers: &BTreeMap<usize, (String, Vec<String>)>,
+) -> Result<dockerfile::Dockerfile, BuildFailure> {
+    let mut out = df.clone();
+    out.instructions.clear();
+    let mut stage = 0usize;
+    for i in &df.instructions {
+        out.instructions.push(i.clone());
+        if !matches!(i.command, Command::From { .. }) {
+            continue;
+        }
+        let s = stage;
+        stage += 1;
+        let Some((base, list)) = triggers.get(&s) else {
+            continue;
+        };
+        for t in list {
+            let fail = |m: &str| BuildFailure {
+                line: Some(i.pos.line),
+                ..BuildFailure::new(format!(
+                    "{}:{}: FROM {base}: ONBUILD trigger {t:?}: {m}",
+                    df.file, i.pos.line
+                ))
+            };
+            // Leading newlines put the trigger's positions on the FROM's line.
+            let text = format!("{}{t}\n", "\n".repeat(i.pos.line.saturating_sub(1)));
+            let parsed = dockerfile::parse(&df.file, &text).map_err(|e| fail(&e.message))?;
+            for inner in parsed.instructions {
+                if matches!(inner.keyword.as_str(), "FROM" | "ONBUILD" | "MAINTAINER") {
+                    return Err(fail(&format!(
+                        "{} is not allowed as an ONBUILD trigger",
+                        inner.keyword
+                    )));
+                }
+                out.instructions.push(dockerfile::Instruction {
+                    pos: i.pos,
+                    ..inner
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The record of image `r`: from the store, or pulled (always with `pull`).
@@ -988,6 +1157,7 @@ async fn copy_step(
     ctx: Arc<std::sync::Mutex<Context>>,
     finals: &BTreeMap<usize, (Option<ImageRecord>, String)>,
     images: &BTreeMap<String, ImageRecord>,
+    remote: Vec<RemoteFile>,
 ) -> Result<ImageRecord, String> {
     let from: Option<Option<ImageRecord>> = match step.copy.as_ref().and_then(|c| c.from.as_ref()) {
         None => None,
@@ -1014,6 +1184,7 @@ async fn copy_step(
                         copy,
                         add,
                         &step.instruction.heredocs,
+                        &remote,
                         Sources::Context(&mut c),
                         &target,
                         &workdir,
@@ -1026,6 +1197,7 @@ async fn copy_step(
                         copy,
                         add,
                         &step.instruction.heredocs,
+                        &[],
                         Sources::Image(&fs),
                         &target,
                         &workdir,
@@ -1045,6 +1217,193 @@ async fn copy_step(
     })
     .await;
     joined.map_err(|e| format!("worker task: {e}"))?
+}
+
+/// The most `ADD` downloads of one URL (bytes).
+const REMOTE_MAX: u64 = 4 << 30;
+
+/// How long one `ADD` download may take, and its connection.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(600);
+const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The URLs an `ADD` from the context fetches, and its `--checksum`; `None` for other steps.
+fn remote_sources(step: &Step) -> Option<(Vec<String>, Option<String>)> {
+    let Command::Add(args) = &step.instruction.command else {
+        return None;
+    };
+    let c = step.copy.as_ref()?;
+    if c.from.is_some() {
+        return None;
+    }
+    let urls: Vec<String> = c
+        .sources
+        .iter()
+        .filter(|s| copy::is_http(s))
+        .cloned()
+        .collect();
+    let checksum = args.checksum.as_ref().map(|w| w.raw.clone());
+    (!urls.is_empty() || checksum.is_some()).then_some((urls, checksum))
+}
+
+/// `Last-Modified` (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) as seconds since the epoch.
+fn http_date(text: &str) -> Option<i64> {
+    let mut p = text.split_whitespace().skip(1);
+    let day: i64 = p.next()?.parse().ok()?;
+    let month = match p.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = p.next()?.parse().ok()?;
+    let mut hms = p.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if p.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// Downloads every URL of an `ADD` into a staging directory: the staging (removed on drop), the
+/// files, and a digest of what was fetched (for the step's cache key). A non-2xx answer, a
+/// connection error, a body over [`REMOTE_MAX`], a timeout or a `--checksum` mismatch is an
+/// error naming the URL.
+async fn fetch_remote(
+    root: &Path,
+    urls: &[String],
+    checksum: Option<&str>,
+    cancel: &Cancel,
+) -> Result<(Staging, Vec<RemoteFile>, String), String> {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncWriteExt;
+
+    let expected = match checksum {
+        None => None,
+        Some(c) => {
+            if urls.len() != 1 {
+                return Err(format!(
+                    "--checksum={c}: needs exactly one http(s) URL source"
+                ));
+            }
+            let hex = c
+                .strip_prefix("sha256:")
+                .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("--checksum={c}: expected sha256:<64 hex digits>"))?;
+            Some(hex.to_ascii_lowercase())
+        }
+    };
+    let staging = {
+        let root = root.to_path_buf();
+        blocking(move || {
+            Staging::new(&root).map_err(|e| format!("a directory for the download: {e}"))
+        })
+        .await?
+    };
+    let mut files = Vec::new();
+    let mut all = Sha256::new();
+    for (i, url) in urls.iter().enumerate() {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url}: invalid URL: {e}"))?;
+        let mut client = reqwest::Client::builder()
+            .timeout(REMOTE_TIMEOUT)
+            .connect_timeout(REMOTE_CONNECT_TIMEOUT);
+        let loopback = parsed.host_str().is_some_and(|h| {
+            h.eq_ignore_ascii_case("localhost")
+                || h.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|a| a.is_loopback())
+        });
+        if loopback {
+            client = client.no_proxy();
+        }
+        let client = client
+            .build()
+            .map_err(|e| format!("{url}: an HTTP client: {e}"))?;
+        let fetch = async {
+            let mut resp = client
+                .get(parsed.clone())
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Err(format!("{url}: the server answered {status}"));
+            }
+            if resp.content_length().is_some_and(|n| n > REMOTE_MAX) {
+                return Err(format!("{url}: larger than {REMOTE_MAX} bytes"));
+            }
+            let mtime = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(http_date);
+            let path = staging.0.join(format!("download-{i}"));
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut h = Sha256::new();
+            let mut size: u64 = 0;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+                size += chunk.len() as u64;
+                if size > REMOTE_MAX {
+                    return Err(format!("{url}: larger than {REMOTE_MAX} bytes"));
+                }
+                h.update(&chunk);
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+            out.flush()
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((path, mtime, hex::encode(h.finalize())))
+        };
+        let (path, mtime, digest) = tokio::select! {
+            r = fetch => r?,
+            _ = cancelled(cancel) => return Err(format!("{url}: cancelled")),
+        };
+        if let Some(want) = &expected
+            && *want != digest
+        {
+            return Err(format!(
+                "{url}: checksum mismatch: expected sha256:{want}, the download is \
+                 sha256:{digest}"
+            ));
+        }
+        let name = parsed
+            .path_segments()
+            .and_then(|mut s| s.next_back())
+            .unwrap_or("")
+            .to_string();
+        all.update(format!("{url}\0{digest}\0{mtime:?}\0").as_bytes());
+        files.push(RemoteFile {
+            url: url.clone(),
+            name,
+            path,
+            mtime,
+        });
+    }
+    Ok((
+        staging,
+        files,
+        format!("sha256:{}", hex::encode(all.finalize())),
+    ))
 }
 
 /// `WORKDIR`: the config's working directory, and the directory made when the image lacks it.
@@ -1144,4 +1503,25 @@ pub fn prune(root: &Path) -> Result<BuildPruned, String> {
     }
     let _ = std::fs::remove_dir_all(root.join("build").join("tmp"));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_date;
+
+    #[test]
+    fn last_modified_dates() {
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            http_date("Tue, 29 Feb 2028 12:00:00 GMT"),
+            Some(1_835_438_400)
+        );
+        assert_eq!(http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        assert_eq!(http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
+        assert_eq!(http_date(""), None);
+    }
 }

@@ -173,6 +173,9 @@ pub struct ContainerConfig {
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `ONBUILD` triggers (instruction texts), run by a build on this image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
 }
 
 /// An image's HEALTHCHECK (durations in nanoseconds, as Docker stores them).

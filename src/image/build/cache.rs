@@ -407,5 +407,5 @@ fn content_of(
 
 /// `ADD https://…` and git sources are fetched, not read from the context.
 fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+    super::copy::is_http(s) || s.starts_with("git@") || s.starts_with("git://")
 }

@@ -6,7 +6,8 @@
 //! destination ending in `/` or naming an existing directory receives the file by its name,
 //! otherwise it is the file's new name; missing parents are created; `--chown` (names looked up
 //! in the image's `/etc/passwd` and `/etc/group`) and `--chmod` (octal) apply to what is
-//! copied; `ADD` of a local tar archive (plain or gzip) unpacks it. Parents that exist in the
+//! copied; `ADD` of a local tar archive (plain or gzip) unpacks it; `ADD` of a URL writes the
+//! file the executor downloaded (not unpacked, mode 0600, the server's Last-Modified). Parents that exist in the
 //! image keep their owner and mode; symlinks among them are followed inside the image.
 //! Blocking.
 
@@ -20,6 +21,22 @@ use super::dockerfile::Heredoc;
 use super::meta::absolute;
 use super::rootfs::Rootfs;
 use super::stages::CopyStep;
+
+/// A file `ADD` downloaded (by the executor) before the step: staged at `path`, named `name`
+/// (the URL's last path segment), with the server's `Last-Modified` as `mtime` when it sent one.
+#[derive(Debug, Clone)]
+pub struct RemoteFile {
+    pub url: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub mtime: Option<i64>,
+}
+
+/// Whether an `ADD` source is a URL fetched over HTTP(S).
+pub fn is_http(source: &str) -> bool {
+    let lower = source.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
 
 /// Where a step's sources are read.
 pub enum Sources<'a> {
@@ -280,11 +297,13 @@ fn is_heredoc<'a>(source: &str, heredocs: &'a [Heredoc]) -> Option<&'a Heredoc> 
 
 /// Stages `copy` into the empty directory `layer`. `target` is the image the step runs on,
 /// `workdir` its working directory. Errors name the source or the path.
+#[allow(clippy::too_many_arguments)]
 pub fn stage(
     layer: &Path,
     copy: &CopyStep,
     add: bool,
     heredocs: &[Heredoc],
+    remote: &[RemoteFile],
     sources: Sources<'_>,
     target: &Rootfs,
     workdir: &str,
@@ -309,6 +328,7 @@ pub fn stage(
     let mut index = None;
     let mut heredoc_files: Vec<(String, &Heredoc)> = Vec::new();
     let mut image = None;
+    let mut remote_files: Vec<&RemoteFile> = Vec::new();
     match sources {
         Sources::Context(ctx) => {
             for s in &copy.sources {
@@ -316,9 +336,20 @@ pub fn stage(
                     heredoc_files.push((h.name.clone(), h));
                     continue;
                 }
-                if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
+                if add && is_http(s) {
+                    let f = remote
+                        .iter()
+                        .find(|f| f.url == *s)
+                        .ok_or_else(|| format!("{s}: internal: the URL was not downloaded"))?;
+                    remote_files.push(f);
+                    continue;
+                }
+                if is_http(s) {
+                    return Err(format!("{s}: COPY does not fetch URLs (ADD does)"));
+                }
+                if s.starts_with("git@") || s.starts_with("git://") {
                     return Err(format!(
-                        "{s}: remote sources are not supported (download the file into the \
+                        "{s}: git sources are not supported (clone the repository into the \
                          context and COPY it)"
                     ));
                 }
@@ -353,13 +384,13 @@ pub fn stage(
             }
         }
     }
-    let several = items.len() + heredoc_files.len() > 1;
+    let total = items.len() + heredoc_files.len() + remote_files.len();
+    let several = total > 1;
     if several && !dest_dir {
         return Err(format!(
             "{} sources to {:?}: with several sources the destination must be a directory \
              ending in /",
-            items.len() + heredoc_files.len(),
-            copy.dest
+            total, copy.dest
         ));
     }
     let mut w = Writer {
@@ -387,6 +418,43 @@ pub fn stage(
             Some(attrs.owner.unwrap_or((0, 0))),
             false,
         )?;
+    }
+    // Downloads: never unpacked, 0600 unless --chmod, the server's Last-Modified as mtime.
+    for f in remote_files {
+        if (dest_dir || several) && f.name.is_empty() {
+            return Err(format!(
+                "{}: no file name in the URL for the destination directory {:?}",
+                f.url, copy.dest
+            ));
+        }
+        let to_rel = base(&f.name);
+        parents(layer, &to_rel, target)?;
+        let to = layer.join(to_rel.trim_start_matches('/'));
+        if to.is_dir() && !to.is_symlink() {
+            std::fs::remove_dir_all(&to).map_err(|e| io_err("replace", &to, e))?;
+        }
+        std::fs::copy(&f.path, &to).map_err(|e| io_err("copy to", &to, e))?;
+        set(
+            &to,
+            attrs.mode.unwrap_or(0o600),
+            Some(attrs.owner.unwrap_or((0, 0))),
+            false,
+        )?;
+        if let Some(t) = f.mtime {
+            let ts = rustix::fs::Timespec {
+                tv_sec: t,
+                tv_nsec: 0,
+            };
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                &to,
+                &rustix::fs::Timestamps {
+                    last_access: ts,
+                    last_modification: ts,
+                },
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            );
+        }
     }
     for (rel, src) in items {
         if src.meta.is_dir() {
