@@ -600,3 +600,99 @@ fn independent_stages_run_concurrently() {
     assert_eq!(d.run_in("par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
     d.assert_clean();
 }
+
+/// A /24 in 10.200-249.x.0 nobody else is likely to use at the same time.
+fn random_subnet() -> String {
+    let mut b = [0u8; 2];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    format!("10.{}.{}.0/24", 200 + b[0] % 50, b[1])
+}
+
+#[test]
+fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
+    let d = Daemon::start("sysprune");
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM IMG\nRUN echo prune-me > /f && echo ran-the-run\n",
+        )],
+    );
+    // A build cache entry and a dangling (untagged) result.
+    let first = d.build_ok(&ctx, &[]);
+    assert!(
+        first.logs.iter().any(|l| l == "ran-the-run"),
+        "{}",
+        first.text
+    );
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(ls.contains("<none>"), "{ls}");
+    // A network a running container uses, and one nobody uses.
+    d.ok(
+        d.path(),
+        &["network", "create", "--subnet", &random_subnet(), "used"],
+    );
+    d.ok(
+        d.path(),
+        &["network", "create", "--subnet", &random_subnet(), "unused"],
+    );
+    d.ok(
+        d.path(),
+        &[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "keeper",
+            "--network",
+            "used",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    d.ok(
+        d.path(),
+        &["container", "run", "--name", "stopped", IMAGE, "true"],
+    );
+
+    // Without a terminal and without -f: refused, nothing removed.
+    let refused = d.fails(d.path(), &["system", "prune"]);
+    assert!(refused.stderr.contains("use -f"), "{}", refused.text());
+    let ps = d.ok(d.path(), &["container", "ls", "-a"]).stdout;
+    assert!(ps.contains("stopped"), "{ps}");
+
+    let out = d.ok(d.path(), &["system", "prune", "-f"]).stdout;
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert!(out.contains("Deleted Networks:\nunused\n"), "{out}");
+    assert!(out.contains("Deleted Images:"), "{out}");
+    assert!(out.contains("Deleted build cache entries"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+
+    let ps = d.ok(d.path(), &["container", "ls", "-a"]).stdout;
+    assert!(ps.contains("keeper"), "{ps}");
+    assert!(!ps.contains("stopped"), "{ps}");
+    let nets = d.ok(d.path(), &["network", "ls"]).stdout;
+    let words: Vec<&str> = nets.split_whitespace().collect();
+    assert!(words.contains(&"used"), "{nets}");
+    assert!(!words.contains(&"unused"), "{nets}");
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(!ls.contains("<none>"), "{ls}");
+    assert!(ls.contains("flotilla.test/busybox"), "{ls}");
+    assert!(
+        d.run_in(IMAGE, &["echo", "still-here"]) == "still-here\n",
+        "the running container's image is kept"
+    );
+
+    // The cache is empty: the same build runs its RUN again.
+    let again = d.build_ok(&ctx, &[]);
+    assert!(again.cached.is_empty(), "{}", again.text);
+    assert!(
+        again.logs.iter().any(|l| l == "ran-the-run"),
+        "{}",
+        again.text
+    );
+    d.ok(d.path(), &["container", "rm", "-f", "keeper"]);
+    d.ok(d.path(), &["system", "prune", "-f"]);
+    d.assert_clean();
+}
