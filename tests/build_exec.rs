@@ -696,3 +696,72 @@ fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
     d.ok(d.path(), &["system", "prune", "-f"]);
     d.assert_clean();
 }
+
+/// Every file under `dir` (relative paths), empty when it is not there.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_one_gigabyte_context_file_no_copy_reads_is_not_sent() {
+    let d = Daemon::start("bigctx");
+    let ctx = d.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM IMG\nCOPY small.txt /small.txt\nRUN sleep 2 && echo slept\n",
+            ),
+            ("small.txt", "small\n"),
+            (".dockerignore", "nothing-matches-this\n"),
+        ],
+    );
+    // Sparse: 1 GB to read, no disk to write it.
+    let big = fs::File::create(ctx.join("big.bin")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let c = ctx.to_str().unwrap();
+    let build = d.command(
+        d.path(),
+        &["--progress", "plain", "image", "build", "-t", "big:1", c],
+    );
+    // While the build runs, the daemon's copy of the context has small.txt and never big.bin.
+    let contexts = d.root.join("build/contexts");
+    let started = Instant::now();
+    let mut seen_small = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        let files = files_under(&contexts);
+        assert!(
+            !files.iter().any(|f| f.ends_with("big.bin")),
+            "big.bin was sent: {files:?}"
+        );
+        seen_small |= files.iter().any(|f| f.ends_with("small.txt"));
+        if seen_small {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = build.finish(Duration::from_secs(180));
+    assert!(out.ok(), "{}\n{}", out.text(), d.log_tail());
+    assert!(seen_small, "the context never showed up under {contexts:?}");
+    assert!(out.stderr.contains("slept"), "{}", out.stderr);
+    assert_eq!(d.run_in("big:1", &["cat", "/small.txt"]), "small\n");
+    assert!(
+        d.run_in("big:1", &["ls", "/"])
+            .lines()
+            .all(|l| l != "big.bin"),
+        "big.bin is not in the image"
+    );
+    d.assert_clean();
+}

@@ -108,6 +108,9 @@ struct Job {
     /// Where the Dockerfile was read (for messages).
     file: String,
     options: BuildOptions,
+    /// What of the context the build reads (paths relative to it, with everything under
+    /// them); `None`: all of it (`COPY . …`).
+    needed: Option<Vec<String>>,
 }
 
 pub fn image_build(
@@ -361,7 +364,7 @@ fn prepare(
         so.platform = p.clone();
     }
     let plan = stages::plan(&df, &so).map_err(|e| format!("error: {e}"))?;
-    check_sources(&plan, &context, &file)?;
+    let needed = check_sources(&plan, &context, &file)?;
     options.dockerfile = Some(file.clone());
     options.dockerfile_inline = Some(text);
     Ok(Job {
@@ -369,13 +372,20 @@ fn prepare(
         context,
         file,
         options,
+        needed,
     })
 }
 
 /// Every `COPY`/`ADD` source the target needs from the context must be there (not ignored,
-/// not outside): a located error now rather than after the upload.
-fn check_sources(plan: &stages::Plan, context: &Path, file: &str) -> Result<(), String> {
+/// not outside): a located error now rather than after the upload. What they match is all
+/// that is sent (`None`: the whole context, for a source naming its root).
+fn check_sources(
+    plan: &stages::Plan,
+    context: &Path,
+    file: &str,
+) -> Result<Option<Vec<String>>, String> {
     let mut ctx = Context::open(context).map_err(|e| format!("error: {e}"))?;
+    let mut needed = Some(Vec::new());
     for &s in &plan.order {
         for step in &plan.stages[s].steps {
             let Some(copy) = step.copy.as_ref().filter(|c| c.from.is_none()) else {
@@ -388,16 +398,39 @@ fn check_sources(plan: &stages::Plan, context: &Path, file: &str) -> Result<(), 
                 if source.starts_with("<<") || remote {
                     continue;
                 }
-                ctx.matches(source).map_err(|e| {
+                let matched = ctx.matches(source).map_err(|e| {
                     format!(
                         "error: {}",
                         BuildError::new(file, step.pos, format!("{} {e}", step.keyword))
                     )
                 })?;
+                for (rel, _) in matched {
+                    if rel.is_empty() {
+                        needed = None;
+                    } else if let Some(n) = needed.as_mut() {
+                        n.push(rel);
+                    }
+                }
             }
         }
     }
-    Ok(())
+    Ok(needed)
+}
+
+/// Whether `child` (a context path) is sent: it is one of `needed`, under one, or a directory
+/// on the way to one; `.dockerignore` always goes (the daemon applies it again).
+fn wanted(needed: Option<&[String]>, child: &str) -> bool {
+    let Some(needed) = needed else {
+        return true;
+    };
+    child == ".dockerignore"
+        || needed.iter().any(|m| {
+            m == child
+                || child
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+                || m.strip_prefix(child).is_some_and(|r| r.starts_with('/'))
+        })
 }
 
 /// Sends one build and shows its progress; the image id.
@@ -408,7 +441,8 @@ fn run(client: &Client, job: &Job, mode: Option<Mode>) -> Result<String, String>
             .build_image(&job.options)
             .map_err(|e| format!("error: {e}"))?;
         let context = job.context.clone();
-        let sender = std::thread::spawn(move || send_context(&context, tx));
+        let needed = job.needed.clone();
+        let sender = std::thread::spawn(move || send_context(&context, needed.as_deref(), tx));
         let mut stream = answer.await.map_err(|e| format!("error: {e}"))?;
         let mut render = Render::new(mode);
         let mut last = None;
@@ -576,8 +610,13 @@ impl Write for ChannelWriter {
 }
 
 /// Writes the context as a tar to the body: every file, directory and symlink that
-/// `.dockerignore` lets through (directories excluded whole are not even walked).
-fn send_context(context: &Path, tx: crate::api::client::images::BodySender) -> Result<(), String> {
+/// `.dockerignore` lets through and the build reads ([`wanted`]; directories excluded whole, or
+/// not needed, are not even walked).
+fn send_context(
+    context: &Path,
+    needed: Option<&[String]>,
+    tx: crate::api::client::images::BodySender,
+) -> Result<(), String> {
     let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
         Ok(t) => Patterns::parse(&t),
         Err(_) => Patterns::default(),
@@ -589,7 +628,7 @@ fn send_context(context: &Path, tx: crate::api::client::images::BodySender) -> R
     let mut tar = tar::Builder::new(writer);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Complete);
-    let result = walk(context, "", &ignore, &mut tar)
+    let result = walk(context, "", &ignore, needed, &mut tar)
         .and_then(|()| tar.finish().map_err(|e| e.to_string()))
         .and_then(|()| {
             tar.get_mut()
@@ -606,6 +645,7 @@ fn walk(
     root: &Path,
     rel: &str,
     ignore: &Patterns,
+    needed: Option<&[String]>,
     tar: &mut tar::Builder<ChannelWriter>,
 ) -> Result<(), String> {
     let dir = if rel.is_empty() {
@@ -625,6 +665,9 @@ fn walk(
         } else {
             format!("{rel}/{name}")
         };
+        if !wanted(needed, &child) {
+            continue;
+        }
         let ignored = ignore.matches(&child);
         let path = item.path();
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -639,7 +682,7 @@ fn walk(
                 tar.append_path_with_name(&path, &child)
                     .map_err(|e| format!("send {}: {e}", path.display()))?;
             }
-            walk(root, &child, ignore, tar)?;
+            walk(root, &child, ignore, needed, tar)?;
             continue;
         }
         if ignored || !(ft.is_file() || ft.is_symlink()) {
@@ -722,4 +765,28 @@ fn build_args(raw: &[String]) -> Result<BTreeMap<String, String>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn only_what_the_build_reads_is_sent() {
+        let needed = vec!["app/src".to_string(), "a.txt".to_string()];
+        let n = Some(needed.as_slice());
+        for yes in [
+            "app",
+            "app/src",
+            "app/src/main.rs",
+            "a.txt",
+            ".dockerignore",
+        ] {
+            assert!(wanted(n, yes), "{yes}");
+        }
+        for no in ["big.bin", "app/srcx", "app/other", "a.txt.bak", "b"] {
+            assert!(!wanted(n, no), "{no}");
+        }
+        assert!(wanted(None, "big.bin"));
+    }
 }
