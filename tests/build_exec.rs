@@ -462,6 +462,30 @@ fn build_endpoints_contract() {
         let last = lines.last().unwrap();
         assert_eq!(last.kind, "error", "{lines:?}");
 
+        // shm_size and extra_hosts are checked: a zero size or a bad entry is the error line.
+        for (options, want) in [
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","shm_size":0}"#,
+                "shm_size: must be more than 0",
+            ),
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","extra_hosts":["nocolon"]}"#,
+                "nocolon\\\": expected host:ip or host=ip",
+            ),
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","shm_size":"big"}"#,
+                "invalid type: string \\\"big\\\", expected u64",
+            ),
+        ] {
+            let path = format!("/v1/build?options={}", escape(options));
+            let (status, body) = client
+                .raw(Method::POST, &path, Some(Bytes::from(vec![0u8; 1024])))
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            assert!(text.contains(want), "{options}: {status} {text}");
+        }
+
         // A build with an inline Dockerfile and an empty context, through the typed client.
         let options = BuildOptions {
             dockerfile_inline: Some(format!("FROM {IMAGE}\nENV A=1\nLABEL x=y\n")),
@@ -763,5 +787,82 @@ fn a_one_gigabyte_context_file_no_copy_reads_is_not_sent() {
             .all(|l| l != "big.bin"),
         "big.bin is not in the image"
     );
+    d.assert_clean();
+}
+
+const SHM_HOSTS: &str = "FROM IMG\nRUN df -k /dev/shm > /shm.txt && cat /etc/hosts > /hosts.txt\n";
+
+#[test]
+fn shm_size_and_extra_hosts_reach_the_run_steps() {
+    let mut d = Daemon::start("shmhosts");
+    let ctx = d.context("ctx", &[("Dockerfile", SHM_HOSTS)]);
+    // `image build --shm-size --add-host`.
+    d.build_ok(
+        &ctx,
+        &[
+            "-t",
+            "shm:1",
+            "--shm-size",
+            "96m",
+            "--add-host",
+            "buildhost:10.1.2.3",
+        ],
+    );
+    let shm = d.run_in("shm:1", &["cat", "/shm.txt"]);
+    assert!(
+        shm.lines()
+            .any(|l| l.contains("/dev/shm") && l.contains(" 98304 ")),
+        "{shm}"
+    );
+    let hosts = d.run_in("shm:1", &["cat", "/hosts.txt"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.1.2.3", "buildhost"]),
+        "{hosts}"
+    );
+    // The default stays Docker's 64 MiB.
+    let plain = d.context("plain", &[("Dockerfile", SHM_HOSTS)]);
+    d.build_ok(&plain, &["-t", "shm:0"]);
+    let shm = d.run_in("shm:0", &["cat", "/shm.txt"]);
+    assert!(shm.contains(" 65536 "), "{shm}");
+
+    // Bad values are clear errors before anything is sent.
+    let bad = d.build(&ctx, &["--add-host", "nocolon"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.text());
+    assert!(bad.stderr.contains("--add-host"), "{}", bad.stderr);
+    let bad = d.build(&ctx, &["--shm-size", "lots"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.text());
+    assert!(bad.stderr.contains("--shm-size"), "{}", bad.stderr);
+
+    // A stack's build: section, through `flotilla build` (client) and `up` (daemon).
+    let dir = d.stack(
+        "shmstack",
+        "services:\n  viabuild:\n    image: shm-cli:1\n    build:\n      context: ./app\n      \
+         shm_size: 80m\n      extra_hosts:\n        - \"clihost:10.4.5.6\"\n    command: [\"sleep\", \"600\"]\n  \
+         viaup:\n    image: shm-up:1\n    build:\n      context: ./app\n      shm_size: 112m\n      \
+         extra_hosts:\n        uphost: 10.7.8.9\n    command: [\"sleep\", \"600\"]\n",
+    );
+    fs::create_dir_all(dir.join("app")).unwrap();
+    fs::write(dir.join("app/Dockerfile"), SHM_HOSTS.replace("IMG", IMAGE)).unwrap();
+    let built = d.ok(&dir, &["build", "viabuild"]);
+    assert!(!built.stderr.contains("not supported"), "{}", built.stderr);
+    let up = d.ok(&dir, &["up", "-d"]);
+    assert!(!up.text().contains("not supported"), "{}", up.text());
+    for (image, kib, line) in [
+        ("shm-cli:1", " 81920 ", ["10.4.5.6", "clihost"]),
+        ("shm-up:1", " 114688 ", ["10.7.8.9", "uphost"]),
+    ] {
+        let shm = d.run_in(image, &["cat", "/shm.txt"]);
+        assert!(shm.contains(kib), "{image}: {shm}");
+        let hosts = d.run_in(image, &["cat", "/hosts.txt"]);
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == line),
+            "{image}: {hosts}"
+        );
+    }
+    d.ok(&dir, &["down"]);
     d.assert_clean();
 }

@@ -65,6 +65,12 @@ pub struct ImageBuildArgs {
     /// The network of RUN steps: host (default) or none
     #[arg(long)]
     pub network: Option<String>,
+    /// Size of the RUN steps' /dev/shm (like 128m; default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Add a line to the RUN steps' /etc/hosts (HOST:IP), repeatable
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// The build context: a directory
@@ -136,8 +142,19 @@ pub fn image_build(
         pull: args.common.pull,
         network: args.network.clone(),
         build_args: build_args(&args.common.build_args)?,
+        extra_hosts: args.add_hosts.clone(),
         ..BuildOptions::default()
     };
+    crate::engine::compose_build::check_extra_hosts(&options.extra_hosts)
+        .map_err(|e| format!("error: --add-host: {e}"))?;
+    if let Some(s) = &args.shm_size {
+        let bytes = crate::spec::units::parse_bytes(s)
+            .map_err(|e| format!("error: --shm-size {s:?}: {e}"))?;
+        if bytes == 0 {
+            return Err(format!("error: --shm-size {s:?}: must be more than 0"));
+        }
+        options.shm_size = Some(bytes);
+    }
     if let Some(p) = &args.platform {
         options.platform = Some(check_platform(p)?);
     }
@@ -275,6 +292,13 @@ fn service_job(
     }
     options.no_cache = b.get("no_cache").and_then(|v| v.as_bool()) == Some(true);
     options.pull = b.get("pull").and_then(|v| v.as_bool()) == Some(true);
+    crate::engine::compose_build::run_options(
+        service,
+        b.get("shm_size"),
+        b.get("extra_hosts"),
+        &mut options,
+    )
+    .map_err(|e| format!("error: {e}"))?;
     const KNOWN: &[&str] = &[
         "context",
         "dockerfile",
@@ -286,6 +310,8 @@ fn service_job(
         "network",
         "no_cache",
         "pull",
+        "shm_size",
+        "extra_hosts",
     ];
     for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
         if !KNOWN.contains(&k.as_str()) {
