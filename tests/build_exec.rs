@@ -679,6 +679,11 @@ fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
         d.path(),
         &["container", "run", "--name", "stopped", IMAGE, "true"],
     );
+    // An anonymous volume (created without a name) and a named one, both unused.
+    d.ok(d.path(), &["volume", "create", "named"]);
+    d.ok(d.path(), &["volume", "create"]);
+    let anonymous: Vec<String> = d.volumes().into_iter().filter(|v| v != "named").collect();
+    assert_eq!(anonymous.len(), 1, "{anonymous:?}");
 
     // Without a terminal and without -f: refused, nothing removed.
     let refused = d.fails(d.path(), &["system", "prune"]);
@@ -716,6 +721,17 @@ fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
         "{}",
         again.text
     );
+    // Volumes stay without --volumes; with it the anonymous one goes, the named one stays.
+    assert_eq!(d.volumes().len(), 2);
+    let out = d
+        .ok(d.path(), &["system", "prune", "-f", "--volumes"])
+        .stdout;
+    assert!(
+        out.contains(&format!("Deleted Volumes:\n{}\n", anonymous[0])),
+        "{out}"
+    );
+    assert_eq!(d.volumes(), ["named"]);
+    d.ok(d.path(), &["volume", "rm", "named"]);
     d.ok(d.path(), &["container", "rm", "-f", "keeper"]);
     d.ok(d.path(), &["system", "prune", "-f"]);
     d.assert_clean();
