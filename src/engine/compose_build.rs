@@ -182,3 +182,50 @@ pub fn request(
         warnings,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(
+        shm: Option<serde_json::Value>,
+        hosts: Option<serde_json::Value>,
+    ) -> Result<BuildOptions, String> {
+        let mut o = BuildOptions::default();
+        run_options("web", shm.as_ref(), hosts.as_ref(), &mut o)?;
+        Ok(o)
+    }
+
+    #[test]
+    fn shm_size_and_extra_hosts_of_a_build_section() {
+        let o = opts(
+            Some(json!(1048576)),
+            Some(json!(["a=10.0.0.1", "b:10.0.0.2"])),
+        )
+        .unwrap();
+        assert_eq!(o.shm_size, Some(1 << 20));
+        assert_eq!(o.extra_hosts, ["a=10.0.0.1", "b:10.0.0.2"]);
+        let o = opts(Some(json!("2m")), Some(json!({"c": "::1"}))).unwrap();
+        assert_eq!(o.shm_size, Some(2 << 20));
+        assert_eq!(o.extra_hosts, ["c=::1"]);
+        assert_eq!(opts(None, None).unwrap(), BuildOptions::default());
+        for (shm, hosts, want) in [
+            (Some(json!(0)), None, "build.shm_size: must be more than 0"),
+            (Some(json!("lots")), None, "build.shm_size"),
+            (
+                None,
+                Some(json!(["nocolon"])),
+                "expected host:ip or host=ip",
+            ),
+            (None, Some(json!(["h:not-an-ip"])), "not an IP address"),
+            (None, Some(json!(7)), "a list or a mapping"),
+        ] {
+            let e = opts(shm.clone(), hosts.clone()).unwrap_err();
+            assert!(
+                e.starts_with("service web: ") && e.contains(want),
+                "{shm:?} {hosts:?}: {e}"
+            );
+        }
+    }
+}
