@@ -721,6 +721,20 @@ fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
         "{}",
         again.text
     );
+    // -a: a tagged image no container uses goes; the running container's image stays.
+    d.build_ok(&ctx, &["-t", "unused:1"]);
+    let out = d.ok(d.path(), &["system", "prune", "-a", "-f"]).stdout;
+    assert!(out.contains("unused:1"), "{out}");
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(!ls.contains("unused"), "{ls}");
+    assert!(ls.contains("flotilla.test/busybox"), "{ls}");
+    assert!(
+        d.ok(d.path(), &["container", "ls"])
+            .stdout
+            .contains("keeper"),
+        "the running container is untouched"
+    );
+
     // Volumes stay without --volumes; with it the anonymous one goes, the named one stays.
     assert_eq!(d.volumes().len(), 2);
     let out = d
