@@ -15,7 +15,9 @@
 //! survives a daemon restart; `builder prune` empties it. ONBUILD triggers of a base image run
 //! after FROM (not inherited, a failing one named with the FROM line); ADD of a URL served by a
 //! test-local HTTP server on 127.0.0.1 (mode, owner, mtime, not unpacked, a changed body re-runs
-//! the step, 404 / refused / checksum mismatch are clear errors).
+//! the step, 404 / refused / checksum mismatch are clear errors). `system prune` removes what is
+//! unused and keeps what runs; a 1 GB context file no COPY reads is never sent; `shm_size` and
+//! `extra_hosts` reach the RUN steps.
 
 mod common;
 
@@ -465,6 +467,30 @@ fn build_endpoints_contract() {
         let last = lines.last().unwrap();
         assert_eq!(last.kind, "error", "{lines:?}");
 
+        // shm_size and extra_hosts are checked: a zero size or a bad entry is the error line.
+        for (options, want) in [
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","shm_size":0}"#,
+                "shm_size: must be more than 0",
+            ),
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","extra_hosts":["nocolon"]}"#,
+                "nocolon\\\": expected host:ip or host=ip",
+            ),
+            (
+                r#"{"dockerfile_inline":"FROM scratch\n","shm_size":"big"}"#,
+                "invalid type: string \\\"big\\\", expected u64",
+            ),
+        ] {
+            let path = format!("/v1/build?options={}", escape(options));
+            let (status, body) = client
+                .raw(Method::POST, &path, Some(Bytes::from(vec![0u8; 1024])))
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            assert!(text.contains(want), "{options}: {status} {text}");
+        }
+
         // A build with an inline Dockerfile and an empty context, through the typed client.
         let options = BuildOptions {
             dockerfile_inline: Some(format!("FROM {IMAGE}\nENV A=1\nLABEL x=y\n")),
@@ -825,5 +851,277 @@ fn add_of_a_url_downloads_into_the_layer() {
         assert!(err.contains(want), "{err}");
         assert_eq!(d.records(), before, "no image recorded: {df}");
     }
+    d.assert_clean();
+}
+
+/// A /24 in 10.200-249.x.0 nobody else is likely to use at the same time.
+fn random_subnet() -> String {
+    let mut b = [0u8; 2];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut b).unwrap();
+    format!("10.{}.{}.0/24", 200 + b[0] % 50, b[1])
+}
+
+#[test]
+fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
+    let d = Daemon::start("sysprune");
+    let ctx = d.context(
+        "ctx",
+        &[(
+            "Dockerfile",
+            "FROM IMG\nRUN echo prune-me > /f && echo ran-the-run\n",
+        )],
+    );
+    // A build cache entry and a dangling (untagged) result.
+    let first = d.build_ok(&ctx, &[]);
+    assert!(
+        first.logs.iter().any(|l| l == "ran-the-run"),
+        "{}",
+        first.text
+    );
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(ls.contains("<none>"), "{ls}");
+    // A network a running container uses, and one nobody uses.
+    d.ok(
+        d.path(),
+        &["network", "create", "--subnet", &random_subnet(), "used"],
+    );
+    d.ok(
+        d.path(),
+        &["network", "create", "--subnet", &random_subnet(), "unused"],
+    );
+    d.ok(
+        d.path(),
+        &[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "keeper",
+            "--network",
+            "used",
+            IMAGE,
+            "sleep",
+            "600",
+        ],
+    );
+    d.ok(
+        d.path(),
+        &["container", "run", "--name", "stopped", IMAGE, "true"],
+    );
+    // An anonymous volume (created without a name) and a named one, both unused.
+    d.ok(d.path(), &["volume", "create", "named"]);
+    d.ok(d.path(), &["volume", "create"]);
+    let anonymous: Vec<String> = d.volumes().into_iter().filter(|v| v != "named").collect();
+    assert_eq!(anonymous.len(), 1, "{anonymous:?}");
+
+    // Without a terminal and without -f: refused, nothing removed.
+    let refused = d.fails(d.path(), &["system", "prune"]);
+    assert!(refused.stderr.contains("use -f"), "{}", refused.text());
+    let ps = d.ok(d.path(), &["container", "ls", "-a"]).stdout;
+    assert!(ps.contains("stopped"), "{ps}");
+
+    let out = d.ok(d.path(), &["system", "prune", "-f"]).stdout;
+    assert!(out.contains("Deleted Containers:"), "{out}");
+    assert!(out.contains("Deleted Networks:\nunused\n"), "{out}");
+    assert!(out.contains("Deleted Images:"), "{out}");
+    assert!(out.contains("Deleted build cache entries"), "{out}");
+    assert!(out.contains("Total reclaimed space: "), "{out}");
+
+    let ps = d.ok(d.path(), &["container", "ls", "-a"]).stdout;
+    assert!(ps.contains("keeper"), "{ps}");
+    assert!(!ps.contains("stopped"), "{ps}");
+    let nets = d.ok(d.path(), &["network", "ls"]).stdout;
+    let words: Vec<&str> = nets.split_whitespace().collect();
+    assert!(words.contains(&"used"), "{nets}");
+    assert!(!words.contains(&"unused"), "{nets}");
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(!ls.contains("<none>"), "{ls}");
+    assert!(ls.contains("flotilla.test/busybox"), "{ls}");
+    assert!(
+        d.run_in(IMAGE, &["echo", "still-here"]) == "still-here\n",
+        "the running container's image is kept"
+    );
+
+    // The cache is empty: the same build runs its RUN again.
+    let again = d.build_ok(&ctx, &[]);
+    assert!(again.cached.is_empty(), "{}", again.text);
+    assert!(
+        again.logs.iter().any(|l| l == "ran-the-run"),
+        "{}",
+        again.text
+    );
+    // -a: a tagged image no container uses goes; the running container's image stays.
+    d.build_ok(&ctx, &["-t", "unused:1"]);
+    let out = d.ok(d.path(), &["system", "prune", "-a", "-f"]).stdout;
+    assert!(out.contains("unused:1"), "{out}");
+    let ls = d.ok(d.path(), &["image", "ls"]).stdout;
+    assert!(!ls.contains("unused"), "{ls}");
+    assert!(ls.contains("flotilla.test/busybox"), "{ls}");
+    assert!(
+        d.ok(d.path(), &["container", "ls"])
+            .stdout
+            .contains("keeper"),
+        "the running container is untouched"
+    );
+
+    // Volumes stay without --volumes; with it the anonymous one goes, the named one stays.
+    assert_eq!(d.volumes().len(), 2);
+    let out = d
+        .ok(d.path(), &["system", "prune", "-f", "--volumes"])
+        .stdout;
+    assert!(
+        out.contains(&format!("Deleted Volumes:\n{}\n", anonymous[0])),
+        "{out}"
+    );
+    assert_eq!(d.volumes(), ["named"]);
+    d.ok(d.path(), &["volume", "rm", "named"]);
+    d.ok(d.path(), &["container", "rm", "-f", "keeper"]);
+    d.ok(d.path(), &["system", "prune", "-f"]);
+    d.assert_clean();
+}
+
+/// Every file under `dir` (relative paths), empty when it is not there.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_one_gigabyte_context_file_no_copy_reads_is_not_sent() {
+    let d = Daemon::start("bigctx");
+    let ctx = d.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM IMG\nCOPY small.txt /small.txt\nRUN sleep 2 && echo slept\n",
+            ),
+            ("small.txt", "small\n"),
+            (".dockerignore", "nothing-matches-this\n"),
+        ],
+    );
+    // Sparse: 1 GB to read, no disk to write it.
+    let big = fs::File::create(ctx.join("big.bin")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let c = ctx.to_str().unwrap();
+    let build = d.command(
+        d.path(),
+        &["--progress", "plain", "image", "build", "-t", "big:1", c],
+    );
+    // While the build runs, the daemon's copy of the context has small.txt and never big.bin.
+    let contexts = d.root.join("build/contexts");
+    let started = Instant::now();
+    let mut seen_small = false;
+    while started.elapsed() < Duration::from_secs(60) {
+        let files = files_under(&contexts);
+        assert!(
+            !files.iter().any(|f| f.ends_with("big.bin")),
+            "big.bin was sent: {files:?}"
+        );
+        seen_small |= files.iter().any(|f| f.ends_with("small.txt"));
+        if seen_small {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = build.finish(Duration::from_secs(180));
+    assert!(out.ok(), "{}\n{}", out.text(), d.log_tail());
+    assert!(seen_small, "the context never showed up under {contexts:?}");
+    assert!(out.stderr.contains("slept"), "{}", out.stderr);
+    assert_eq!(d.run_in("big:1", &["cat", "/small.txt"]), "small\n");
+    assert!(
+        d.run_in("big:1", &["ls", "/"])
+            .lines()
+            .all(|l| l != "big.bin"),
+        "big.bin is not in the image"
+    );
+    d.assert_clean();
+}
+
+const SHM_HOSTS: &str = "FROM IMG\nRUN df -k /dev/shm > /shm.txt && cat /etc/hosts > /hosts.txt\n";
+
+#[test]
+fn shm_size_and_extra_hosts_reach_the_run_steps() {
+    let mut d = Daemon::start("shmhosts");
+    let ctx = d.context("ctx", &[("Dockerfile", SHM_HOSTS)]);
+    // `image build --shm-size --add-host`.
+    d.build_ok(
+        &ctx,
+        &[
+            "-t",
+            "shm:1",
+            "--shm-size",
+            "96m",
+            "--add-host",
+            "buildhost:10.1.2.3",
+        ],
+    );
+    let shm = d.run_in("shm:1", &["cat", "/shm.txt"]);
+    assert!(
+        shm.lines()
+            .any(|l| l.contains("/dev/shm") && l.contains(" 98304 ")),
+        "{shm}"
+    );
+    let hosts = d.run_in("shm:1", &["cat", "/hosts.txt"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.1.2.3", "buildhost"]),
+        "{hosts}"
+    );
+    // The default stays Docker's 64 MiB.
+    let plain = d.context("plain", &[("Dockerfile", SHM_HOSTS)]);
+    d.build_ok(&plain, &["-t", "shm:0"]);
+    let shm = d.run_in("shm:0", &["cat", "/shm.txt"]);
+    assert!(shm.contains(" 65536 "), "{shm}");
+
+    // Bad values are clear errors before anything is sent.
+    let bad = d.build(&ctx, &["--add-host", "nocolon"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.text());
+    assert!(bad.stderr.contains("--add-host"), "{}", bad.stderr);
+    let bad = d.build(&ctx, &["--shm-size", "lots"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.text());
+    assert!(bad.stderr.contains("--shm-size"), "{}", bad.stderr);
+
+    // A stack's build: section, through `flotilla build` (client) and `up` (daemon).
+    let dir = d.stack(
+        "shmstack",
+        "services:\n  viabuild:\n    image: shm-cli:1\n    build:\n      context: ./app\n      \
+         shm_size: 80m\n      extra_hosts:\n        - \"clihost:10.4.5.6\"\n    command: [\"sleep\", \"600\"]\n  \
+         viaup:\n    image: shm-up:1\n    build:\n      context: ./app\n      shm_size: 112m\n      \
+         extra_hosts:\n        uphost: 10.7.8.9\n    command: [\"sleep\", \"600\"]\n",
+    );
+    fs::create_dir_all(dir.join("app")).unwrap();
+    fs::write(dir.join("app/Dockerfile"), SHM_HOSTS.replace("IMG", IMAGE)).unwrap();
+    let built = d.ok(&dir, &["build", "viabuild"]);
+    assert!(!built.stderr.contains("not supported"), "{}", built.stderr);
+    let up = d.ok(&dir, &["up", "-d"]);
+    assert!(!up.text().contains("not supported"), "{}", up.text());
+    for (image, kib, line) in [
+        ("shm-cli:1", " 81920 ", ["10.4.5.6", "clihost"]),
+        ("shm-up:1", " 114688 ", ["10.7.8.9", "uphost"]),
+    ] {
+        let shm = d.run_in(image, &["cat", "/shm.txt"]);
+        assert!(shm.contains(kib), "{image}: {shm}");
+        let hosts = d.run_in(image, &["cat", "/hosts.txt"]);
+        assert!(
+            hosts
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == line),
+            "{image}: {hosts}"
+        );
+    }
+    d.ok(&dir, &["down"]);
     d.assert_clean();
 }

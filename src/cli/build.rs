@@ -65,6 +65,12 @@ pub struct ImageBuildArgs {
     /// The network of RUN steps: host (default) or none
     #[arg(long)]
     pub network: Option<String>,
+    /// Size of the RUN steps' /dev/shm (like 128m; default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Add a line to the RUN steps' /etc/hosts (HOST:IP), repeatable
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     #[command(flatten)]
     pub common: CommonArgs,
     /// The build context: a directory
@@ -108,6 +114,9 @@ struct Job {
     /// Where the Dockerfile was read (for messages).
     file: String,
     options: BuildOptions,
+    /// What of the context the build reads (paths relative to it, with everything under
+    /// them); `None`: all of it (`COPY . …`).
+    needed: Option<Vec<String>>,
 }
 
 pub fn image_build(
@@ -133,8 +142,19 @@ pub fn image_build(
         pull: args.common.pull,
         network: args.network.clone(),
         build_args: build_args(&args.common.build_args)?,
+        extra_hosts: args.add_hosts.clone(),
         ..BuildOptions::default()
     };
+    crate::engine::compose_build::check_extra_hosts(&options.extra_hosts)
+        .map_err(|e| format!("error: --add-host: {e}"))?;
+    if let Some(s) = &args.shm_size {
+        let bytes = crate::spec::units::parse_bytes(s)
+            .map_err(|e| format!("error: --shm-size {s:?}: {e}"))?;
+        if bytes == 0 {
+            return Err(format!("error: --shm-size {s:?}: must be more than 0"));
+        }
+        options.shm_size = Some(bytes);
+    }
     if let Some(p) = &args.platform {
         options.platform = Some(check_platform(p)?);
     }
@@ -272,6 +292,13 @@ fn service_job(
     }
     options.no_cache = b.get("no_cache").and_then(|v| v.as_bool()) == Some(true);
     options.pull = b.get("pull").and_then(|v| v.as_bool()) == Some(true);
+    crate::engine::compose_build::run_options(
+        service,
+        b.get("shm_size"),
+        b.get("extra_hosts"),
+        &mut options,
+    )
+    .map_err(|e| format!("error: {e}"))?;
     const KNOWN: &[&str] = &[
         "context",
         "dockerfile",
@@ -283,6 +310,8 @@ fn service_job(
         "network",
         "no_cache",
         "pull",
+        "shm_size",
+        "extra_hosts",
     ];
     for k in b.as_object().into_iter().flat_map(|o| o.keys()) {
         if !KNOWN.contains(&k.as_str()) {
@@ -361,7 +390,7 @@ fn prepare(
         so.platform = p.clone();
     }
     let plan = stages::plan(&df, &so).map_err(|e| format!("error: {e}"))?;
-    check_sources(&plan, &context, &file)?;
+    let needed = check_sources(&plan, &context, &file)?;
     options.dockerfile = Some(file.clone());
     options.dockerfile_inline = Some(text);
     Ok(Job {
@@ -369,13 +398,20 @@ fn prepare(
         context,
         file,
         options,
+        needed,
     })
 }
 
 /// Every `COPY`/`ADD` source the target needs from the context must be there (not ignored,
-/// not outside): a located error now rather than after the upload.
-fn check_sources(plan: &stages::Plan, context: &Path, file: &str) -> Result<(), String> {
+/// not outside): a located error now rather than after the upload. What they match is all
+/// that is sent (`None`: the whole context, for a source naming its root).
+fn check_sources(
+    plan: &stages::Plan,
+    context: &Path,
+    file: &str,
+) -> Result<Option<Vec<String>>, String> {
     let mut ctx = Context::open(context).map_err(|e| format!("error: {e}"))?;
+    let mut needed = Some(Vec::new());
     for &s in &plan.order {
         for step in &plan.stages[s].steps {
             let Some(copy) = step.copy.as_ref().filter(|c| c.from.is_none()) else {
@@ -388,16 +424,39 @@ fn check_sources(plan: &stages::Plan, context: &Path, file: &str) -> Result<(), 
                 if source.starts_with("<<") || remote {
                     continue;
                 }
-                ctx.matches(source).map_err(|e| {
+                let matched = ctx.matches(source).map_err(|e| {
                     format!(
                         "error: {}",
                         BuildError::new(file, step.pos, format!("{} {e}", step.keyword))
                     )
                 })?;
+                for (rel, _) in matched {
+                    if rel.is_empty() {
+                        needed = None;
+                    } else if let Some(n) = needed.as_mut() {
+                        n.push(rel);
+                    }
+                }
             }
         }
     }
-    Ok(())
+    Ok(needed)
+}
+
+/// Whether `child` (a context path) is sent: it is one of `needed`, under one, or a directory
+/// on the way to one; `.dockerignore` always goes (the daemon applies it again).
+fn wanted(needed: Option<&[String]>, child: &str) -> bool {
+    let Some(needed) = needed else {
+        return true;
+    };
+    child == ".dockerignore"
+        || needed.iter().any(|m| {
+            m == child
+                || child
+                    .strip_prefix(m.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+                || m.strip_prefix(child).is_some_and(|r| r.starts_with('/'))
+        })
 }
 
 /// Sends one build and shows its progress; the image id.
@@ -408,7 +467,8 @@ fn run(client: &Client, job: &Job, mode: Option<Mode>) -> Result<String, String>
             .build_image(&job.options)
             .map_err(|e| format!("error: {e}"))?;
         let context = job.context.clone();
-        let sender = std::thread::spawn(move || send_context(&context, tx));
+        let needed = job.needed.clone();
+        let sender = std::thread::spawn(move || send_context(&context, needed.as_deref(), tx));
         let mut stream = answer.await.map_err(|e| format!("error: {e}"))?;
         let mut render = Render::new(mode);
         let mut last = None;
@@ -576,8 +636,13 @@ impl Write for ChannelWriter {
 }
 
 /// Writes the context as a tar to the body: every file, directory and symlink that
-/// `.dockerignore` lets through (directories excluded whole are not even walked).
-fn send_context(context: &Path, tx: crate::api::client::images::BodySender) -> Result<(), String> {
+/// `.dockerignore` lets through and the build reads ([`wanted`]; directories excluded whole, or
+/// not needed, are not even walked).
+fn send_context(
+    context: &Path,
+    needed: Option<&[String]>,
+    tx: crate::api::client::images::BodySender,
+) -> Result<(), String> {
     let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
         Ok(t) => Patterns::parse(&t),
         Err(_) => Patterns::default(),
@@ -589,7 +654,7 @@ fn send_context(context: &Path, tx: crate::api::client::images::BodySender) -> R
     let mut tar = tar::Builder::new(writer);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Complete);
-    let result = walk(context, "", &ignore, &mut tar)
+    let result = walk(context, "", &ignore, needed, &mut tar)
         .and_then(|()| tar.finish().map_err(|e| e.to_string()))
         .and_then(|()| {
             tar.get_mut()
@@ -606,6 +671,7 @@ fn walk(
     root: &Path,
     rel: &str,
     ignore: &Patterns,
+    needed: Option<&[String]>,
     tar: &mut tar::Builder<ChannelWriter>,
 ) -> Result<(), String> {
     let dir = if rel.is_empty() {
@@ -625,6 +691,9 @@ fn walk(
         } else {
             format!("{rel}/{name}")
         };
+        if !wanted(needed, &child) {
+            continue;
+        }
         let ignored = ignore.matches(&child);
         let path = item.path();
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -639,7 +708,7 @@ fn walk(
                 tar.append_path_with_name(&path, &child)
                     .map_err(|e| format!("send {}: {e}", path.display()))?;
             }
-            walk(root, &child, ignore, tar)?;
+            walk(root, &child, ignore, needed, tar)?;
             continue;
         }
         if ignored || !(ft.is_file() || ft.is_symlink()) {
@@ -722,4 +791,28 @@ fn build_args(raw: &[String]) -> Result<BTreeMap<String, String>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wanted;
+
+    #[test]
+    fn only_what_the_build_reads_is_sent() {
+        let needed = vec!["app/src".to_string(), "a.txt".to_string()];
+        let n = Some(needed.as_slice());
+        for yes in [
+            "app",
+            "app/src",
+            "app/src/main.rs",
+            "a.txt",
+            ".dockerignore",
+        ] {
+            assert!(wanted(n, yes), "{yes}");
+        }
+        for no in ["big.bin", "app/srcx", "app/other", "a.txt.bak", "b"] {
+            assert!(!wanted(n, no), "{no}");
+        }
+        assert!(wanted(None, "big.bin"));
+    }
 }

@@ -87,6 +87,7 @@ fn rule(path: &[&str]) -> Option<Rule> {
             }
             ["rm"] | ["compose", "rm"] => (&[("-f", "--force")], false),
             ["network" | "volume", "rm" | "remove" | "prune"] => (&[("-f", "--force")], false),
+            ["system", "prune"] => (&[("-f", "--force")], false),
             ["network", "disconnect"] => (&[("-f", "--force")], false),
             ["network" | "volume", "ls" | "list"] => (&[("-f", "--filter")], false),
             _ => return None,
@@ -120,7 +121,7 @@ pub fn docker_short_flags(args: Vec<OsString>) -> Vec<OsString> {
                 i += 1;
                 if !matches!(
                     w,
-                    "image" | "container" | "compose" | "network" | "volume" | "builder"
+                    "image" | "container" | "compose" | "network" | "volume" | "builder" | "system"
                 ) {
                     break;
                 }
@@ -190,6 +191,14 @@ mod tests {
         assert_eq!(
             rewrite(&["flotilla", "-f", "a.yaml", "up", "-d"]),
             ["flotilla", "-f", "a.yaml", "up", "-d"]
+        );
+    }
+
+    #[test]
+    fn system_prune_f_is_force() {
+        assert_eq!(
+            rewrite(&["flotilla", "system", "prune", "-a", "-f"]),
+            ["flotilla", "system", "prune", "-a", "--force"]
         );
     }
 

@@ -158,7 +158,7 @@ pub enum Command {
     Volume(volume::VolumeArgs),
     /// Manage the build cache (`builder prune`)
     Builder(build::BuilderArgs),
-    /// Disk usage of the engine (`system df`)
+    /// Disk usage of the engine and its cleanup (`system df`, `system prune`)
     System(system::SystemArgs),
     #[command(flatten)]
     Project(compose::ProjectCommand),

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::{EngineArgs, human, out};
 use crate::api::client::{Autostart, Client, ClientError, block_on, connect_or_start};
 use crate::api::host::Host;
-use crate::api::types::{DiskUsage, Info, UsageSummary, Version};
+use crate::api::types::{ContainerStatus, DiskUsage, Info, UsageSummary, Version};
 use crate::engine::config::DaemonConfig;
 use crate::engine::daemon::{self, DaemonOptions};
 
@@ -192,12 +192,140 @@ pub struct SystemArgs {
 pub enum SystemCommand {
     /// Show the disk space images, containers and volumes take
     Df(FormatArgs),
+    /// Remove stopped containers, unused networks, dangling images and the build cache
+    Prune(PruneArgs),
+}
+
+/// `flotilla system prune [-a] [--volumes] [-f]`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Also remove anonymous volumes no container uses
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not ask for confirmation (`-f` after the command)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `flotilla system …`.
 pub fn system(engine: &EngineArgs, hosts: &HostArgs, args: &SystemArgs) -> Result<(), String> {
     match &args.command {
         SystemCommand::Df(a) => df(engine, hosts, a),
+        SystemCommand::Prune(a) => prune(engine, hosts, a),
+    }
+}
+
+/// Docker's warning before a `system prune`.
+fn prune_warning(args: &PruneArgs) -> String {
+    let mut text = String::from(
+        "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by \
+         at least one container\n",
+    );
+    if args.volumes {
+        text.push_str("  - all anonymous volumes not used by at least one container\n");
+    }
+    text.push_str(if args.all {
+        "  - all images without at least one container associated to them\n"
+    } else {
+        "  - all dangling images\n"
+    });
+    text.push_str("  - all build cache\n");
+    text
+}
+
+/// Appends `title` and one line per name when there are any.
+fn section(text: &mut String, title: &str, names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    text.push_str(title);
+    text.push('\n');
+    for n in names {
+        text.push_str(n);
+        text.push('\n');
+    }
+    text.push('\n');
+}
+
+/// `flotilla system prune`: the container, network, volume, image and build-cache prunes in
+/// Docker's order, through the daemon's own endpoints (stopped containers one by one: the
+/// daemon refuses to remove a running one without force, which is never asked for).
+fn prune(engine: &EngineArgs, hosts: &HostArgs, args: &PruneArgs) -> Result<(), String> {
+    if !args.force && !super::network::confirm(prune_warning(args).trim_end()) {
+        return Err("system prune has been cancelled (use -f to prune without a terminal)".into());
+    }
+    let client = engine_client(engine, hosts)?;
+    let call = |e: std::io::Error| format!("start a runtime: {e}");
+    let mut text = String::new();
+    let mut reclaimed: u64 = 0;
+
+    let containers = block_on(client.list_containers(true))
+        .map_err(call)?
+        .map_err(|e| format!("error: system prune: list containers: {e}"))?;
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    for c in containers {
+        if !matches!(
+            c.state.status,
+            ContainerStatus::Created | ContainerStatus::Exited | ContainerStatus::Dead
+        ) {
+            continue;
+        }
+        match block_on(client.remove_container(&c.id, false)).map_err(call)? {
+            Ok(()) => removed.push(c.id),
+            Err(ClientError::Api { status: 404, .. }) => {}
+            Err(e) => errors.push(format!("error: system prune: container {}: {e}", c.name)),
+        }
+    }
+    section(&mut text, "Deleted Containers:", &removed);
+
+    let networks = block_on(client.prune_networks(None))
+        .map_err(call)?
+        .map_err(|e| format!("error: system prune: networks: {e}"))?;
+    section(&mut text, "Deleted Networks:", &networks.networks);
+
+    if args.volumes {
+        let volumes = block_on(client.prune_volumes(false, None))
+            .map_err(call)?
+            .map_err(|e| format!("error: system prune: volumes: {e}"))?;
+        section(&mut text, "Deleted Volumes:", &volumes.volumes);
+        reclaimed = reclaimed.saturating_add(volumes.reclaimed);
+    }
+
+    let images = block_on(client.prune_images(args.all))
+        .map_err(call)?
+        .map_err(|e| format!("error: system prune: images: {e}"))?;
+    let mut lines: Vec<String> = images
+        .untagged
+        .iter()
+        .map(|n| format!("Untagged: {n}"))
+        .collect();
+    lines.extend(images.deleted.iter().map(|d| format!("Deleted: {d}")));
+    section(&mut text, "Deleted Images:", &lines);
+    reclaimed = reclaimed.saturating_add(images.reclaimed);
+
+    let cache = block_on(client.prune_build())
+        .map_err(call)?
+        .map_err(|e| format!("error: system prune: build cache: {e}"))?;
+    if cache.entries > 0 || cache.images > 0 {
+        text.push_str(&format!(
+            "Deleted build cache entries: {}, intermediate images: {}\n\n",
+            cache.entries, cache.images
+        ));
+    }
+    reclaimed = reclaimed.saturating_add(cache.reclaimed);
+
+    text.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human::size(reclaimed)
+    ));
+    out(&text).map_err(|e| e.to_string())?;
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(errors.join("\n")),
     }
 }
 

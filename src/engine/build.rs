@@ -335,6 +335,11 @@ pub async fn build(
             )));
         }
     };
+    if opts.shm_size == Some(0) {
+        return Err(BuildFailure::new("shm_size: must be more than 0"));
+    }
+    crate::engine::compose_build::check_extra_hosts(&opts.extra_hosts)
+        .map_err(BuildFailure::new)?;
     let store = {
         let root = root.clone();
         Arc::new(
@@ -420,11 +425,22 @@ pub async fn build(
         let file = file.clone();
         let ids = ids.clone();
         let triggers = triggers.clone();
+        // The RUN containers' /dev/shm and /etc/hosts are inputs of their steps (as in
+        // BuildKit): non-default ones give every step of the build other keys.
+        let run_env = match (opts.shm_size, opts.extra_hosts.is_empty()) {
+            (None, true) => String::new(),
+            (shm, _) => format!(
+                "\0shm={}\0hosts={}",
+                shm.unwrap_or(64 << 20),
+                opts.extra_hosts.join(",")
+            ),
+        };
         tokio::task::spawn_blocking(move || -> Result<_, BuildFailure> {
             let mut ctx = Context::open(&dir)
                 .map_err(|e| BuildFailure::new(format!("build context: {e}")))?;
             let keys = cache::plan_keys(&plan, &mut ctx, &|r: &str| {
-                ids.get(r).cloned().unwrap_or_else(|| format!("ref:{r}"))
+                let id = ids.get(r).cloned().unwrap_or_else(|| format!("ref:{r}"));
+                format!("{id}{run_env}")
             })
             .map_err(|e| {
                 let step = &plan.stages[e.stage].steps[e.step];
@@ -778,6 +794,7 @@ impl<'a> StageRun<'a> {
                             form,
                             &key,
                             netns,
+                            opts,
                             &at,
                             &|p| self.emit(p),
                             self.cancel,
@@ -943,6 +960,7 @@ async fn run_step(
     form: &Form,
     key: &str,
     netns: Option<PathBuf>,
+    opts: &BuildOptions,
     at: &At,
     progress: &(dyn Fn(BuildProgress) + Sync),
     cancel: &Cancel,
@@ -989,6 +1007,8 @@ async fn run_step(
             working_dir: Some(meta::workdir(&config)),
             user,
             netns,
+            shm_size: opts.shm_size,
+            extra_hosts: opts.extra_hosts.clone(),
             ..ContainerConfig::default()
         },
         labels: BTreeMap::from([(BUILD_LABEL.to_string(), key.to_string())]),

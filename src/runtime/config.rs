@@ -231,6 +231,8 @@ pub struct ContainerConfig {
     pub dns_search: Vec<String>,
     pub dns_opt: Vec<String>,
     pub extra_hosts: Vec<String>,
+    /// Size in bytes of `/dev/shm` (none: Docker's 64 MiB).
+    pub shm_size: Option<u64>,
     pub addresses: Vec<std::net::IpAddr>,
     /// The writable layer is thrown away with the container (`run --rm`): the overlay is
     /// mounted `volatile` ([`ANNOTATION_VOLATILE`]), so its unmount at exit does not sync the
@@ -628,7 +630,8 @@ fn mounts(config: &ContainerConfig) -> Result<Vec<Value>, ConfigError> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+               "options": ["nosuid", "noexec", "nodev", "mode=1777",
+                           format!("size={}", config.shm_size.unwrap_or(64 << 20))]}),
     ];
     for t in &config.tmpfs {
         check_target(&t.target)?;

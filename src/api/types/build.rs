@@ -43,6 +43,12 @@ pub struct BuildOptions {
     /// `os/arch[/variant]` (default: this machine's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
+    /// Size in bytes of the `RUN` steps' `/dev/shm` (default 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Entries added to the `RUN` steps' `/etc/hosts`: `name:ip` or `name=ip`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
 }
 
 /// One line of the build's progress stream.
