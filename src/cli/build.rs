@@ -117,6 +117,8 @@ struct Job {
     /// What of the context the build reads (paths relative to it, with everything under
     /// them); `None`: all of it (`COPY . …`).
     needed: Option<Vec<String>>,
+    /// The images the target's stages start from (their ONBUILD triggers may read the context).
+    bases: Vec<String>,
 }
 
 pub fn image_build(
@@ -391,6 +393,14 @@ fn prepare(
     }
     let plan = stages::plan(&df, &so).map_err(|e| format!("error: {e}"))?;
     let needed = check_sources(&plan, &context, &file)?;
+    let bases = plan
+        .order
+        .iter()
+        .filter_map(|&s| match &plan.stages[s].base {
+            stages::Base::Image(name) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
     options.dockerfile = Some(file.clone());
     options.dockerfile_inline = Some(text);
     Ok(Job {
@@ -399,6 +409,7 @@ fn prepare(
         file,
         options,
         needed,
+        bases,
     })
 }
 
@@ -443,6 +454,30 @@ fn check_sources(
     Ok(needed)
 }
 
+/// Whether a base image's ONBUILD triggers may read the context (a `COPY`/`ADD` trigger), or
+/// it is not here yet (pulled by the daemon, triggers unknown): then the whole context is sent.
+async fn triggers_may_read_context(client: &Client, bases: &[String]) -> bool {
+    for base in bases {
+        let Ok(image) = client.inspect_image(base).await else {
+            return true;
+        };
+        let triggers = image
+            .config
+            .as_ref()
+            .and_then(|c| c.get("OnBuild"))
+            .and_then(|t| t.as_array())
+            .cloned()
+            .unwrap_or_default();
+        if triggers.iter().filter_map(|t| t.as_str()).any(|t| {
+            let word = t.split_whitespace().next().unwrap_or("");
+            word.eq_ignore_ascii_case("COPY") || word.eq_ignore_ascii_case("ADD")
+        }) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether `child` (a context path) is sent: it is one of `needed`, under one, or a directory
 /// on the way to one; `.dockerignore` always goes (the daemon applies it again).
 fn wanted(needed: Option<&[String]>, child: &str) -> bool {
@@ -467,7 +502,10 @@ fn run(client: &Client, job: &Job, mode: Option<Mode>) -> Result<String, String>
             .build_image(&job.options)
             .map_err(|e| format!("error: {e}"))?;
         let context = job.context.clone();
-        let needed = job.needed.clone();
+        let needed = match job.needed.clone() {
+            Some(_) if triggers_may_read_context(client, &job.bases).await => None,
+            n => n,
+        };
         let sender = std::thread::spawn(move || send_context(&context, needed.as_deref(), tx));
         let mut stream = answer.await.map_err(|e| format!("error: {e}"))?;
         let mut render = Render::new(mode);
