@@ -505,6 +505,7 @@ async fn serve(
     reconciler: Arc<Reconciler>,
     lock: &DaemonLock,
 ) -> Result<()> {
+    let signals = StopSignals::install()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = ServerState {
         store,
@@ -574,11 +575,8 @@ async fn serve(
         "daemon ready"
     );
 
-    let signal = wait_for_signal().await;
-    match &signal {
-        Ok(name) => tracing::info!(signal = name, "stopping: finishing in-flight requests"),
-        Err(e) => tracing::error!(error = %e, "signal handling failed; stopping"),
-    }
+    let signal = signals.wait().await;
+    tracing::info!(signal, "stopping: finishing in-flight requests");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN, async {
         while let Some(r) = tasks.join_next().await {
@@ -599,18 +597,32 @@ async fn serve(
         s.remove();
     }
     tracing::info!("daemon stopped; containers left running");
-    signal.map(|_| ())
+    Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT; returns which.
-async fn wait_for_signal() -> Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM and SIGINT caught from now on (installed before the first socket appears: a
+/// client that sees the socket may stop the daemon at once).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).map_err(DaemonError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT; returns which.
+    async fn wait(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 #[cfg(test)]
