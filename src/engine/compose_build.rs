@@ -112,23 +112,12 @@ pub fn request(
             options.dockerfile = Some("dockerfile_inline".to_string());
             options.dockerfile_inline = Some(text.clone());
         }
-        (None, Some(f)) => {
-            let path = if Path::new(f).is_absolute() {
-                PathBuf::from(f)
-            } else {
-                context.join(f)
+        (None, file) => {
+            let path = match file {
+                Some(f) if Path::new(f).is_absolute() => PathBuf::from(f),
+                Some(f) => context.join(f),
+                None => context.join("Dockerfile"),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                format!(
-                    "service {name}: cannot read the Dockerfile {}: {e}",
-                    path.display()
-                )
-            })?;
-            options.dockerfile = Some(path.display().to_string());
-            options.dockerfile_inline = Some(text);
-        }
-        (None, None) => {
-            let path = context.join("Dockerfile");
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 format!(
                     "service {name}: cannot read the Dockerfile {}: {e}",

@@ -184,6 +184,19 @@ impl Reconciler {
         blocking(move || engine.actual().map_err(|e| e.to_string())).await
     }
 
+    /// Whether the image `image` of some service of `project` (named `pname`) is in the store.
+    async fn image_present(&self, project: &Project, pname: &str, image: &str) -> bool {
+        self.digests(project).await.iter().any(|(svc, d)| {
+            d.is_some()
+                && project
+                    .services
+                    .get(svc)
+                    .and_then(|s| image_ref(pname, svc, s))
+                    .as_deref()
+                    == Some(image)
+        })
+    }
+
     /// The local image (config) digest of every service's image.
     async fn digests(&self, project: &Project) -> ImageDigests {
         let root = self.data_root.clone();
@@ -720,16 +733,7 @@ impl Reconciler {
             }
             Action::PullImage { image, policy, .. } => {
                 // Pulled before this plan was made; still missing means the pull failed.
-                let present = self.digests(project).await.iter().any(|(svc, d)| {
-                    d.is_some()
-                        && project
-                            .services
-                            .get(svc)
-                            .and_then(|s| image_ref(&pname, svc, s))
-                            .as_deref()
-                            == Some(image.as_str())
-                });
-                if !present {
+                if !self.image_present(project, &pname, image).await {
                     return Err(match policy {
                         PullPolicy::Never => {
                             format!("image {image} is not present and pull_policy is never")
@@ -741,16 +745,7 @@ impl Reconciler {
             Action::BuildImage { image, .. } => {
                 // Built before this plan was made (a `pull_policy: build` service is planned
                 // to build every time): it must be there now.
-                let present = self.digests(project).await.iter().any(|(svc, d)| {
-                    d.is_some()
-                        && project
-                            .services
-                            .get(svc)
-                            .and_then(|s| image_ref(&pname, svc, s))
-                            .as_deref()
-                            == Some(image.as_str())
-                });
-                if !present {
+                if !self.image_present(project, &pname, image).await {
                     return Err(format!("image {image} was not built"));
                 }
             }
