@@ -238,15 +238,7 @@ impl Client {
         let m = method.clone();
         let work = async {
             let (status, body) = self.send(method.clone(), path, body).await?;
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|source| ClientError::Body {
-                    method: method.clone(),
-                    path: path.to_string(),
-                    source,
-                })?
-                .to_bytes();
+            let bytes = read_all(method.clone(), path, body).await?;
             Ok((status, bytes))
         };
         tokio::time::timeout(TIMEOUT, work)
@@ -365,12 +357,7 @@ impl Client {
                 host: self.host.to_string(),
             })??;
         if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Err(api_error(status, &bytes));
+            return Err(error_of(status, body).await);
         }
         Ok(JsonStream {
             body,
@@ -480,15 +467,7 @@ impl Client {
     ) -> Result<T> {
         let path = path.to_string();
         let (status, body) = self.send(method.clone(), &path, body).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: method.clone(),
-                path: path.clone(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(method.clone(), &path, body).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -687,6 +666,29 @@ where
         }
     });
     Ok(sender)
+}
+
+/// The whole body of an answer to `method path`.
+async fn read_all(method: Method, path: &str, body: Incoming) -> Result<Bytes> {
+    Ok(body
+        .collect()
+        .await
+        .map_err(|source| ClientError::Body {
+            method,
+            path: path.to_string(),
+            source,
+        })?
+        .to_bytes())
+}
+
+/// The error an answer with the error `status` carries (its body read as far as it goes).
+async fn error_of(status: StatusCode, body: Incoming) -> ClientError {
+    let bytes = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    api_error(status, &bytes)
 }
 
 fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {

@@ -3,12 +3,12 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 
 use super::{
-    ByteStream, Client, ClientError, JsonStream, Result, api_error, query_escape, with_query,
+    ByteStream, Client, ClientError, JsonStream, Result, api_error, error_of, query_escape,
+    read_all, with_query,
 };
 use crate::api::host::Host;
 use crate::api::types::{CommitResult, Container, ContainerCommit, ContainerStats, ContainerTop};
@@ -62,12 +62,7 @@ impl Client {
         );
         let (status, body) = self.send(Method::GET, &p, None).await?;
         if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Err(api_error(status, &bytes));
+            return Err(error_of(status, body).await);
         }
         Ok(ByteStream { body, path: p })
     }
@@ -80,15 +75,7 @@ impl Client {
             query_escape(path)
         );
         let (status, body) = self.send(Method::GET, &p, None).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: Method::GET,
-                path: p.clone(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(Method::GET, &p, body).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -104,15 +91,7 @@ impl Client {
             query_escape(path)
         );
         let (status, body) = self.send(Method::PUT, &p, Some(tar)).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: Method::PUT,
-                path: p.clone(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(Method::PUT, &p, body).await?;
         if status != StatusCode::NO_CONTENT && !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -175,16 +154,7 @@ impl Client {
             .dispatch(&mut sender, head, body, Method::PUT, &p)
             .await?;
         let status = res.status();
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: Method::PUT,
-                path: p.clone(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(Method::PUT, &p, res.into_body()).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }

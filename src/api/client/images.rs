@@ -13,7 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
 use super::{
-    Client, ClientError, JsonStream, Result, TIMEOUT, api_error, query_escape, with_query,
+    Client, ClientError, JsonStream, Result, TIMEOUT, api_error, error_of, query_escape, read_all,
+    with_query,
 };
 use crate::api::host::Host;
 use crate::api::types::{
@@ -134,12 +135,7 @@ impl Client {
                     host: self.host.to_string(),
                 })??;
         if !status.is_success() {
-            let bytes = body
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            return Err(api_error(status, &bytes));
+            return Err(error_of(status, body).await);
         }
         Ok(body)
     }
@@ -153,15 +149,7 @@ impl Client {
         body: StreamedBody,
     ) -> Result<T> {
         let (status, body) = self.send_with(method.clone(), path, headers, body).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: method.clone(),
-                path: path.to_string(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(method.clone(), path, body).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -197,15 +185,7 @@ impl Client {
         let (status, body) = self
             .send_with(Method::POST, &path, &[], full(Bytes::new()))
             .await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|source| ClientError::Body {
-                method: Method::POST,
-                path: path.clone(),
-                source,
-            })?
-            .to_bytes();
+        let bytes = read_all(Method::POST, &path, body).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
