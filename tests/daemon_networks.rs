@@ -119,7 +119,10 @@ fn network_endpoints_create_list_inspect_remove_prune_and_refuse_bad_input() {
         assert!(net.containers.is_empty());
         // The bridge is there, with the prefix of this daemon and the gateway's address; the
         // table of this daemon knows it.
-        assert_eq!(d.links(), vec![net.bridge.clone()]);
+        assert_eq!(
+            d.links_until(|l| l == [net.bridge.clone()]),
+            vec![net.bridge.clone()]
+        );
         assert!(net.bridge.starts_with(&format!("flt{}-b", d.net)), "{}", net.bridge);
         assert!(
             d.addresses(&net.bridge)
@@ -191,11 +194,14 @@ fn network_endpoints_create_list_inspect_remove_prune_and_refuse_bad_input() {
         refused(&c, Method::GET, "/v1/networks/nope", "", StatusCode::NOT_FOUND, "nope").await;
         refused(&c, Method::DELETE, "/v1/networks/nope", "", StatusCode::NOT_FOUND, "nope").await;
         assert_eq!(c.list_networks(&NetworkFilter::default()).await.unwrap().len(), 1);
-        assert_eq!(d.links(), vec![net.bridge.clone()]);
+        assert_eq!(
+            d.links_until(|l| l == [net.bridge.clone()]),
+            vec![net.bridge.clone()]
+        );
 
         // Remove: the bridge and its rules go; a second removal is 404.
         c.remove_network(&name).await.unwrap();
-        assert_eq!(d.links(), Vec::<String>::new());
+        assert_eq!(d.links_until(|l| l.is_empty()), Vec::<String>::new());
         assert!(!d.nft_table().contains(&net.bridge), "{}", d.nft_table());
         let err = c.remove_network(&name).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
@@ -212,13 +218,13 @@ fn network_endpoints_create_list_inspect_remove_prune_and_refuse_bad_input() {
         let p1 = c.create_network(&plain("p1", &[("gc", "yes")])).await.unwrap();
         let p2 = c.create_network(&plain("p2", &[])).await.unwrap();
         assert_ne!(p1.subnet, p2.subnet);
-        assert_eq!(d.links().len(), 2);
+        assert_eq!(d.links_until(|l| l.len() == 2).len(), 2);
         let pruned: NetworksPruned = c.prune_networks(Some("gc=yes")).await.unwrap();
         assert_eq!(pruned.networks, vec!["p1".to_string()]);
         let pruned = c.prune_networks(None).await.unwrap();
         assert_eq!(pruned.networks, vec!["p2".to_string()]);
         assert!(c.list_networks(&NetworkFilter::default()).await.unwrap().is_empty());
-        assert_eq!(d.links(), Vec::<String>::new());
+        assert_eq!(d.links_until(|l| l.is_empty()), Vec::<String>::new());
 
         let ev = events(&c, "network").await;
         for want in [

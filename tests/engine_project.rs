@@ -132,15 +132,14 @@ fn project(yaml: &str) -> Project {
     Project::from_config(&loaded.config).unwrap()
 }
 
+/// The host's links of `prefix` once `ok` holds for them (at most 10 s: a removed container's
+/// veth goes with its namespace, in the background).
+fn links_until(prefix: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    common::links_until(&format!("flt{prefix}-"), ok)
+}
+
 fn links_of(prefix: &str) -> Vec<String> {
-    let start = format!("flt{prefix}-");
-    let mut out: Vec<String> = fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&start))
-        .collect();
-    out.sort();
-    out
+    links_until(prefix, |_| true)
 }
 
 fn nft_table_exists(prefix: &str) -> bool {
@@ -395,7 +394,10 @@ fn a_two_service_project_runs_on_its_networks_and_volumes_and_leaves_nothing() {
     );
     assert!(f.engine.volumes().list(None).unwrap().is_empty());
     assert!(f.engine.networks().list().unwrap().is_empty());
-    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
     assert_eq!(netns_files(&f.root), Vec::<PathBuf>::new());
     assert_eq!(lifecycle::mounts_under(&f.root), Vec::<PathBuf>::new());
     assert_eq!(
@@ -462,7 +464,11 @@ fn failed_creates_leave_nothing_behind() {
         // Nothing is left: no container, netns, veth, address, anonymous volume, mount.
         assert!(f.engine.runtime().list().unwrap().is_empty(), "{service}");
         assert_eq!(netns_files(&f.root), Vec::<PathBuf>::new(), "{service}");
-        assert_eq!(links_of(&f.prefix), links_before, "{service}");
+        assert_eq!(
+            links_until(&f.prefix, |l| l == links_before.as_slice()),
+            links_before,
+            "{service}"
+        );
         for n in f.engine.networks().list().unwrap() {
             assert!(n.endpoints.is_empty(), "{service}: {n:?}");
         }
@@ -504,7 +510,10 @@ fn failed_creates_leave_nothing_behind() {
     );
     assert!(f.engine.runtime().list().unwrap().is_empty());
     assert_eq!(netns_files(&f.root), Vec::<PathBuf>::new());
-    assert_eq!(links_of(&f.prefix), links_now);
+    assert_eq!(
+        links_until(&f.prefix, |l| l == links_now.as_slice()),
+        links_now
+    );
     for n in f.engine.networks().list().unwrap() {
         assert!(n.endpoints.is_empty(), "{n:?}");
     }
@@ -520,6 +529,9 @@ fn failed_creates_leave_nothing_behind() {
             .remove_volume(&p.name, "data", &p.volumes["data"])
             .unwrap()
     );
-    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
     assert!(!nft_table_exists(&f.prefix));
 }

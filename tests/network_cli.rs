@@ -55,7 +55,10 @@ fn network_create_ls_inspect_rm_prune() {
     assert_eq!(net["labels"]["team"], "blue");
     let bridge = net["bridge"].as_str().unwrap().to_string();
     assert!(bridge.starts_with(&format!("flt{}-b", d.net)), "{bridge}");
-    assert_eq!(d.links(), vec![bridge.clone()]);
+    assert_eq!(
+        d.links_until(|l| l == [bridge.clone()]),
+        vec![bridge.clone()]
+    );
     assert!(
         d.addresses(&bridge).contains(&format!("{gateway}/24")),
         "{}",
@@ -115,7 +118,10 @@ fn network_create_ls_inspect_rm_prune() {
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
     }
     d.fails(&["network", "create"], 2);
-    assert_eq!(d.links(), vec![bridge.clone()]);
+    assert_eq!(
+        d.links_until(|l| l == [bridge.clone()]),
+        vec![bridge.clone()]
+    );
     let err = d.fails(&["network", "inspect", &name, "nope"], 1);
     assert!(err.contains("no such network: nope"), "{err}");
 
@@ -137,7 +143,7 @@ fn network_create_ls_inspect_rm_prune() {
 
     // rm: the bridge and its rules go.
     assert_eq!(d.ok(&["network", "rm", &name]), format!("{name}\n"));
-    assert!(!d.links().contains(&bridge));
+    assert!(!d.links_until(|l| !l.contains(&bridge)).contains(&bridge));
     assert!(!d.nft_table().contains(&bridge), "{}", d.nft_table());
     let err = d.fails(&["network", "rm", &name], 1);
     assert!(err.contains("not found"), "{err}");

@@ -3,6 +3,8 @@
 //! that removes every link, namespace file and nftables table of its prefix, even on failure.
 //! Traffic goes only to addresses of the bridges and namespaces the test made.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -83,16 +85,14 @@ fn has_default_route(netns: &Path) -> bool {
     })
 }
 
-/// The host's links whose names start with `flt<prefix>-`.
+/// The host's links whose names start with `flt<prefix>-`, once `ok` holds for them (at
+/// most 10 s: a removed namespace's veth goes with it, in the background).
+fn links_until(prefix: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+    common::links_until(&format!("flt{prefix}-"), ok)
+}
+
 fn links_of(prefix: &str) -> Vec<String> {
-    let start = format!("flt{prefix}-");
-    let mut out: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&start))
-        .collect();
-    out.sort();
-    out
+    links_until(prefix, |_| true)
 }
 
 fn nft_table_exists(prefix: &str) -> bool {
@@ -173,7 +173,10 @@ fn one_network_connects_and_another_is_isolated() {
     assert!(f.nets.get("front").unwrap().endpoints.is_empty());
     f.nets.remove_network("front").unwrap();
     f.nets.remove_network("back").unwrap();
-    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
     assert_eq!(std::fs::read_dir(f.nets.netns_dir()).unwrap().count(), 0);
     assert!(!nft_table_exists(&f.prefix));
     assert!(f.nets.list().unwrap().is_empty());
@@ -213,6 +216,48 @@ fn internal_network_has_no_default_route() {
         "{text}"
     );
     assert!(!text.contains(&format!("ip saddr {} ", n.subnet)), "{text}");
+}
+
+/// A removed namespace's veth pair goes with the namespace (the kernel tears it down in the
+/// background); its address is released at once but not handed out again while the veth is
+/// there; a veth whose namespace something else still holds is deleted explicitly.
+#[test]
+fn removed_namespaces_take_their_veths_and_held_ones_are_deleted() {
+    let f = fixture();
+    f.nets.create_network("gone", &opts()).unwrap();
+    let a = f.nets.create_netns("a").unwrap();
+    let b = f.nets.create_netns("b").unwrap();
+    let ea = f.nets.connect(&a, "gone", &[], None).unwrap();
+    let eb = f.nets.connect(&b, "gone", &[], None).unwrap();
+    // Something outside flotilla keeps b's namespace alive.
+    let held = std::fs::File::open(&b).unwrap();
+    let removing = std::time::Instant::now();
+    f.nets.remove_netns("a").unwrap();
+    f.nets.remove_netns("b").unwrap();
+    assert!(f.nets.get("gone").unwrap().endpoints.is_empty());
+    assert!(!a.exists() && !b.exists(), "namespace files removed");
+
+    let links = links_until(&f.prefix, |l| !l.contains(&ea.veth));
+    assert!(!links.contains(&ea.veth), "a's veth went with a: {links:?}");
+    assert!(links.contains(&eb.veth), "b's namespace is held: {links:?}");
+    // b's address (and MAC) stays out of use while b's veth is there.
+    let c = f.nets.create_netns("c").unwrap();
+    let ec = f.nets.connect(&c, "gone", &[], None).unwrap();
+    assert_ne!(ec.ip, eb.ip);
+
+    let links = links_until(&f.prefix, |l| !l.contains(&eb.veth));
+    assert!(
+        !links.contains(&eb.veth),
+        "the held veth is deleted: {links:?}"
+    );
+    assert!(removing.elapsed() >= flotilla::network::VETH_TEARDOWN);
+    drop(held);
+    f.nets.remove_netns("c").unwrap();
+    f.nets.remove_network("gone").unwrap();
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -277,7 +322,10 @@ fn parallel_connects_never_share_an_address_and_released_ones_return() {
             ..
         })
     ));
-    assert_eq!(links_of(&f.prefix), links_before);
+    assert_eq!(
+        links_until(&f.prefix, |l| l == links_before.as_slice()),
+        links_before
+    );
 
     // Released: the address is available again, and an explicit one is honoured.
     f.nets.disconnect(&paths[3], "many").unwrap();
@@ -293,7 +341,10 @@ fn parallel_connects_never_share_an_address_and_released_ones_return() {
     }
     f.nets.remove_netns("extra").unwrap();
     f.nets.remove_network("many").unwrap();
-    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
     assert!(!nft_table_exists(&f.prefix));
 }
 
@@ -371,7 +422,7 @@ fn bad_input_is_refused_without_partial_state() {
         ),
         "{e}"
     );
-    assert_eq!(links_of(&f.prefix), links);
+    assert_eq!(links_until(&f.prefix, |l| l == links.as_slice()), links);
     assert_eq!(f.nets.list().unwrap().len(), 1);
 }
 
@@ -381,12 +432,15 @@ fn cleanup_removes_what_a_crashed_run_left() {
     f.nets.create_network("left", &opts()).unwrap();
     let ns = f.nets.create_netns("crashed").unwrap();
     f.nets.connect(&ns, "left", &[], None).unwrap();
-    assert_eq!(links_of(&f.prefix).len(), 2);
+    assert_eq!(links_until(&f.prefix, |l| l.len() == 2).len(), 2);
     assert!(nft_table_exists(&f.prefix));
     let done = f.nets.cleanup().unwrap();
     assert_eq!(done.links.len(), 2, "{done:?}");
     assert_eq!(done.netns, vec![ns.clone()]);
-    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+    assert_eq!(
+        links_until(&f.prefix, |l| l.is_empty()),
+        Vec::<String>::new()
+    );
     assert!(!ns.exists());
     assert!(!nft_table_exists(&f.prefix));
 }

@@ -351,14 +351,13 @@ impl Daemon {
 
     /// Host links of this daemon's network prefix.
     pub fn links(&self) -> Vec<String> {
-        let start = format!("flt{}-", self.net_prefix);
-        fs::read_dir("/sys/class/net")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&start))
-            .collect()
+        self.links_until(|_| true)
+    }
+
+    /// Host links of this daemon's network prefix once `ok` holds for them (at most 10 s:
+    /// removed containers' veths go with their namespaces, in the background).
+    pub fn links_until(&self, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        super::links_until(&format!("flt{}-", self.net_prefix), ok)
     }
 
     /// Child cgroups under `flotilla-<prefix>`, in any hierarchy.
@@ -389,7 +388,11 @@ impl Daemon {
     /// Everything of this daemon still on the host (its own process aside).
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
-        left.extend(self.links().into_iter().map(|l| format!("link {l}")));
+        left.extend(
+            self.links_until(|l| l.is_empty())
+                .into_iter()
+                .map(|l| format!("link {l}")),
+        );
         for e in fs::read_dir(self.root.join("netns"))
             .into_iter()
             .flatten()

@@ -257,14 +257,13 @@ impl NetDaemon {
 
     /// Links of this daemon's network prefix.
     pub fn links(&self) -> Vec<String> {
-        let start = format!("flt{}-", self.net);
-        let mut links: Vec<String> = fs::read_dir("/sys/class/net")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| n.starts_with(&start))
-            .collect();
-        links.sort();
-        links
+        self.links_until(|_| true)
+    }
+
+    /// Links of this daemon's network prefix once `ok` holds for them (at most 10 s: removed
+    /// containers' veths go with their namespaces, in the background).
+    pub fn links_until(&self, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
+        super::links_until(&format!("flt{}-", self.net), ok)
     }
 
     /// `ip -o addr show dev <link>`.

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use super::{ProjectEngine, labels};
-use crate::network::{Network, NetworkError, NetworkOptions};
+use crate::network::{Attachment, Network, NetworkError, NetworkOptions};
 use crate::runtime::config::BindMount;
 use crate::runtime::lifecycle::CreateOptions;
 use crate::volume::VolumeError;
@@ -172,18 +172,28 @@ impl ProjectEngine {
         if let Some(net) = net {
             let nerr = |e: NetworkError| StandaloneError::Failed(e.to_string());
             let netns_id = crate::store::new_id().map_err(|e| nerr(NetworkError::Store(e)))?;
-            let path: PathBuf = self.networks.create_netns(&netns_id).map_err(nerr)?;
-            made.netns = Some(netns_id.clone());
             let mut names: Vec<String> = options.name.iter().cloned().collect();
             for a in aliases {
                 if !names.contains(a) {
                     names.push(a.clone());
                 }
             }
-            let ep = self
+            let attachment = Attachment {
+                network: &net.id,
+                aliases: &names,
+                ipv4: None,
+            };
+            let (path, endpoints): (PathBuf, _) = self
                 .networks
-                .connect(&path, &net.id, &names, None)
+                .create_netns_connected(&netns_id, &[attachment])
                 .map_err(nerr)?;
+            made.netns = Some(netns_id.clone());
+            let Some(ep) = endpoints.first() else {
+                return Err(nerr(NetworkError::NotConnected {
+                    network: net.name.clone(),
+                    netns: path,
+                }));
+            };
             options.config.netns = Some(path);
             options.config.addresses = vec![IpAddr::V4(ep.ip)];
             options.labels.insert(labels::NETNS.into(), netns_id);
