@@ -610,7 +610,17 @@ impl Reconciler {
         }
         for (id, name) in containers {
             let dir = self.containers.dir(&id);
-            let st = crate::runtime::state::read(&dir).map_err(|e| e.to_string())?;
+            let st = match crate::runtime::state::read(&dir) {
+                Ok(st) => st,
+                // Listed while its create is still writing its first state (or while it is
+                // being removed): not there yet.
+                Err(crate::runtime::state::StateError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.to_string()),
+            };
             let holds = match c.condition {
                 Condition::Started => st.status != Status::Created,
                 Condition::CompletedSuccessfully => match st.status {
