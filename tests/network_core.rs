@@ -260,6 +260,31 @@ fn removed_namespaces_take_their_veths_and_held_ones_are_deleted() {
     );
 }
 
+/// A removed network's bridge is deleted in the background (its record and rules at once);
+/// a new network asking for the same subnet right away waits for it instead of failing.
+#[test]
+fn a_removed_networks_subnet_can_be_taken_again_at_once() {
+    let f = fixture();
+    let first = f.nets.create_network("again", &opts()).unwrap();
+    f.nets.remove_network("again").unwrap();
+    assert!(f.nets.list().unwrap().is_empty(), "the record goes at once");
+    let same = NetworkOptions {
+        subnet: Some(first.subnet.to_string()),
+        ..opts()
+    };
+    let second = f.nets.create_network("again", &same).unwrap();
+    assert_eq!(second.subnet, first.subnet);
+    assert_ne!(second.bridge, first.bridge);
+    assert_eq!(
+        links_until(&f.prefix, |l| l == [second.bridge.clone()]),
+        vec![second.bridge.clone()],
+        "the first bridge is gone"
+    );
+    f.nets.remove_network("again").unwrap();
+    f.nets.settle();
+    assert_eq!(links_of(&f.prefix), Vec::<String>::new());
+}
+
 #[test]
 fn parallel_connects_never_share_an_address_and_released_ones_return() {
     let f = fixture();

@@ -193,7 +193,7 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         Ok(Some(list)) => list,
         _ => crate::network::dns::host_upstreams().unwrap_or_default(),
     };
-    let netsvc = NetServices::new(networks, runtime.clone(), upstreams);
+    let netsvc = NetServices::new(networks.clone(), runtime.clone(), upstreams);
     let containers = Containers::new(runtime, events);
     containers.set_netsvc(netsvc);
     containers.set_project_engine(engine.clone());
@@ -219,6 +219,8 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         .await;
         // Empty cgroups of this daemon's prefix go; those of running containers stay.
         let _ = crate::runtime::sys::cgroup::cleanup_prefix(&prefix);
+        // Removed networks' bridges still being deleted in the background.
+        networks.settle();
         served
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

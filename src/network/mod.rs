@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -334,6 +334,9 @@ pub struct Networks {
     /// [`Networks::remove_netns`]): (network id, address) → host veth. Their addresses are
     /// handed out again only when nothing else is free, or once the veth is gone.
     dying: Arc<Mutex<BTreeMap<(String, Ipv4Addr), String>>>,
+    /// How many removed networks' bridges are still being deleted in the background
+    /// ([`Networks::remove_network`]).
+    deleting: Arc<(Mutex<usize>, Condvar)>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -368,6 +371,7 @@ impl Networks {
             ip_forward: true,
             lock: Mutex::new(()),
             dying: Arc::default(),
+            deleting: Arc::default(),
         })
     }
 
@@ -519,6 +523,8 @@ impl Networks {
             }
             .into());
         }
+        // A removed network's bridge still being deleted holds its subnet (its route).
+        self.settle();
         let _host = host_lock()?;
         let nl = self.netlink(name)?;
         let taken = self.taken(&nl)?;
@@ -574,7 +580,11 @@ impl Networks {
             .collect()
     }
 
-    /// Removes a network without endpoints: its bridge, record and rules.
+    /// Removes a network without endpoints: its record and rules at once, its bridge in the
+    /// background (the deletion waits for RCU grace periods in the kernel: 20–45 ms here, the
+    /// longest step of a `down`). Until the bridge is gone its subnet stays taken; a network
+    /// creation waits for pending deletions first ([`Networks::settle`]). A bridge that cannot
+    /// be deleted is logged and left to [`cleanup_prefix`] at the next daemon start.
     pub fn remove_network(&self, network: &str) -> Result<()> {
         let _guard = self.guard();
         let rec = self.record(network)?;
@@ -585,50 +595,61 @@ impl Networks {
                 endpoints: body.endpoints.len(),
             });
         }
-        // The bridge's deletion waits for RCU grace periods in the kernel (tens of ms); the
-        // record and the rules (`nft`, a process) go meanwhile. A bridge that cannot be
-        // deleted puts the record and its rules back.
-        let deleted = std::thread::scope(|scope| {
-            let bridge = scope.spawn(|| {
-                let nl = self.netlink(&rec.name)?;
-                nl.delete_link(&body.bridge)
-                    .map_err(|source| NetworkError::Netlink {
-                        network: rec.name.clone(),
-                        source,
-                    })
-            });
-            let record = self
-                .store
-                .remove::<NetworkRecord>(&rec.id)
-                .map_err(NetworkError::from)
-                .map(|_| ());
-            let rules = match &record {
-                Ok(()) => self.apply_nft(),
-                Err(_) => Ok(()),
-            };
-            let bridge = bridge.join().unwrap_or_else(|_| {
-                Err(NetworkError::Netlink {
-                    network: rec.name.clone(),
-                    source: NetlinkError::Connect(std::io::Error::other(
-                        "the bridge deletion thread panicked",
-                    )),
-                })
-            });
-            (bridge, record, rules)
-        });
-        match deleted {
-            (Ok(_), Ok(()), rules) => rules?,
-            (Ok(_), Err(e), _) => return Err(e),
-            (Err(e), record, _) => {
-                if record.is_ok() {
-                    let _ = self.store.insert(&rec);
-                    let _ = self.apply_nft();
-                }
-                return Err(e);
+        let nl = self.netlink(&rec.name)?;
+        self.store.remove::<NetworkRecord>(&rec.id)?;
+        if let Err(e) = self.apply_nft() {
+            let _ = self.store.insert(&rec);
+            let _ = self.apply_nft();
+            return Err(e);
+        }
+        {
+            let (count, _) = &*self.deleting;
+            *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
+        let deleting = Arc::clone(&self.deleting);
+        let (name, bridge) = (rec.name.clone(), body.bridge.clone());
+        let delete = move || {
+            let mut result = nl.delete_link(&bridge);
+            if result.is_err() {
+                std::thread::sleep(Duration::from_millis(100));
+                result = nl.delete_link(&bridge);
             }
+            if let Err(e) = result {
+                tracing::warn!(network = %name, %bridge, error = %e, "delete a removed network's bridge");
+            }
+            let (count, cv) = &*deleting;
+            let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+            *n = n.saturating_sub(1);
+            cv.notify_all();
+        };
+        let spawned = std::thread::Builder::new()
+            .name("bridge-delete".into())
+            .spawn(delete);
+        if let Err(e) = spawned {
+            // No thread: delete it here.
+            let (count, _) = &*self.deleting;
+            let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+            *n = n.saturating_sub(1);
+            drop(n);
+            tracing::warn!(error = %e, "no thread to delete a bridge");
+            self.netlink(&rec.name)?
+                .delete_link(&body.bridge)
+                .map_err(|source| NetworkError::Netlink {
+                    network: rec.name.clone(),
+                    source,
+                })?;
         }
         tracing::info!(network = %rec.name, "network removed");
         Ok(())
+    }
+
+    /// Waits (at most 10 s) until the bridges of removed networks are deleted.
+    pub fn settle(&self) {
+        let (count, cv) = &*self.deleting;
+        let n = count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cv
+            .wait_timeout_while(n, Duration::from_secs(10), |n| *n > 0)
+            .map_err(|p| p.into_inner());
     }
 
     /// Reserves an address (one store transaction) for a new endpoint in `netns`.
@@ -946,6 +967,7 @@ impl Networks {
 
     /// Removes every kernel object of this daemon's prefix ([`cleanup_prefix`]).
     pub fn cleanup(&self) -> Result<Cleanup> {
+        self.settle();
         cleanup_prefix(&self.prefix, &self.root)
     }
 }
