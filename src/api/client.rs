@@ -41,7 +41,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("connect to the daemon at {host}: {source}")]
+    #[error("no daemon answers at {host}: {source}\nstart one with `flotilla daemon`")]
     Connect {
         host: String,
         source: std::io::Error,
@@ -155,6 +155,25 @@ impl Client {
                 let _ = s.set_nodelay(true);
                 handshake(s, &host).await
             }
+        }
+    }
+
+    /// Whether something listens at the daemon's address: a connection opened and dropped,
+    /// no request (a [`ClientError::Connect`] when nothing does).
+    pub async fn probe(&self) -> Result<()> {
+        let connect_err = |source| ClientError::Connect {
+            host: self.host.to_string(),
+            source,
+        };
+        match &self.host {
+            Host::Unix(path) => tokio::net::UnixStream::connect(path)
+                .await
+                .map(drop)
+                .map_err(connect_err),
+            Host::Tcp(addr) => tokio::net::TcpStream::connect(addr.as_str())
+                .await
+                .map(drop)
+                .map_err(connect_err),
         }
     }
 
@@ -754,8 +773,8 @@ pub const AUTOSTART_LOG: &str = "daemon.log";
 /// `flotilla daemon` detached (own session, stdio to `<data root>/daemon.log`), says so in one
 /// line on stderr and waits (bounded) until it answers.
 pub async fn connect_or_start(client: Client, autostart: Option<&Autostart>) -> Result<Client> {
-    let err = match client.version().await {
-        Ok(_) => return Ok(client),
+    let err = match client.probe().await {
+        Ok(()) => return Ok(client),
         Err(e) => e,
     };
     let (Some(start), Host::Unix(socket)) = (autostart, client.host()) else {

@@ -55,14 +55,15 @@ impl HostArgs {
 /// answer), else the default socket, where a daemon is started when none answers.
 pub(super) fn engine_client(engine: &EngineArgs, hosts: &HostArgs) -> Result<Client, String> {
     let client = hosts.client(engine)?;
-    let autostart = hosts
-        .hosts
-        .is_empty()
-        .then(|| Autostart::new(&engine.data_root, engine.config.as_deref()));
-    let probe = client.clone();
+    if !hosts.hosts.is_empty() {
+        // An explicit daemon is never started here: its first request says whether it
+        // answers (`no daemon answers at …`), with no probe before it.
+        return Ok(client);
+    }
+    let autostart = Some(Autostart::new(&engine.data_root, engine.config.as_deref()));
     block_on(connect_or_start(client, autostart.as_ref()))
         .map_err(|e| format!("start a runtime: {e}"))?
-        .map_err(|e| unreachable(&probe, &e))
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -92,16 +93,6 @@ pub fn daemon(engine: &EngineArgs, hosts: &HostArgs) -> Result<(), String> {
     daemon::run(&opts).map_err(|e| format!("daemon: {e}"))
 }
 
-fn unreachable(client: &Client, e: &ClientError) -> String {
-    if e.is_not_running() {
-        format!(
-            "no daemon answers at {}: {e}\nstart one with `flotilla daemon`",
-            client.host()
-        )
-    } else {
-        e.to_string()
-    }
-}
 
 /// `flotilla version`: this client, and the daemon if one answers.
 pub fn version(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<(), String> {
@@ -149,7 +140,7 @@ pub fn info(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<
     let client = engine_client(engine, hosts)?;
     let info: Info = block_on(client.info())
         .map_err(|e| format!("start a runtime: {e}"))?
-        .map_err(|e| unreachable(&client, &e))?;
+        .map_err(|e| e.to_string())?;
     if args.format == Format::Json {
         let text = serde_json::to_string_pretty(&info).map_err(|e| e.to_string())?;
         return out(&format!("{text}\n")).map_err(|e| e.to_string());

@@ -332,16 +332,17 @@ async fn attached(client: &Client, id: &str, rm: bool) -> Result<u8, Failure> {
         follow: true,
         ..LogsQuery::default()
     };
-    let mut stream = client
-        .container_logs(id, &q)
-        .await
-        .map_err(|e| Failure::new(ENGINE, e))?;
-    // With --rm, the `destroy` event says when the daemon has removed it.
-    let destroyed = if rm {
-        destroy_events(client, id).await
-    } else {
-        None
+    // With --rm, the `destroy` event says when the daemon has removed it. Both streams are
+    // opened at once, before the start.
+    let destroy = async {
+        if rm {
+            destroy_events(client, id).await
+        } else {
+            None
+        }
     };
+    let (stream, destroyed) = tokio::join!(client.container_logs(id, &q), destroy);
+    let mut stream = stream.map_err(|e| Failure::new(ENGINE, e))?;
     let mut signals = Vec::new();
     for (kind, name) in [
         (SignalKind::interrupt(), "SIGINT"),
