@@ -202,7 +202,11 @@ fn network_endpoints_create_list_inspect_remove_prune_and_refuse_bad_input() {
         // Remove: the bridge and its rules go; a second removal is 404.
         c.remove_network(&name).await.unwrap();
         assert_eq!(d.links_until(|l| l.is_empty()), Vec::<String>::new());
-        assert!(!d.nft_table().contains(&net.bridge), "{}", d.nft_table());
+        assert!(
+            common::eventually(|| !d.nft_table().contains(&net.bridge)),
+            "{}",
+            d.nft_table()
+        );
         let err = c.remove_network(&name).await.unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
 

@@ -404,6 +404,7 @@ fn a_two_service_project_runs_on_its_networks_and_volumes_and_leaves_nothing() {
         cgroup_dirs(f.engine.runtime().prefix()),
         Vec::<PathBuf>::new()
     );
+    f.engine.networks().settle();
     assert!(!nft_table_exists(&f.prefix));
 }
 
@@ -533,5 +534,6 @@ fn failed_creates_leave_nothing_behind() {
         links_until(&f.prefix, |l| l.is_empty()),
         Vec::<String>::new()
     );
+    f.engine.networks().settle();
     assert!(!nft_table_exists(&f.prefix));
 }

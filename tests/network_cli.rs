@@ -144,7 +144,11 @@ fn network_create_ls_inspect_rm_prune() {
     // rm: the bridge and its rules go.
     assert_eq!(d.ok(&["network", "rm", &name]), format!("{name}\n"));
     assert!(!d.links_until(|l| !l.contains(&bridge)).contains(&bridge));
-    assert!(!d.nft_table().contains(&bridge), "{}", d.nft_table());
+    assert!(
+        common::eventually(|| !d.nft_table().contains(&bridge)),
+        "{}",
+        d.nft_table()
+    );
     let err = d.fails(&["network", "rm", &name], 1);
     assert!(err.contains("not found"), "{err}");
     d.ok(&["network", "rm", "-f", &name]);

@@ -178,6 +178,7 @@ fn one_network_connects_and_another_is_isolated() {
         Vec::<String>::new()
     );
     assert_eq!(std::fs::read_dir(f.nets.netns_dir()).unwrap().count(), 0);
+    f.nets.settle();
     assert!(!nft_table_exists(&f.prefix));
     assert!(f.nets.list().unwrap().is_empty());
 }
@@ -370,6 +371,7 @@ fn parallel_connects_never_share_an_address_and_released_ones_return() {
         links_until(&f.prefix, |l| l.is_empty()),
         Vec::<String>::new()
     );
+    f.nets.settle();
     assert!(!nft_table_exists(&f.prefix));
 }
 
@@ -467,5 +469,6 @@ fn cleanup_removes_what_a_crashed_run_left() {
         Vec::<String>::new()
     );
     assert!(!ns.exists());
+    f.nets.settle();
     assert!(!nft_table_exists(&f.prefix));
 }

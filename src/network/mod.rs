@@ -334,9 +334,11 @@ pub struct Networks {
     /// [`Networks::remove_netns`]): (network id, address) → host veth. Their addresses are
     /// handed out again only when nothing else is free, or once the veth is gone.
     dying: Arc<Mutex<BTreeMap<(String, Ipv4Addr), String>>>,
-    /// How many removed networks' bridges are still being deleted in the background
-    /// ([`Networks::remove_network`]).
-    deleting: Arc<(Mutex<usize>, Condvar)>,
+    /// The subnets of removed networks whose bridges are still being deleted in the
+    /// background ([`Networks::remove_network`]).
+    deleting: Arc<(Mutex<Vec<Ipv4Net>>, Condvar)>,
+    /// Serializes changes of the nftables table (appends and background replacements).
+    nft_lock: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Networks {
@@ -372,6 +374,7 @@ impl Networks {
             lock: Mutex::new(()),
             dying: Arc::default(),
             deleting: Arc::default(),
+            nft_lock: Arc::default(),
         })
     }
 
@@ -422,23 +425,15 @@ impl Networks {
         })
     }
 
-    /// Every network of this daemon as nftables sees it.
-    fn nft_networks(&self) -> Result<Vec<NftNetwork>> {
-        let mut out = Vec::new();
-        for rec in self.store.list::<NetworkRecord>()? {
-            let b = body_of(&rec)?;
-            out.push(NftNetwork {
-                bridge: b.bridge,
-                subnet: b.subnet,
-                internal: b.internal,
-            });
-        }
-        Ok(out)
+    /// Replaces the nftables table with the rules of every network of this daemon.
+    fn apply_nft(&self) -> Result<()> {
+        apply_rules(&self.store, &self.prefix, &self.nft_lock)
     }
 
-    fn apply_nft(&self) -> Result<()> {
-        let nets = self.nft_networks()?;
-        nft::apply(&nft::table_name(&self.prefix), &nets)?;
+    /// Appends the rules of a new network (`body`) to the nftables table.
+    fn add_nft(&self, body: &NetworkBody) -> Result<()> {
+        let _nft = self.nft_lock.lock().unwrap_or_else(|p| p.into_inner());
+        nft::add(&nft::table_name(&self.prefix), &nft_network(body))?;
         Ok(())
     }
 
@@ -523,8 +518,11 @@ impl Networks {
             }
             .into());
         }
-        // A removed network's bridge still being deleted holds its subnet (its route).
-        self.settle();
+        // A removed network's bridge still being deleted holds its subnet (its route): a
+        // subnet asked for waits for it; an automatic choice takes another one.
+        if let Some(want) = requested {
+            self.settle_where(|s| s.overlaps(&want));
+        }
         let _host = host_lock()?;
         let nl = self.netlink(name)?;
         let taken = self.taken(&nl)?;
@@ -555,7 +553,7 @@ impl Networks {
                 network: name.to_string(),
                 source,
             })
-            .and_then(|_| self.apply_nft());
+            .and_then(|_| self.add_nft(&body));
         if let Err(e) = made {
             let _ = nl.delete_link(&body.bridge);
             let _ = self.store.remove::<NetworkRecord>(&rec.id);
@@ -580,11 +578,13 @@ impl Networks {
             .collect()
     }
 
-    /// Removes a network without endpoints: its record and rules at once, its bridge in the
-    /// background (the deletion waits for RCU grace periods in the kernel: 20–45 ms here, the
-    /// longest step of a `down`). Until the bridge is gone its subnet stays taken; a network
-    /// creation waits for pending deletions first ([`Networks::settle`]). A bridge that cannot
-    /// be deleted is logged and left to [`cleanup_prefix`] at the next daemon start.
+    /// Removes a network without endpoints: its record at once; its rules and its bridge in
+    /// the background (both deletions wait for RCU grace periods in the kernel: 12 ms for the
+    /// rules, 20–45 ms for the bridge here, the longest steps of a `down`). Until the bridge is
+    /// gone its subnet stays taken; a network creation waits for pending deletions first
+    /// ([`Networks::settle`]). What cannot be deleted is logged and left to [`cleanup_prefix`]
+    /// at the next daemon start (rules referring to a bridge that no longer exists match
+    /// nothing).
     pub fn remove_network(&self, network: &str) -> Result<()> {
         let _guard = self.guard();
         let rec = self.record(network)?;
@@ -597,41 +597,59 @@ impl Networks {
         }
         let nl = self.netlink(&rec.name)?;
         self.store.remove::<NetworkRecord>(&rec.id)?;
-        if let Err(e) = self.apply_nft() {
-            let _ = self.store.insert(&rec);
-            let _ = self.apply_nft();
-            return Err(e);
-        }
         {
-            let (count, _) = &*self.deleting;
-            *count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            let (subnets, _) = &*self.deleting;
+            subnets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(body.subnet);
         }
         let deleting = Arc::clone(&self.deleting);
-        let (name, bridge) = (rec.name.clone(), body.bridge.clone());
+        let (store, prefix, lock) = (
+            Arc::clone(&self.store),
+            self.prefix.clone(),
+            Arc::clone(&self.nft_lock),
+        );
+        let (name, bridge, subnet) = (rec.name.clone(), body.bridge.clone(), body.subnet);
         let delete = move || {
-            let mut result = nl.delete_link(&bridge);
-            if result.is_err() {
-                std::thread::sleep(Duration::from_millis(100));
-                result = nl.delete_link(&bridge);
+            let rules = std::thread::scope(|scope| {
+                let rules = scope.spawn(|| apply_rules(&store, &prefix, &lock));
+                let mut result = nl.delete_link(&bridge);
+                if result.is_err() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    result = nl.delete_link(&bridge);
+                }
+                if let Err(e) = result {
+                    tracing::warn!(network = %name, %bridge, error = %e, "delete a removed network's bridge");
+                }
+                rules.join()
+            });
+            match rules {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(network = %name, error = %e, "remove a removed network's rules");
+                }
+                Err(_) => tracing::warn!(network = %name, "the rules' thread panicked"),
             }
-            if let Err(e) = result {
-                tracing::warn!(network = %name, %bridge, error = %e, "delete a removed network's bridge");
-            }
-            let (count, cv) = &*deleting;
-            let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
-            *n = n.saturating_sub(1);
+            let (subnets, cv) = &*deleting;
+            forget_subnet(
+                &mut subnets.lock().unwrap_or_else(|p| p.into_inner()),
+                subnet,
+            );
             cv.notify_all();
         };
         let spawned = std::thread::Builder::new()
-            .name("bridge-delete".into())
+            .name("network-delete".into())
             .spawn(delete);
         if let Err(e) = spawned {
-            // No thread: delete it here.
-            let (count, _) = &*self.deleting;
-            let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
-            *n = n.saturating_sub(1);
-            drop(n);
-            tracing::warn!(error = %e, "no thread to delete a bridge");
+            // No thread: everything here.
+            let (subnets, _) = &*self.deleting;
+            forget_subnet(
+                &mut subnets.lock().unwrap_or_else(|p| p.into_inner()),
+                body.subnet,
+            );
+            tracing::warn!(error = %e, "no thread to delete a network's bridge");
+            self.apply_nft()?;
             self.netlink(&rec.name)?
                 .delete_link(&body.bridge)
                 .map_err(|source| NetworkError::Netlink {
@@ -643,12 +661,18 @@ impl Networks {
         Ok(())
     }
 
-    /// Waits (at most 10 s) until the bridges of removed networks are deleted.
+    /// Waits (at most 10 s) until the bridges and rules of removed networks are deleted.
     pub fn settle(&self) {
-        let (count, cv) = &*self.deleting;
-        let n = count.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle_where(|_| true);
+    }
+
+    /// Waits (at most 10 s) while a removed network whose subnet `pending` matches is still
+    /// being deleted.
+    fn settle_where(&self, pending: impl Fn(&Ipv4Net) -> bool) {
+        let (subnets, cv) = &*self.deleting;
+        let list = subnets.lock().unwrap_or_else(|p| p.into_inner());
         let _ = cv
-            .wait_timeout_while(n, Duration::from_secs(10), |n| *n > 0)
+            .wait_timeout_while(list, Duration::from_secs(10), |l| l.iter().any(&pending))
             .map_err(|p| p.into_inner());
     }
 
@@ -970,6 +994,34 @@ impl Networks {
         self.settle();
         cleanup_prefix(&self.prefix, &self.root)
     }
+}
+
+/// Takes one `subnet` off the list of pending deletions.
+fn forget_subnet(list: &mut Vec<Ipv4Net>, subnet: Ipv4Net) {
+    if let Some(i) = list.iter().position(|s| *s == subnet) {
+        list.swap_remove(i);
+    }
+}
+
+/// What the nftables rules need of a network.
+fn nft_network(body: &NetworkBody) -> NftNetwork {
+    NftNetwork {
+        bridge: body.bridge.clone(),
+        subnet: body.subnet,
+        internal: body.internal,
+    }
+}
+
+/// Replaces the nftables table of daemon `prefix` with the rules of every network in `store`
+/// (under `lock`, which serializes every change of the table).
+fn apply_rules(store: &Store, prefix: &str, lock: &Mutex<()>) -> Result<()> {
+    let _nft = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut nets = Vec::new();
+    for rec in store.list::<NetworkRecord>()? {
+        nets.push(nft_network(&body_of(&rec)?));
+    }
+    nft::apply(&nft::table_name(prefix), &nets)?;
+    Ok(())
 }
 
 /// How long a released endpoint's veth may take to disappear with its namespace before it is

@@ -417,12 +417,15 @@ impl Daemon {
             left.push(format!("container state dir {id}"));
         }
         let table = format!("flt{}", self.net_prefix);
-        let nft = Command::new("nft")
-            .args(["list", "table", "inet", &table])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if nft.is_ok_and(|s| s.success()) {
+        let gone = super::eventually(|| {
+            !Command::new("nft")
+                .args(["list", "table", "inet", &table])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if !gone {
             left.push(format!("nftables table inet {table}"));
         }
         left

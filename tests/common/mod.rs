@@ -31,3 +31,18 @@ pub fn links_until(start: &str, ok: impl Fn(&[String]) -> bool) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Whether `ok` holds within 10 s (polled every 10 ms): for what the daemon finishes in the
+/// background after answering (a removed network's rules and bridge).
+pub fn eventually(mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
