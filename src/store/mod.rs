@@ -13,10 +13,11 @@ pub mod records;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use redb::{
-    Database, MultimapTableHandle, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, WriteTransaction,
+    Database, Durability, MultimapTableHandle, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction,
 };
 
 pub use records::{ContainerRecord, NetworkRecord, Object, ProjectRecord, VolumeRecord};
@@ -64,6 +65,8 @@ pub enum StoreError {
     },
     #[error("commit to the state database: {0}")]
     Commit(Box<redb::CommitError>),
+    #[error("set the durability of a state database transaction: {0}")]
+    Durability(Box<redb::SetDurabilityError>),
     #[error("{kind} name {name:?} is already in use by {id}")]
     NameConflict {
         kind: &'static str,
@@ -148,6 +151,23 @@ pub fn now_ms() -> u64 {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    group: Mutex<GroupCommit>,
+    flushed: Condvar,
+}
+
+/// Group commit: writes are committed without a flush, then made durable together by one
+/// flush (an empty durable commit, which persists every commit before it); a write returns
+/// only once a flush that followed it has completed, so it is as durable as before, but ten
+/// concurrent writes (a `compose up` reserving ten addresses) share one or two `fdatasync`s
+/// instead of taking ten in turn.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// Writes committed so far (a sequence number).
+    committed: u64,
+    /// Writes known to be on disk.
+    durable: u64,
+    /// Whether a flush is running.
+    flushing: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -171,9 +191,52 @@ impl Store {
                 path: path.clone(),
                 source: Box::new(e),
             })?;
-        let store = Store { db, path };
+        let store = Store {
+            db,
+            path,
+            group: Mutex::default(),
+            flushed: Condvar::new(),
+        };
         store.upgrade()?;
         Ok(store)
+    }
+
+    /// Commits `txn` and returns once it is on disk ([`GroupCommit`]).
+    fn commit(&self, mut txn: WriteTransaction) -> Result<()> {
+        txn.set_durability(Durability::None)
+            .map_err(|e| StoreError::Durability(Box::new(e)))?;
+        txn.commit().map_err(commit_err)?;
+        let mut group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        group.committed += 1;
+        let mine = group.committed;
+        loop {
+            if group.durable >= mine {
+                return Ok(());
+            }
+            if group.flushing {
+                group = self.flushed.wait(group).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            group.flushing = true;
+            let target = group.committed;
+            drop(group);
+            let flushed = self.flush();
+            group = self.group.lock().unwrap_or_else(|p| p.into_inner());
+            group.flushing = false;
+            if flushed.is_ok() {
+                group.durable = group.durable.max(target);
+            }
+            self.flushed.notify_all();
+            flushed?;
+        }
+    }
+
+    /// An empty durable commit: every commit before it is on disk when it returns.
+    fn flush(&self) -> Result<()> {
+        let mut txn = self.db.begin_write().map_err(begin_err)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Durability(Box::new(e)))?;
+        txn.commit().map_err(commit_err)
     }
 
     /// The database file.
@@ -255,7 +318,7 @@ impl Store {
                 .map_err(write_err(T::BY_NAME.name()))?;
             index_labels::<T>(&txn, rec.id(), rec.labels(), true)?;
         }
-        txn.commit().map_err(commit_err)
+        self.commit(txn)
     }
 
     /// Replaces an existing record (same id); a new name must be unused.
@@ -299,7 +362,7 @@ impl Store {
             index_labels::<T>(&txn, rec.id(), old.labels(), false)?;
             index_labels::<T>(&txn, rec.id(), rec.labels(), true)?;
         }
-        txn.commit().map_err(commit_err)
+        self.commit(txn)
     }
 
     /// The record with this id.
@@ -367,7 +430,7 @@ impl Store {
             index_labels::<T>(&txn, rec.id(), rec.labels(), false)?;
             rec
         };
-        txn.commit().map_err(commit_err)?;
+        self.commit(txn)?;
         Ok(rec)
     }
 
@@ -713,6 +776,18 @@ mod tests {
         let store = Store::open(Path::new(&dir)).unwrap();
         let v = VolumeRecord::new("survivor", BTreeMap::new()).unwrap();
         store.insert(&v).unwrap();
+        // Concurrent writes share flushes (group commit); each is on disk when it returns.
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let store = &store;
+                s.spawn(move || {
+                    let mut v = VolumeRecord::new(&format!("v{i}"), BTreeMap::new()).unwrap();
+                    store.insert(&v).unwrap();
+                    v.labels.insert("n".into(), i.to_string());
+                    store.update(&v).unwrap();
+                });
+            }
+        });
         std::process::abort();
     }
 
@@ -730,5 +805,14 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let v = store.find::<VolumeRecord>("survivor").unwrap();
         assert!(v.is_some(), "the committed record is lost");
+        for i in 0..16 {
+            let v = store.find::<VolumeRecord>(&format!("v{i}")).unwrap();
+            let v = v.unwrap_or_else(|| panic!("v{i} is lost"));
+            assert_eq!(
+                v.labels.get("n"),
+                Some(&i.to_string()),
+                "v{i}'s update is lost"
+            );
+        }
     }
 }
