@@ -881,7 +881,15 @@ fn the_daemons_fork_server_serves_starts_and_goes_with_the_daemon() {
     let mut f = Fixture::new();
     let daemon = f.daemon.as_ref().unwrap().id();
     assert!(zygotes_of(daemon).is_empty(), "a zygote before any start");
-    f.ok(&["container", "run", "--rm", "--network", "none", IMAGE, "true"]);
+    f.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "true",
+    ]);
     let zygotes = zygotes_of(daemon);
     assert_eq!(zygotes.len(), 1, "{zygotes:?}");
     let exe = fs::read_link(format!("/proc/{}/exe", zygotes[0])).unwrap();
@@ -900,7 +908,11 @@ fn the_daemons_fork_server_serves_starts_and_goes_with_the_daemon() {
             r.join().unwrap();
         }
     });
-    assert_eq!(zygotes_of(daemon), zygotes, "the same fork server served them");
+    assert_eq!(
+        zygotes_of(daemon),
+        zygotes,
+        "the same fork server served them"
+    );
     f.stop_daemon();
     for z in &zygotes {
         f.until("the fork server to go with the daemon", || {

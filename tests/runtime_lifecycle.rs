@@ -564,9 +564,15 @@ fn starts_go_through_the_fork_server() {
     };
     let first = make(&mut f, "z1", true);
     rt.start(&first).unwrap();
-    let zygote = rt.spawner().zygote_pid().expect("a zygote after the first start");
+    let zygote = rt
+        .spawner()
+        .zygote_pid()
+        .expect("a zygote after the first start");
     let zygote_exe = fs::read_link(format!("/proc/{zygote}/exe")).unwrap();
-    assert!(zygote_exe.to_string_lossy().contains("memfd:"), "{zygote_exe:?}");
+    assert!(
+        zygote_exe.to_string_lossy().contains("memfd:"),
+        "{zygote_exe:?}"
+    );
     let pid1 = rt.state(&first).unwrap().pid.unwrap();
     let exe = format!("/proc/{pid1}/exe");
     let link = fs::read_link(&exe).unwrap();
@@ -604,10 +610,7 @@ fn starts_go_through_the_fork_server() {
         .map(|i| make(&mut f, &format!("c{i}"), false))
         .collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = ids
-            .iter()
-            .map(|id| s.spawn(|| rt.start(id)))
-            .collect();
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| rt.start(id))).collect();
         for h in handles {
             let pid = h.join().unwrap().unwrap();
             assert!(pid > 0);
@@ -625,7 +628,15 @@ fn starts_go_through_the_fork_server() {
     }
     let clone = rt.clone();
     drop(rt);
-    assert_eq!(proc_state(zygote2).map(|_| ()), Some(()), "a clone still holds it");
+    assert_eq!(
+        proc_state(zygote2).map(|_| ()),
+        Some(()),
+        "a clone still holds it"
+    );
     drop(clone);
-    assert_eq!(proc_state(zygote2), None, "zygote {zygote2} outlived its runtime");
+    assert_eq!(
+        proc_state(zygote2),
+        None,
+        "zygote {zygote2} outlived its runtime"
+    );
 }

@@ -758,11 +758,12 @@ impl Networks {
             prefix: body.subnet.prefix(),
             gateway: (!body.internal).then_some(body.gateway),
         };
-        let report =
-            netns::setup(&self.spawner, &ep.netns, &setup).map_err(|source| NetworkError::Netns {
+        let report = netns::setup(&self.spawner, &ep.netns, &setup).map_err(|source| {
+            NetworkError::Netns {
                 network: network.to_string(),
                 source,
-            })?;
+            }
+        })?;
         Ok(report.ifname)
     }
 

@@ -287,9 +287,7 @@ fn collect(
         drop(fds);
         for slot in ready {
             match slot {
-                0 => replies
-                    .read(&reply)
-                    .map_err(|e| lost(&replies, e))?,
+                0 => replies.read(&reply).map_err(|e| lost(&replies, e))?,
                 1 => {
                     let Some(w) = &stdin else { continue };
                     match rustix::io::write(w, &input[written..]) {
@@ -373,7 +371,8 @@ fn try_serve(raw: i32, dispatch: fn(&[OsString]) -> u8) -> io::Result<()> {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let (request_ready, child_exited) = (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+        let (request_ready, child_exited) =
+            (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
         if child_exited {
             while let Ok(Some(_)) = signals.read_signal() {}
             reap(&mut children);
@@ -402,7 +401,9 @@ fn reap(children: &mut std::collections::HashMap<i32, OwnedFd>) {
                 let Some(pid) = status.pid() else { return };
                 let raw = match status {
                     WaitStatus::Exited(_, code) => (code & 0xff) << 8,
-                    WaitStatus::Signaled(_, sig, core) => (sig as i32) | if core { 0x80 } else { 0 },
+                    WaitStatus::Signaled(_, sig, core) => {
+                        (sig as i32) | if core { 0x80 } else { 0 }
+                    }
                     _ => continue,
                 };
                 if let Some(reply) = children.remove(&pid.as_raw()) {
@@ -421,7 +422,10 @@ enum Received {
     Closed,
     Nothing,
     Bad(String),
-    Request { args: Vec<OsString>, fds: Vec<OwnedFd> },
+    Request {
+        args: Vec<OsString>,
+        fds: Vec<OwnedFd>,
+    },
 }
 
 fn receive(socket: &OwnedFd) -> io::Result<Received> {
@@ -450,7 +454,10 @@ fn receive(socket: &OwnedFd) -> io::Result<Received> {
     if msg.bytes == 0 && fds.is_empty() {
         return Ok(Received::Closed);
     }
-    if msg.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+    if msg
+        .flags
+        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+    {
         return Ok(Received::Bad("truncated request".into()));
     }
     if fds.len() != FDS {
@@ -459,9 +466,7 @@ fn receive(socket: &OwnedFd) -> io::Result<Received> {
             fds.len()
         )));
     }
-    let args = data[..msg.bytes]
-        .split(|b| *b == 0)
-        .collect::<Vec<_>>();
+    let args = data[..msg.bytes].split(|b| *b == 0).collect::<Vec<_>>();
     // Each argument ends with a NUL: the last piece is empty.
     let args = match args.split_last() {
         Some((last, rest)) if last.is_empty() => rest
@@ -520,8 +525,8 @@ fn child(
     std::mem::forget((reply, stdin, stdout, stderr));
     close_from(3);
     reset_signals();
-    let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(args)))
-        .unwrap_or(101);
+    let status =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(args))).unwrap_or(101);
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     exit_now(i32::from(status))
