@@ -469,7 +469,7 @@ fn receive(socket: &OwnedFd) -> io::Result<Received> {
     let args = data[..msg.bytes].split(|b| *b == 0).collect::<Vec<_>>();
     // Each argument ends with a NUL: the last piece is empty.
     let args = match args.split_last() {
-        Some((last, rest)) if last.is_empty() => rest
+        Some((&[], rest)) => rest
             .iter()
             .map(|a| OsString::from_vec(a.to_vec()))
             .collect(),
