@@ -4,7 +4,8 @@
 # the runs alternate A, B, A, B … one by one, so that a shared machine's changing load falls on
 # both alike (run.sh's whole-script alternation is at the mercy of the minute). Root; needs
 # busybox-static. Usage: benches/run_ab.sh BIN_A BIN_B; RUNS (default 40) timed runs per binary
-# and network after 3 warm-ups; KEEP=1 keeps the work dir.
+# and case after 3 warm-ups; NETS (default `none bridge start`: `start` times `container start`
+# of a created container alone); KEEP=1 keeps the work dir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# = 2 ] || { echo "usage: benches/run_ab.sh BIN_A BIN_B" >&2; exit 2; }
@@ -45,12 +46,21 @@ for i in 0 1; do
   f "$i" image import "$WORK/rootfs.tar" bench/run:1 >/dev/null
 done
 
-# one NET I: one timed run (ms) of binary I.
+# one NET I: one timed run (ms) of binary I. NET `start`: only `container start` of a created
+# container (network none) is timed: the daemon's shim start, without create, logs and removal.
 one() {
-  local net=$1 i=$2 t0 t1
-  t0=$EPOCHREALTIME
-  f "$i" container run --rm --network "$net" bench/run:1 true >/dev/null
-  t1=$EPOCHREALTIME
+  local net=$1 i=$2 t0 t1 id
+  if [ "$net" = start ]; then
+    id=$(f "$i" container create --network none bench/run:1 true)
+    t0=$EPOCHREALTIME
+    f "$i" container start "$id" >/dev/null
+    t1=$EPOCHREALTIME
+    f "$i" container rm --force "$id" >/dev/null
+  else
+    t0=$EPOCHREALTIME
+    f "$i" container run --rm --network "$net" bench/run:1 true >/dev/null
+    t1=$EPOCHREALTIME
+  fi
   echo "($t1 - $t0) * 1000" | bc -l
 }
 stats() {
@@ -60,13 +70,15 @@ stats() {
 echo "container run --rm, A/B alternated run by run, $RUNS runs each (after 3 warm-ups)"
 echo "A = ${BINS[0]}"
 echo "B = ${BINS[1]}"
-for net in none bridge; do
+for net in ${NETS:-none bridge start}; do
   a=() b=()
   for _ in 1 2 3; do one "$net" 0 >/dev/null; one "$net" 1 >/dev/null; done
   for ((n = 0; n < RUNS; n++)); do
     a+=("$(one "$net" 0)")
     b+=("$(one "$net" 1)")
   done
-  printf '%s\n' "${a[@]}" | stats "A --network $net"
-  printf '%s\n' "${b[@]}" | stats "B --network $net"
+  label="run --rm --network $net"
+  [ "$net" = start ] && label="start (created, network none)"
+  printf '%s\n' "${a[@]}" | stats "A $label"
+  printf '%s\n' "${b[@]}" | stats "B $label"
 done
