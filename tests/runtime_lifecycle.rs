@@ -583,6 +583,16 @@ fn starts_go_through_the_fork_server() {
     let ino = |p: String| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
     assert_eq!(ino(exe.clone()), ino(format!("/proc/{zygote}/exe")));
     assert_eq!(rt.spawner().zygote_pid(), Some(zygote), "the zygote stays");
+    // The supervisor's command line is the shim command's, as if executed (it names the
+    // container's state dir), not the zygote's.
+    let shim = rt.state(&first).unwrap().shim_pid.unwrap();
+    let cmdline = fs::read(format!("/proc/{shim}/cmdline")).unwrap();
+    let want = format!("\0shim\0start\0--bundle\0{}\0", rt.dir(&first).display());
+    assert!(
+        cmdline.windows(want.len()).any(|w| w == want.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
 
     // Killed between two starts: the next start still works (directly), the dead zygote is
     // reaped, and the start after that has a new one.

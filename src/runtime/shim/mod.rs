@@ -320,12 +320,16 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
     }
 }
 
-/// `flotilla shim zygote --socket N` (started by [`crate::runtime::spawner::Spawner`] from
+/// `flotilla shim zygote --socket N [SPACES]` (started by [`crate::runtime::spawner::Spawner`] from
 /// the launcher's sealed copy): the fork server, serving shim commands on the inherited socket
 /// N until the launcher closes it ([`crate::runtime::sys::zygote`]).
 fn zygote(args: &[OsString]) -> Result<u8, ShimError> {
+    // An optional last argument of spaces is room for the children's command lines.
+    let padding = |p: &OsString| p.to_str().is_some_and(|p| p.bytes().all(|b| b == b' '));
     let raw = match args {
-        [flag, raw] if flag == "--socket" => raw.to_str().and_then(|r| r.parse::<i32>().ok()),
+        [flag, raw] | [flag, raw, _] if flag == "--socket" && args.get(2).is_none_or(padding) => {
+            raw.to_str().and_then(|r| r.parse::<i32>().ok())
+        }
         _ => None,
     }
     .ok_or_else(|| ShimError::Usage {

@@ -437,3 +437,39 @@ mod tests {
         assert_eq!(status_code(WaitStatus::StillAlive), None);
     }
 }
+
+/// Overwrites this process's argument area (`[arg_start, arg_end)`, what `/proc/<pid>/cmdline`
+/// shows) with `text` (arguments separated by NUL bytes), cut to fit and NUL-filled after.
+/// Nothing is written when the area is unknown or shorter than `min` bytes. `std::env::args`
+/// reads the same area: call it before, not after.
+pub(crate) fn overwrite_cmdline(text: &[u8], min: usize) -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return false;
+    };
+    // Fields 48 and 49 (arg_start, arg_end); `rest` begins with field 3.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(start), Some(end)) = (
+        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
+        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
+    ) else {
+        return false;
+    };
+    if start == 0 || end < start + min.max(1) {
+        return false;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's argument strings area on its initial
+    // stack, mapped writable for the whole life of the process; the kernel reports it for this
+    // very process. Callers are single-threaded and hold no Rust reference into it (the
+    // standard library only reads it when `std::env::args` is called). The write stays within
+    // the area and leaves its last byte NUL.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        let n = text.len().min(area.len() - 1);
+        area.fill(0);
+        area[..n].copy_from_slice(&text[..n]);
+    }
+    true
+}

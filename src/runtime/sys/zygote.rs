@@ -45,6 +45,9 @@ use rustix::net::{
 
 /// The largest request (the arguments of one shim command).
 const MAX_REQUEST: usize = 64 * 1024;
+/// Bytes of padding in the zygote's arguments (its last one, spaces): room for a forked
+/// child's command line ([`set_cmdline`]).
+pub const ARG_SPACE: usize = 1024;
 /// Fds per request: reply socket, stdin, stdout, stderr.
 const FDS: usize = 4;
 
@@ -85,6 +88,7 @@ impl Zygote {
         cmd.arg("zygote")
             .arg("--socket")
             .arg(theirs.as_raw_fd().to_string())
+            .arg(" ".repeat(ARG_SPACE))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .process_group(0);
@@ -349,6 +353,12 @@ pub fn serve(raw: i32, dispatch: fn(&[OsString]) -> u8) -> u8 {
 
 fn try_serve(raw: i32, dispatch: fn(&[OsString]) -> u8) -> io::Result<()> {
     let socket = super::exe::inherited_fd(raw)?;
+    // The padding argument need not show: the command line without it, NULs after.
+    let own: Vec<Vec<u8>> = std::env::args_os()
+        .map(|a| a.into_vec())
+        .filter(|a| !a.is_empty() && !a.iter().all(|b| *b == b' '))
+        .collect();
+    super::process::overwrite_cmdline(&own.join(&0u8), 1);
     let threads = super::container::thread_count();
     if threads != 1 {
         return Err(io::Error::other(format!(
@@ -525,6 +535,7 @@ fn child(
     std::mem::forget((reply, stdin, stdout, stderr));
     close_from(3);
     reset_signals();
+    set_cmdline(args);
     let status =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(args))).unwrap_or(101);
     let _ = std::io::stdout().flush();
@@ -537,6 +548,25 @@ fn child(
 fn exit_now(status: i32) -> ! {
     // SAFETY: `_exit` ends the process at once; it touches no Rust state.
     unsafe { libc::_exit(status) }
+}
+
+/// Makes `/proc/<pid>/cmdline` read `<argv0> shim ARGS…`, what an executed `flotilla shim
+/// ARGS…` shows (and what `ps` and leftover checks look for: the supervisor names its
+/// container's state dir), instead of the zygote's own arguments: written over the argument
+/// area, which the zygote's padding argument ([`Zygote::start`]) makes [`ARG_SPACE`] bytes
+/// longer (cut to fit beyond that).
+fn set_cmdline(args: &[OsString]) {
+    let mut text: Vec<u8> = std::env::args_os()
+        .next()
+        .map(|a| a.into_vec())
+        .unwrap_or_else(|| b"flotilla".to_vec());
+    text.push(0);
+    text.extend_from_slice(b"shim");
+    for a in args {
+        text.push(0);
+        text.extend_from_slice(a.as_bytes());
+    }
+    super::process::overwrite_cmdline(&text, 1);
 }
 
 /// Closes every fd from `first` on.
