@@ -123,7 +123,7 @@ fn close_from(first: u32) {
 /// Overwrites this process's argument area (what `/proc/<pid>/cmdline` shows) with `name`, so
 /// the shim's command line (with host paths) does not show inside the container.
 fn rename_cmdline(name: &str) {
-    super::process::overwrite_cmdline(name.as_bytes(), name.len() + 1);
+    super::process::overwrite_cmdline(None, name.as_bytes(), name.len() + 1);
 }
 
 extern "C" fn ignore_signal(_: libc::c_int) {}

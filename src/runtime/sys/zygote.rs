@@ -358,7 +358,8 @@ fn try_serve(raw: i32, dispatch: fn(&[OsString]) -> u8) -> io::Result<()> {
         .map(|a| a.into_vec())
         .filter(|a| !a.is_empty() && !a.iter().all(|b| *b == b' '))
         .collect();
-    super::process::overwrite_cmdline(&own.join(&0u8), 1);
+    let area = super::process::arg_area();
+    super::process::overwrite_cmdline(area, &own.join(&0u8), 1);
     let threads = super::container::thread_count();
     if threads != 1 {
         return Err(io::Error::other(format!(
@@ -393,7 +394,7 @@ fn try_serve(raw: i32, dispatch: fn(&[OsString]) -> u8) -> io::Result<()> {
                 Received::Nothing => {}
                 Received::Bad(reason) => eprintln!("flotilla shim zygote: {reason}"),
                 Received::Request { args, fds } => {
-                    if let Some((pid, reply)) = fork_child(args, fds, dispatch) {
+                    if let Some((pid, reply)) = fork_child(args, fds, dispatch, area) {
                         children.insert(pid, reply);
                     }
                 }
@@ -494,12 +495,13 @@ fn fork_child(
     args: Vec<OsString>,
     fds: Vec<OwnedFd>,
     dispatch: fn(&[OsString]) -> u8,
+    area: Option<(usize, usize)>,
 ) -> Option<(i32, OwnedFd)> {
     let Ok([reply, stdin, stdout, stderr]) = <[OwnedFd; FDS]>::try_from(fds) else {
         return None;
     };
     match super::fork() {
-        Ok(ForkResult::Child) => child(reply, [stdin, stdout, stderr], &args, dispatch),
+        Ok(ForkResult::Child) => child(reply, [stdin, stdout, stderr], &args, dispatch, area),
         Ok(ForkResult::Parent { child }) => Some((child.as_raw(), reply)),
         Err(e) => {
             eprintln!("flotilla shim zygote: fork: {e}");
@@ -515,6 +517,7 @@ fn child(
     stdio: [OwnedFd; 3],
     args: &[OsString],
     dispatch: fn(&[OsString]) -> u8,
+    area: Option<(usize, usize)>,
 ) -> ! {
     let _ = rustix::net::send(
         &reply,
@@ -535,7 +538,7 @@ fn child(
     std::mem::forget((reply, stdin, stdout, stderr));
     close_from(3);
     reset_signals();
-    set_cmdline(args);
+    set_cmdline(area, args);
     let status =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(args))).unwrap_or(101);
     let _ = std::io::stdout().flush();
@@ -555,7 +558,7 @@ fn exit_now(status: i32) -> ! {
 /// container's state dir), instead of the zygote's own arguments: written over the argument
 /// area, which the zygote's padding argument ([`Zygote::start`]) makes [`ARG_SPACE`] bytes
 /// longer (cut to fit beyond that).
-fn set_cmdline(args: &[OsString]) {
+fn set_cmdline(area: Option<(usize, usize)>, args: &[OsString]) {
     let mut text: Vec<u8> = std::env::args_os()
         .next()
         .map(|a| a.into_vec())
@@ -566,7 +569,9 @@ fn set_cmdline(args: &[OsString]) {
         text.push(0);
         text.extend_from_slice(a.as_bytes());
     }
-    super::process::overwrite_cmdline(&text, 1);
+    if area.is_some() {
+        super::process::overwrite_cmdline(area, &text, 1);
+    }
 }
 
 /// Closes every fd from `first` on.
