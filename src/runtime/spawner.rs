@@ -34,8 +34,22 @@ pub struct Spawner {
 struct Server {
     zygote: Zygote,
     copy: Arc<OwnedFd>,
+    /// The binary's identity when it started ([`version`]).
+    version: Option<Version>,
     /// Whether it has run a command.
     served: AtomicBool,
+}
+
+/// What identifies a version of the binary's file: device, inode, size, mtime.
+type Version = (u64, u64, u64, i64, i64);
+
+/// The identity of the file at `exe` now (a copy made for it earlier may have been made again
+/// when the launcher's single cached copy served another binary meanwhile: same file, same
+/// zygote; an upgrade in place changes it and a new zygote starts).
+fn version(exe: &Path) -> Option<Version> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(exe).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 impl std::fmt::Debug for Spawner {
@@ -78,8 +92,9 @@ impl Spawner {
             return None;
         }
         let mut slot = self.slot();
+        let now = version(&self.exe);
         if let Some(s) = slot.as_ref()
-            && Arc::ptr_eq(&s.copy, copy)
+            && (Arc::ptr_eq(&s.copy, copy) || (now.is_some() && s.version == now))
         {
             return Some(Arc::clone(s));
         }
@@ -88,6 +103,7 @@ impl Spawner {
                 let server = Arc::new(Server {
                     zygote,
                     copy: Arc::clone(copy),
+                    version: now,
                     served: AtomicBool::new(false),
                 });
                 *slot = Some(Arc::clone(&server));
