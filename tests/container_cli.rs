@@ -850,3 +850,73 @@ fn attached_run_forwards_signals_to_the_container() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), "ready\ngot term\n");
     assert!(f.ids().is_empty(), "--rm left {:?}", f.ids());
 }
+
+/// The daemon's children running `flotilla shim … zygote …` (its fork server).
+fn zygotes_of(daemon: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(daemon) && cmdline.windows(8).any(|w| w == b"\0zygote\0") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Starts (network none, and the default bridge network's netns helper) go through one fork
+/// server of the daemon's, started on the first start from the daemon's sealed copy; several
+/// runs at once all succeed; the fork server goes with the daemon.
+#[test]
+fn the_daemons_fork_server_serves_starts_and_goes_with_the_daemon() {
+    let mut f = Fixture::new();
+    let daemon = f.daemon.as_ref().unwrap().id();
+    assert!(zygotes_of(daemon).is_empty(), "a zygote before any start");
+    f.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "true",
+    ]);
+    let zygotes = zygotes_of(daemon);
+    assert_eq!(zygotes.len(), 1, "{zygotes:?}");
+    let exe = fs::read_link(format!("/proc/{}/exe", zygotes[0])).unwrap();
+    assert!(exe.to_string_lossy().contains("memfd:"), "{exe:?}");
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|i| {
+                let f = &f;
+                s.spawn(move || {
+                    let out = f.ok(&["container", "run", "--rm", IMAGE, "echo", &format!("n{i}")]);
+                    assert_eq!(out, format!("n{i}\n"));
+                })
+            })
+            .collect();
+        for r in runs {
+            r.join().unwrap();
+        }
+    });
+    assert_eq!(
+        zygotes_of(daemon),
+        zygotes,
+        "the same fork server served them"
+    );
+    f.stop_daemon();
+    for z in &zygotes {
+        f.until("the fork server to go with the daemon", || {
+            !Path::new(&format!("/proc/{z}")).exists()
+        });
+    }
+}

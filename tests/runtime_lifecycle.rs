@@ -463,7 +463,13 @@ fn rm_leaves_nothing_behind() {
     assert!(!dir.exists());
     assert!(!cg.exists(), "cgroup left: {:?}", cg.dirs());
     assert!(!alive(pid));
-    assert!(!state::process_alive(shim, st.shim_start_time));
+    // The shim ends right after its post-exit work (cgroup removal, syncs), which `rm` of an
+    // exited container does not wait for: bounded under load.
+    let deadline = Instant::now() + TIMEOUT;
+    while state::process_alive(shim, st.shim_start_time) {
+        assert!(Instant::now() < deadline, "shim {shim} still running");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(mounts_under(f.root()).is_empty());
     assert!(matches!(
         rt.resolve("doomed"),
@@ -530,4 +536,117 @@ fn shim_supervisor_memory() {
         assert!(!exe.to_string_lossy().contains("memfd:"), "{exe:?}");
     }
     rt.rm(&id, true).unwrap();
+}
+
+/// The zygote's state letter (`/proc/<pid>/stat`), None once it is gone (reaped).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Starts go through the runtime's fork server (`flotilla shim zygote`, started from the
+/// sealed copy of the binary on the first start): the container's process runs from a sealed,
+/// unwritable memfd (with `init: true` it stays on it); a zygote killed with SIGKILL between
+/// two starts fails nothing (that start runs the shim directly, the next one starts a new
+/// zygote); ten concurrent starts all succeed through one zygote; and no zygote outlives the
+/// runtime that started it.
+#[test]
+fn starts_go_through_the_fork_server() {
+    let mut f = Fixture::new();
+    let rt = f.runtime();
+    assert_eq!(rt.spawner().zygote_pid(), None, "no zygote before a start");
+    let make = |f: &mut Fixture, name: &str, init: bool| {
+        let mut options = f.options(name, &["sleep", "1000"]);
+        options.config.init = init;
+        let id = rt.create(options).unwrap();
+        f.ids.insert(id.clone());
+        id
+    };
+    let first = make(&mut f, "z1", true);
+    rt.start(&first).unwrap();
+    let zygote = rt
+        .spawner()
+        .zygote_pid()
+        .expect("a zygote after the first start");
+    let zygote_exe = fs::read_link(format!("/proc/{zygote}/exe")).unwrap();
+    assert!(
+        zygote_exe.to_string_lossy().contains("memfd:"),
+        "{zygote_exe:?}"
+    );
+    let pid1 = rt.state(&first).unwrap().pid.unwrap();
+    let exe = format!("/proc/{pid1}/exe");
+    let link = fs::read_link(&exe).unwrap();
+    assert!(link.to_string_lossy().contains("memfd:"), "{link:?}");
+    assert!(fs::OpenOptions::new().write(true).open(&exe).is_err());
+    assert!(fs::OpenOptions::new().append(true).open(&exe).is_err());
+    // The container's init runs from the zygote's own sealed copy.
+    let ino = |p: String| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+    assert_eq!(ino(exe.clone()), ino(format!("/proc/{zygote}/exe")));
+    assert_eq!(rt.spawner().zygote_pid(), Some(zygote), "the zygote stays");
+    // The supervisor's command line is the shim command's, as if executed (it names the
+    // container's state dir), not the zygote's.
+    let shim = rt.state(&first).unwrap().shim_pid.unwrap();
+    let cmdline = fs::read(format!("/proc/{shim}/cmdline")).unwrap();
+    let want = format!("\0shim\0start\0--bundle\0{}\0", rt.dir(&first).display());
+    assert!(
+        cmdline.windows(want.len()).any(|w| w == want.as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+
+    // Killed between two starts: the next start still works (directly), the dead zygote is
+    // reaped, and the start after that has a new one.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(zygote as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while proc_state(zygote) != Some('Z') {
+        assert!(Instant::now() < deadline, "zygote {zygote} not dead");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = make(&mut f, "z2", false);
+    rt.start(&second).unwrap();
+    assert_eq!(rt.state(&second).unwrap().status, Status::Running);
+    assert_eq!(proc_state(zygote), None, "the killed zygote was reaped");
+    let third = make(&mut f, "z3", false);
+    rt.start(&third).unwrap();
+    let zygote2 = rt.spawner().zygote_pid().expect("a new zygote");
+    assert_ne!(zygote2, zygote);
+
+    // Ten at once, through the same zygote.
+    let ids: Vec<String> = (0..10)
+        .map(|i| make(&mut f, &format!("c{i}"), false))
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids.iter().map(|id| s.spawn(|| rt.start(id))).collect();
+        for h in handles {
+            let pid = h.join().unwrap().unwrap();
+            assert!(pid > 0);
+        }
+    });
+    for id in &ids {
+        assert_eq!(rt.state(id).unwrap().status, Status::Running, "{id}");
+    }
+    assert_eq!(rt.spawner().zygote_pid(), Some(zygote2));
+
+    // Its children exited with statuses it reported: `rm -f` everything, then the runtime
+    // goes and takes its zygote along.
+    for id in ids.iter().chain([&first, &second, &third]) {
+        rt.rm(id, true).unwrap();
+    }
+    let clone = rt.clone();
+    drop(rt);
+    assert_eq!(
+        proc_state(zygote2).map(|_| ()),
+        Some(()),
+        "a clone still holds it"
+    );
+    drop(clone);
+    assert_eq!(
+        proc_state(zygote2),
+        None,
+        "zygote {zygote2} outlived its runtime"
+    );
 }

@@ -182,7 +182,9 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
     let net_prefix: String = runtime.prefix().chars().take(4).collect();
     let networks = Arc::new(
         Networks::new(&opts.data_root, &net_prefix, store.clone())
-            .map_err(|e| DaemonError::Network(e.to_string()))?,
+            .map_err(|e| DaemonError::Network(e.to_string()))?
+            // One fork server for shim starts and the netns helpers.
+            .with_spawner(runtime.spawner()),
     );
     let volumes = Volumes::new(&opts.data_root, store.clone());
     let engine = Arc::new(

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::runtime::spawner::Spawner;
 use crate::store::{NetworkRecord, Store, StoreError};
 use ipam::{IpamError, Ipv4Net, Taken};
 use netlink::{Netlink, NetlinkError};
@@ -325,7 +326,7 @@ pub struct Networks {
     root: PathBuf,
     prefix: String,
     store: Arc<Store>,
-    exe: PathBuf,
+    spawner: Arc<Spawner>,
     pool: Ipv4Net,
     subnet_prefix: u8,
     ip_forward: bool,
@@ -367,7 +368,7 @@ impl Networks {
             root: data_root.to_path_buf(),
             prefix: prefix.to_string(),
             store,
-            exe,
+            spawner: Arc::new(Spawner::new(&exe)),
             pool,
             subnet_prefix: ipam::DEFAULT_SUBNET_PREFIX,
             ip_forward: true,
@@ -387,7 +388,14 @@ impl Networks {
 
     /// Runs `exe shim netns …` as the namespace helper (tests pass the flotilla binary).
     pub fn with_exe(mut self, exe: &Path) -> Networks {
-        self.exe = exe.to_path_buf();
+        self.spawner = Arc::new(Spawner::new(exe));
+        self
+    }
+
+    /// Runs the namespace helpers through `spawner` (the daemon shares its runtime's, so one
+    /// fork server serves both).
+    pub fn with_spawner(mut self, spawner: Arc<Spawner>) -> Networks {
+        self.spawner = spawner;
         self
     }
 
@@ -816,11 +824,12 @@ impl Networks {
             prefix: body.subnet.prefix(),
             gateway: (!body.internal).then_some(body.gateway),
         };
-        let report =
-            netns::setup(&self.exe, &ep.netns, &setup).map_err(|source| NetworkError::Netns {
+        let report = netns::setup(&self.spawner, &ep.netns, &setup).map_err(|source| {
+            NetworkError::Netns {
                 network: network.to_string(),
                 source,
-            })?;
+            }
+        })?;
         Ok(report.ifname)
     }
 
@@ -858,7 +867,7 @@ impl Networks {
         let path = self.netns_path(id)?;
         let dir = self.netns_dir();
         std::fs::create_dir_all(&dir).map_err(|source| NetworkError::Dir { path: dir, source })?;
-        netns::create(&self.exe, &path).map_err(NetworkError::Namespace)?;
+        netns::create(&self.spawner, &path).map_err(NetworkError::Namespace)?;
         Ok(path)
     }
 
@@ -912,7 +921,7 @@ impl Networks {
                     },
                 });
             }
-            netns::create_wired(&self.exe, &path, &wires).map_err(NetworkError::Namespace)
+            netns::create_wired(&self.spawner, &path, &wires).map_err(NetworkError::Namespace)
         })();
         if let Err(e) = made {
             // The helper removed what it made; a helper that died half-way did not.

@@ -1,8 +1,9 @@
 //! Named network namespaces (`<data_root>/netns/<id>`, a bind mount of a namespace file) and
 //! the hidden helper that makes and wires them.
 //!
-//! Namespace work happens in a freshly executed, single-threaded `flotilla shim netns …`
-//! process, never in the (multi-threaded) daemon:
+//! Namespace work happens in a single-threaded `flotilla shim netns …` process (forked by the
+//! daemon's fork server, [`crate::runtime::spawner`], or freshly executed), never in the
+//! (multi-threaded) daemon:
 //! - `flotilla shim netns create PATH`: creates the empty file PATH, `unshare(CLONE_NEWNET)`,
 //!   bind-mounts `/proc/self/ns/net` on PATH and sets `lo` up inside; the namespace lives on
 //!   as long as the bind mount does.
@@ -20,18 +21,18 @@
 //! Removal needs no helper: unmount (detached) and unlink.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
 
 use super::netlink::{Netlink, NetlinkError};
+use crate::runtime::spawner::Spawner;
 
 /// Why a namespace could not be made, wired or removed.
 #[derive(Debug, thiserror::Error)]
@@ -285,26 +286,14 @@ pub fn subcommand(args: &[OsString]) -> u8 {
     }
 }
 
-/// Runs `exe shim netns OP PATH` with `input` on its stdin; its stdout.
-fn run_helper(exe: &Path, op: &'static str, path: &Path, input: &[u8]) -> Result<String> {
-    let mut child = Command::new(exe)
-        .args(["shim", "netns", op])
-        .arg(path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+/// Runs `flotilla shim netns OP PATH` with `input` on its stdin (through `spawner`'s fork
+/// server); its stdout.
+fn run_helper(spawner: &Spawner, op: &'static str, path: &Path, input: &[u8]) -> Result<String> {
+    let args: Vec<OsString> = vec!["netns".into(), op.into(), path.into()];
+    let out = spawner
+        .output(&args, input)
         .map_err(|source| NetnsError::Spawn {
-            exe: exe.to_path_buf(),
-            source,
-        })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|source| NetnsError::Spawn {
-            exe: exe.to_path_buf(),
+            exe: spawner.exe().to_path_buf(),
             source,
         })?;
     if !out.status.success() {
@@ -324,13 +313,13 @@ fn run_helper(exe: &Path, op: &'static str, path: &Path, input: &[u8]) -> Result
 }
 
 /// Creates a network namespace bound at `path` (whose directory must exist) through the helper.
-pub fn create(exe: &Path, path: &Path) -> Result<()> {
+pub fn create(exe: &Spawner, path: &Path) -> Result<()> {
     run_helper(exe, "create", path, b"").map(|_| ())
 }
 
 /// Creates a network namespace bound at `path` with `wires` made and set up in it, through one
 /// helper; the interfaces' names inside.
-pub fn create_wired(exe: &Path, path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> {
+pub fn create_wired(exe: &Spawner, path: &Path, wires: &[Wire]) -> Result<Vec<SetupReport>> {
     let input = serde_json::to_vec(wires).map_err(|e| NetnsError::Settings(e.to_string()))?;
     let out = run_helper(exe, "create-wired", path, &input)?;
     serde_json::from_str(out.trim()).map_err(|e| NetnsError::Helper {
@@ -341,7 +330,7 @@ pub fn create_wired(exe: &Path, path: &Path, wires: &[Wire]) -> Result<Vec<Setup
 }
 
 /// Wires an interface inside the namespace at `path` through the helper.
-pub fn setup(exe: &Path, path: &Path, setup: &IfaceSetup) -> Result<SetupReport> {
+pub fn setup(exe: &Spawner, path: &Path, setup: &IfaceSetup) -> Result<SetupReport> {
     let input = serde_json::to_vec(setup).map_err(|e| NetnsError::Settings(e.to_string()))?;
     let out = run_helper(exe, "setup", path, &input)?;
     serde_json::from_str(out.trim()).map_err(|e| NetnsError::Helper {

@@ -19,8 +19,8 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
@@ -35,9 +35,9 @@ use crate::runtime::config::{self, ContainerConfig, ImageConfig};
 use crate::runtime::control::{Client, Reply, Request};
 use crate::runtime::logs::{self, Entry};
 use crate::runtime::shim::StartReport;
+use crate::runtime::spawner::Spawner;
 use crate::runtime::state::{self, State, Status};
 use crate::runtime::sys::cgroup::{Cgroup, Limits};
-use crate::runtime::sys::exe;
 use crate::runtime::time;
 
 /// Docker's default grace period of `stop`.
@@ -260,6 +260,8 @@ pub struct Runtime {
     root: PathBuf,
     prefix: String,
     exe: PathBuf,
+    /// Runs `shim start` (through the fork server), shared by the clones of this runtime.
+    spawner: Arc<Spawner>,
 }
 
 /// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
@@ -324,7 +326,13 @@ impl Runtime {
             path: PathBuf::from("/proc/self/exe"),
             source,
         })?;
-        Ok(Runtime { root, prefix, exe })
+        let spawner = Arc::new(Spawner::new(&exe));
+        Ok(Runtime {
+            root,
+            prefix,
+            exe,
+            spawner,
+        })
     }
 
     /// Uses `prefix` for cgroup paths (`flotilla-<prefix>/<id>`).
@@ -336,7 +344,14 @@ impl Runtime {
     /// Starts shims from `exe` (tests: the built `flotilla` binary).
     pub fn with_exe(mut self, exe: &Path) -> Runtime {
         self.exe = exe.to_path_buf();
+        self.spawner = Arc::new(Spawner::new(exe));
         self
+    }
+
+    /// The spawner of this runtime's shim commands (its fork server), to share with the
+    /// networks' helpers.
+    pub fn spawner(&self) -> Arc<Spawner> {
+        Arc::clone(&self.spawner)
     }
 
     pub fn prefix(&self) -> &str {
@@ -686,20 +701,16 @@ impl Runtime {
         // the exit): the new one's is the same group.
         wait_shim_gone(&st, false);
         let dir = self.dir(id);
-        let copy = exe::shared_copy(&self.exe).map_err(|e| LifecycleError::Shim {
-            id: id.to_string(),
-            reason: format!("a sealed copy of {}: {e}", self.exe.display()),
-        })?;
-        let mut cmd = exe::sealed_command(&self.exe, &copy);
-        let output = cmd
-            .args(["start", "--bundle"])
-            .arg(&dir)
-            .arg("--state")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
+        let args: Vec<std::ffi::OsString> = vec![
+            "start".into(),
+            "--bundle".into(),
+            dir.clone().into(),
+            "--state".into(),
+            dir.into(),
+        ];
+        let output = self
+            .spawner
+            .output(&args, b"")
             .map_err(|e| LifecycleError::Shim {
                 id: id.to_string(),
                 reason: format!("run {}: {e}", self.exe.display()),

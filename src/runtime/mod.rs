@@ -1,8 +1,8 @@
 //! The container runtime: OCI runtime configs ([`config`], pure), user resolution ([`user`],
 //! pure), what the lifecycle adds to a bundle ([`bundle`], pure), the per-container shim
 //! ([`shim`]) with its state file ([`state`]), JSON-lines logs ([`logs`]) and control socket
-//! ([`control`]), and the lifecycle library over state dirs ([`lifecycle`]). All raw syscalls
-//! live in [`sys`].
+//! ([`control`]), the lifecycle library over state dirs ([`lifecycle`]), and how short shim
+//! commands are run (through a fork server, [`spawner`]). All raw syscalls live in [`sys`].
 
 pub mod bundle;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod shim;
+pub mod spawner;
 pub mod state;
 pub mod sync;
 #[allow(unsafe_code)]

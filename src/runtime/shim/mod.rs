@@ -17,6 +17,10 @@
 //!   supervisor ([`supervisor`]) holds the container's output and writes the logs, keeps
 //!   `state.json` up to date and answers on `shim.sock` ([`crate::runtime::control`]) until the
 //!   container exits.
+//! - `flotilla shim zygote --socket N`: the fork server of a launcher (the daemon), which forks
+//!   instead of executing the binary for `start` and the netns helpers
+//!   ([`crate::runtime::sys::zygote`], [`crate::runtime::spawner`]); its children run the
+//!   same dispatch as this entry point.
 
 mod supervisor;
 
@@ -309,9 +313,39 @@ fn run(args: &[OsString]) -> Result<u8, ShimError> {
         Some(sub @ ("exec" | "init")) => Ok(crate::runtime::exec::subcommand(sub, rest)),
         Some("netns") => Ok(crate::network::netns::subcommand(rest)),
         Some("cp") => Ok(crate::runtime::copy::subcommand(rest)),
+        Some("zygote") => zygote(rest),
         _ => Err(ShimError::Usage {
             reason: format!("unknown command {command:?}"),
         }),
+    }
+}
+
+/// `flotilla shim zygote --socket N [SPACES]` (started by [`crate::runtime::spawner::Spawner`] from
+/// the launcher's sealed copy): the fork server, serving shim commands on the inherited socket
+/// N until the launcher closes it ([`crate::runtime::sys::zygote`]).
+fn zygote(args: &[OsString]) -> Result<u8, ShimError> {
+    // An optional last argument of spaces is room for the children's command lines.
+    let padding = |p: &OsString| p.to_str().is_some_and(|p| p.bytes().all(|b| b == b' '));
+    let raw = match args {
+        [flag, raw] | [flag, raw, _] if flag == "--socket" && args.get(2).is_none_or(padding) => {
+            raw.to_str().and_then(|r| r.parse::<i32>().ok())
+        }
+        _ => None,
+    }
+    .ok_or_else(|| ShimError::Usage {
+        reason: "zygote needs --socket FD".into(),
+    })?;
+    Ok(crate::runtime::sys::zygote::serve(raw, dispatch))
+}
+
+/// One shim command in a process forked by the zygote: what [`main`] does, as a status.
+fn dispatch(args: &[OsString]) -> u8 {
+    match run(args) {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("flotilla: {e}");
+            e.exit_status()
+        }
     }
 }
 
@@ -379,11 +413,5 @@ fn child(args: &[OsString]) -> Result<u8, ShimError> {
 
 /// Entry point of `flotilla shim <args>` (`args` without `flotilla shim`).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    match run(&args) {
-        Ok(status) => ExitCode::from(status),
-        Err(e) => {
-            eprintln!("flotilla: {e}");
-            ExitCode::from(e.exit_status())
-        }
-    }
+    ExitCode::from(dispatch(&args))
 }

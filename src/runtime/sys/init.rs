@@ -123,33 +123,7 @@ fn close_from(first: u32) {
 /// Overwrites this process's argument area (what `/proc/<pid>/cmdline` shows) with `name`, so
 /// the shim's command line (with host paths) does not show inside the container.
 fn rename_cmdline(name: &str) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return;
-    };
-    // Fields 48 and 49 (arg_start, arg_end); `rest` begins with field 3.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let (Some(start), Some(end)) = (
-        fields.get(45).and_then(|f| f.parse::<usize>().ok()),
-        fields.get(46).and_then(|f| f.parse::<usize>().ok()),
-    ) else {
-        return;
-    };
-    if start == 0 || end <= start + name.len() {
-        return;
-    }
-    // SAFETY: [arg_start, arg_end) is this process's argument strings area on its initial
-    // stack, mapped writable for the whole life of the process; the kernel reports it for this
-    // very process. Nothing in this single-threaded process holds a Rust reference into it (the
-    // standard library only reads it when `std::env::args` is called, which the init does not
-    // do afterwards). The write stays within the area and leaves it NUL-terminated.
-    unsafe {
-        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
-        area.fill(0);
-        area[..name.len()].copy_from_slice(name.as_bytes());
-    }
+    super::process::overwrite_cmdline(None, name.as_bytes(), name.len() + 1);
 }
 
 extern "C" fn ignore_signal(_: libc::c_int) {}

@@ -9,6 +9,7 @@ pub mod netlo;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod zygote;
 
 use std::os::fd::RawFd;
 

@@ -406,6 +406,43 @@ pub fn execute(args: &[String], env: &[String]) -> ProcessError {
     )
 }
 
+/// This process's argument area `[arg_start, arg_end)` (what `/proc/<pid>/cmdline` shows),
+/// from `/proc/self/stat`; a forked child has the same.
+pub(crate) fn arg_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rfind(')').map(|i| &stat[i + 1..])?;
+    // Fields 48 and 49 (arg_start, arg_end); `rest` begins with field 3.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let start = fields.get(45)?.parse::<usize>().ok()?;
+    let end = fields.get(46)?.parse::<usize>().ok()?;
+    (start != 0 && end > start).then_some((start, end))
+}
+
+/// Overwrites this process's argument area (`area`, from [`arg_area`] in this process or the
+/// one it was forked from; looked up when None) with `text` (arguments separated by NUL
+/// bytes), cut to fit and NUL-filled after. Nothing is written when the area is unknown or
+/// shorter than `min` bytes. `std::env::args` reads the same area: call it before, not after.
+pub(crate) fn overwrite_cmdline(area: Option<(usize, usize)>, text: &[u8], min: usize) -> bool {
+    let Some((start, end)) = area.or_else(arg_area) else {
+        return false;
+    };
+    if end < start + min.max(1) {
+        return false;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's argument strings area on its initial
+    // stack (inherited unchanged through fork), mapped writable for the whole life of the
+    // process; the kernel reported it. Callers are single-threaded and hold no Rust reference
+    // into it (the standard library only reads it when `std::env::args` is called). The write
+    // stays within the area and leaves its last byte NUL.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        let n = text.len().min(area.len() - 1);
+        area.fill(0);
+        area[..n].copy_from_slice(&text[..n]);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
