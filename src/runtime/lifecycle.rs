@@ -658,8 +658,13 @@ impl Runtime {
         for id in self.ids() {
             match self.inspect(&id) {
                 Ok(c) => out.push(c),
-                // Removed meanwhile, or half created: not listed.
+                // Removed meanwhile, or half created (its meta.json written, its first
+                // state.json not yet): not listed.
                 Err(LifecycleError::NotFound(_)) => {}
+                Err(LifecycleError::State {
+                    source: state::StateError::Read { source, .. },
+                    ..
+                }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
