@@ -286,6 +286,33 @@ fn a_removed_networks_subnet_can_be_taken_again_at_once() {
     assert_eq!(links_of(&f.prefix), Vec::<String>::new());
 }
 
+/// What a daemon killed while it deleted a network in the background left (a bridge no record
+/// names, its rules) is removed by the next start's `prune_stale`; live networks are untouched.
+#[test]
+fn stale_links_and_rules_of_a_killed_run_are_pruned() {
+    let f = fixture();
+    let live = f.nets.create_network("live", &opts()).unwrap();
+    let ns = f.nets.create_netns("c").unwrap();
+    let ep = f.nets.connect(&ns, "live", &[], None).unwrap();
+    let stale = format!("flt{}-bdead00", f.prefix);
+    let made = Command::new("ip")
+        .args(["link", "add", &stale, "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let pruned = f.nets.prune_stale().unwrap();
+    assert_eq!(pruned, vec![stale.clone()]);
+    let mut want = vec![live.bridge.clone(), ep.veth.clone()];
+    want.sort();
+    assert_eq!(links_of(&f.prefix), want);
+    assert!(nft_table_exists(&f.prefix), "the live network's rules stay");
+    assert!(ping(&ns, live.gateway));
+    f.nets.remove_netns("c").unwrap();
+    f.nets.remove_network("live").unwrap();
+    f.nets.settle();
+    assert!(!nft_table_exists(&f.prefix));
+}
+
 #[test]
 fn parallel_connects_never_share_an_address_and_released_ones_return() {
     let f = fixture();

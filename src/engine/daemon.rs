@@ -195,6 +195,10 @@ pub fn run(opts: &DaemonOptions) -> Result<()> {
         Ok(Some(list)) => list,
         _ => crate::network::dns::host_upstreams().unwrap_or_default(),
     };
+    // A previous run killed while it deleted a network's bridge in the background.
+    if let Err(e) = networks.prune_stale() {
+        tracing::warn!(error = %e, "remove stale network links");
+    }
     let netsvc = NetServices::new(networks.clone(), runtime.clone(), upstreams);
     let containers = Containers::new(runtime, events);
     containers.set_netsvc(netsvc);

@@ -998,6 +998,46 @@ impl Networks {
             .collect()
     }
 
+    /// What a previous run of this daemon killed halfway left in the kernel: links of its
+    /// prefix that no record names (a removed network's bridge, a removed namespace's veth,
+    /// deleted in the background when the daemon ended) are deleted, and the nftables table is
+    /// rebuilt from the records. Run at daemon start; returns the links deleted.
+    pub fn prune_stale(&self) -> Result<Vec<String>> {
+        let mut known = BTreeSet::new();
+        for net in self.list()? {
+            known.insert(net.bridge.clone());
+            for e in &net.endpoints {
+                known.insert(e.veth.clone());
+            }
+        }
+        let nl = Netlink::open().map_err(|source| NetworkError::Netlink {
+            network: String::new(),
+            source,
+        })?;
+        let start = link_prefix(&self.prefix);
+        let mut removed = Vec::new();
+        let links = nl.links().map_err(|source| NetworkError::Netlink {
+            network: String::new(),
+            source,
+        })?;
+        for l in links {
+            if l.name.starts_with(&start) && !known.contains(&l.name) {
+                match nl.delete_link(&l.name) {
+                    Ok(true) => removed.push(l.name),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(link = %l.name, error = %e, "delete a stale link"),
+                }
+            }
+        }
+        if !known.is_empty() || !removed.is_empty() {
+            self.apply_nft()?;
+        }
+        if !removed.is_empty() {
+            tracing::info!(links = ?removed, "stale links of a previous run deleted");
+        }
+        Ok(removed)
+    }
+
     /// Removes every kernel object of this daemon's prefix ([`cleanup_prefix`]).
     pub fn cleanup(&self) -> Result<Cleanup> {
         self.settle();
