@@ -93,7 +93,6 @@ pub fn daemon(engine: &EngineArgs, hosts: &HostArgs) -> Result<(), String> {
     daemon::run(&opts).map_err(|e| format!("daemon: {e}"))
 }
 
-
 /// `flotilla version`: this client, and the daemon if one answers.
 pub fn version(engine: &EngineArgs, hosts: &HostArgs, args: &FormatArgs) -> Result<(), String> {
     let client = hosts.client(engine)?;
