@@ -98,10 +98,10 @@ unshare -m bash -c "
   crun_once() { n=\$((n + 1)); crun run --bundle '$B' \"bench-$$-\$n\"; }
   time_runs 'crun run (OCI bundle)' crun_once
 "
-time_runs "flotilla container run --rm (network none)" "${F[@]}" container run --rm bench/run:1 true
+time_runs "flotilla container run --rm (network none)" "${F[@]}" container run --rm --network none bench/run:1 true
 time_runs "flotilla container run --rm --network bridge" "${F[@]}" container run --rm --network bridge bench/run:1 true
 if [ "${PROFILE:-0}" = 1 ]; then
   echo "where flotilla's time goes (one run, strace -f -r summary):"
-  strace -f -c -o "$WORK/strace.txt" "${F[@]}" container run --rm bench/run:1 true || true
+  strace -f -c -o "$WORK/strace.txt" "${F[@]}" container run --rm --network none bench/run:1 true || true
   head -25 "$WORK/strace.txt"
 fi

@@ -70,7 +70,7 @@ impl Daemon {
 
     /// `container run --rm IMAGE CMD…`: its stdout.
     fn run_in(&self, image: &str, cmd: &[&str]) -> String {
-        let mut args = vec!["container", "run", "--rm", image];
+        let mut args = vec!["container", "run", "--rm", "--network", "none", image];
         args.extend_from_slice(cmd);
         self.ok(self.path(), &args).stdout
     }
@@ -906,7 +906,16 @@ fn system_prune_removes_what_is_unused_and_keeps_what_runs() {
     );
     d.ok(
         d.path(),
-        &["container", "run", "--name", "stopped", IMAGE, "true"],
+        &[
+            "container",
+            "run",
+            "--name",
+            "stopped",
+            "--network",
+            "none",
+            IMAGE,
+            "true",
+        ],
     );
     // An anonymous volume (created without a name) and a named one, both unused.
     d.ok(d.path(), &["volume", "create", "named"]);

@@ -625,7 +625,17 @@ fn bad_input_is_refused_with_dockers_exit_codes_and_leaves_nothing() {
     );
     let err = f.fails(
         125,
-        &["container", "run", "--rm", "-p", "80:80", IMAGE, "true"],
+        &[
+            "container",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-p",
+            "80:80",
+            IMAGE,
+            "true",
+        ],
     );
     assert!(err.contains("needs a bridge network"), "{err}");
     assert!(f.ids().is_empty(), "bad runs left {:?}", f.ids());

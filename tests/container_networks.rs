@@ -147,6 +147,28 @@ fn names_aliases_published_ports_and_named_volumes() {
         "test -e /sys/class/net/eth0 && echo has-eth0",
     ]);
     assert_eq!(out.trim(), "has-eth0");
+    // It is the default, as with Docker; `--network none` has only `lo`.
+    let out = d.ok(&[
+        "container",
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "test -e /sys/class/net/eth0 && echo has-eth0",
+    ]);
+    assert_eq!(out.trim(), "has-eth0");
+    let out = d.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(out.trim(), "lo");
     assert!(
         d.ok(&["network", "ls"]).contains("bridge"),
         "the default bridge network is listed"
@@ -196,7 +218,17 @@ fn names_aliases_published_ports_and_named_volumes() {
             "already in use",
         ),
         (
-            vec!["container", "run", "--rm", "-p", "8080:80", IMAGE, "true"],
+            vec![
+                "container",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-p",
+                "8080:80",
+                IMAGE,
+                "true",
+            ],
             "needs a bridge network",
         ),
         (
@@ -204,6 +236,8 @@ fn names_aliases_published_ports_and_named_volumes() {
                 "container",
                 "run",
                 "--rm",
+                "--network",
+                "host",
                 "--network-alias",
                 "x",
                 IMAGE,

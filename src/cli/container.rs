@@ -151,8 +151,9 @@ pub struct RunArgs {
     /// Seconds to wait after the stop signal before SIGKILL (default 10)
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
-    /// Network: `none` (default: an empty namespace with lo), `host`, `bridge` (the
-    /// daemon's default bridge network) or a network made by `network create`
+    /// Network: `bridge` (default, as with Docker: the daemon's default bridge network, made
+    /// on first use), `none` (an empty namespace with lo), `host`, or a network made by
+    /// `network create`
     #[arg(long = "network", alias = "net", value_name = "NETWORK")]
     pub network: Option<String>,
     /// Another DNS name of the container on its network

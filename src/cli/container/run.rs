@@ -127,13 +127,18 @@ pub(super) fn parse_bind(text: &str) -> Result<Bind, String> {
     })
 }
 
+/// The network of a container run or created without `--network`, as with Docker.
+const DEFAULT_NETWORK: &str = "bridge";
+
 /// The create request of `args`, checked.
 pub(super) fn request(project: &ProjectArgs, args: &RunArgs) -> Result<ContainerCreate, Failure> {
     let bad = |m: String| Failure::new(ENGINE, m);
-    let bridge = !matches!(
-        args.network.as_deref(),
-        None | Some("none" | "default" | "host")
-    );
+    // Docker's default: the daemon's `bridge` network (`default` names it too).
+    let network = match args.network.as_deref() {
+        None | Some("default") => DEFAULT_NETWORK,
+        Some(n) => n,
+    };
+    let bridge = !matches!(network, "none" | "host");
     let mut publish = Vec::new();
     for p in &args.publish {
         publish.extend(parse_publish(p).map_err(bad)?);
@@ -218,7 +223,7 @@ pub(super) fn request(project: &ProjectArgs, args: &RunArgs) -> Result<Container
         cap_drop: args.cap_drop.clone(),
         binds,
         tmpfs,
-        network: args.network.clone(),
+        network: Some(network.to_string()),
         network_aliases: args.network_alias.clone(),
         volumes,
         publish,
@@ -516,9 +521,9 @@ mod tests {
         for bad in [
             &["-m", "12zb", "img"][..],
             &["--cpus=-1", "img"],
-            &["--publish", "80:80", "img"],
+            &["--publish", "80:80", "--network", "none", "img"],
             &["--publish", "80:80:80:80", "--network", "bridge", "img"],
-            &["--network-alias", "a", "img"],
+            &["--network-alias", "a", "--network", "host", "img"],
             &["--dns", "nameserver", "img"],
             &["--tmpfs", "/x:bogus=1", "img"],
         ] {
