@@ -134,41 +134,20 @@ fn names_aliases_published_ports_and_named_volumes() {
     ]);
     assert_eq!(out.trim(), "kept");
 
-    // Docker's default bridge network, made on first use.
-    let out = d.ok(&[
-        "container",
-        "run",
-        "--rm",
-        "--network",
-        "bridge",
-        IMAGE,
-        "sh",
-        "-c",
-        "test -e /sys/class/net/eth0 && echo has-eth0",
-    ]);
-    assert_eq!(out.trim(), "has-eth0");
-    // It is the default, as with Docker; `--network none` has only `lo`.
-    let out = d.ok(&[
-        "container",
-        "run",
-        "--rm",
-        IMAGE,
-        "sh",
-        "-c",
-        "test -e /sys/class/net/eth0 && echo has-eth0",
-    ]);
-    assert_eq!(out.trim(), "has-eth0");
-    let out = d.ok(&[
-        "container",
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        IMAGE,
-        "ls",
-        "/sys/class/net",
-    ]);
-    assert_eq!(out.trim(), "lo");
+    // Docker's default bridge network, made on first use; it is the default, as with Docker,
+    // and `--network none` has only `lo`.
+    for (network, want) in [
+        (Some("bridge"), "eth0\nlo"),
+        (None, "eth0\nlo"),
+        (Some("none"), "lo"),
+    ] {
+        let mut args = vec!["container", "run", "--rm"];
+        if let Some(n) = network {
+            args.extend(["--network", n]);
+        }
+        args.extend([IMAGE, "ls", "/sys/class/net"]);
+        assert_eq!(d.ok(&args).trim(), want, "{network:?}");
+    }
     assert!(
         d.ok(&["network", "ls"]).contains("bridge"),
         "the default bridge network is listed"
